@@ -1,0 +1,5 @@
+import sys
+
+from ingress_egress.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""The publisher interface every bus driver implements.
+
+The pipeline hands a driver an ``OutboundMessage`` (the envelope already encoded once) and
+gets back a future that settles when the bus has acknowledged it. Sending and acknowledging
+are separate so the pipeline can keep many publishes in flight (acks are pipelined) while
+the order in which messages are *sent* stays the order in which they were received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+class BusError(Exception):
+    """A publish or bus set-up failed. ``permanent`` marks a rejection a retry cannot fix."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    data: bytes  # the JSON envelope, UTF-8
+    envelope_id: str
+    dedup_id: str  # Twitch message id when there is one, else the envelope id
+    type: str  # envelope type, e.g. external.chat.message.v1
+    traceparent: str  # W3C traceparent carrying the envelope traceId
+    ordering_key: str  # per-channel key (room id, else channel login)
+    time: str  # envelope timestamp, ISO 8601 UTC
+    channel: str
+    received_at: float = 0.0  # monotonic receipt time, for latency measurements
+
+
+class Publisher(ABC):
+    """A bus driver. ``start`` connects and ensures the destination exists."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and prepare the destination; raise ``BusError`` with a clear reason."""
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
+        """Send one message in call order; return a future settled by the bus's ack.
+
+        Raises ``BusError`` when the message cannot even be sent (e.g. disconnected).
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush what is in flight where the driver can, then disconnect."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """True while the driver believes it can publish."""
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret state for ``/_debug/twitch`` and ``/readyz``."""
+        return {"driver": self.name, "connected": self.connected}
+
+
+def settled(value: Any = None) -> asyncio.Future[Any]:
+    """A future that is already resolved: the ack of a driver that acks synchronously."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

@@ -1,0 +1,235 @@
+"""Service configuration, read once from the environment.
+
+Every variable is named in README.md and architecture.yaml. A bad value stops start-up
+with one ``ConfigError`` line that names the variable; secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+INGRESS_TOPIC = "internal.ingress.v1"
+DLQ_TOPIC = "internal.ingress.dlq.v1"
+FINALIZER_TOPIC = "internal.finalizer.v1"
+
+BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
+IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
+SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN"})
+
+# Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
+_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
+# Pub/Sub topic names allow letters, digits and -_.~+% ; NATS subjects must not hold spaces
+# or wildcards. One rule that satisfies both keeps the prefix portable between drivers.
+_BUS_PREFIX_RE = re.compile(r"^[A-Za-z0-9\-_.~+%]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid. ``str()`` is one line naming it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"configuration error: {variable}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class IrcEndpoint:
+    scheme: str  # irc | ircs | ws | wss
+    host: str
+    port: int
+    path: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.scheme in ("ircs", "wss")
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.scheme in ("ws", "wss")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    message_bus_driver: str = "stdout"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "INGRESS"
+    bus_prefix: str = ""
+    twitch_bot_username: str = ""
+    twitch_channels: tuple[str, ...] = ()
+    twitch_client_id: str = field(default="", repr=False)
+    twitch_client_secret: str = field(default="", repr=False)
+    twitch_oauth_token: str = field(default="", repr=False)
+    twitch_irc_url: IrcEndpoint = IrcEndpoint("ircs", "irc.chat.twitch.tv", 6697)
+    twitch_oauth_url: str = "https://id.twitch.tv/oauth2"
+    irc_reconnect_initial_ms: int = 1000
+    irc_reconnect_max_ms: int = 30000
+    publish_max_retries: int = 5
+    publish_max_in_flight: int = 1024
+    queue_max_messages: int = 10000
+    port: int = 8080
+    host: str = "0.0.0.0"
+    google_cloud_project: str = ""
+    firestore_tokens_collection: str = "twitch_tokens"
+    firestore_lookup: str = "login"
+    pubsub_create_topic: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def ingress_subject(self) -> str:
+        return f"{self.bus_prefix}{INGRESS_TOPIC}"
+
+    @property
+    def dlq_subject(self) -> str:
+        return f"{self.bus_prefix}{DLQ_TOPIC}"
+
+    @property
+    def identity(self) -> str:
+        return self.twitch_bot_username or "anonymous"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return _Reader(env).settings()
+
+
+class _Reader:
+    """Reads and validates one variable at a time so each error names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str, default: str) -> str:
+        value = self.env.get(name)
+        return default if value is None or value.strip() == "" else value.strip()
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        text = self.raw(name, str(default))
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {_shown(name, text)}") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        text = self.raw(name, "true" if default else "false").lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false, got {_shown(name, text)}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name, default).lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def settings(self) -> Settings:
+        initial = self.integer("IRC_RECONNECT_INITIAL_MS", 1000, 1, 3_600_000)
+        maximum = self.integer("IRC_RECONNECT_MAX_MS", 30000, 1, 3_600_000)
+        if maximum < initial:
+            raise ConfigError(
+                "IRC_RECONNECT_MAX_MS", f"must be >= IRC_RECONNECT_INITIAL_MS ({initial})"
+            )
+        bot = self.raw("TWITCH_BOT_USERNAME", "").lower().lstrip("@")
+        if bot and not _LOGIN_RE.match(bot):
+            raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {bot!r}")
+        driver = self.choice("MESSAGE_BUS_DRIVER", "stdout", BUS_DRIVERS)
+        return Settings(
+            message_bus_driver=driver,
+            nats_url=self.nats_url(),
+            nats_stream=self.stream_name(),
+            bus_prefix=self.bus_prefix(),
+            twitch_bot_username=bot,
+            twitch_channels=parse_channels(self.env.get("TWITCH_CHANNELS", "")),
+            twitch_client_id=self.raw("TWITCH_CLIENT_ID", ""),
+            twitch_client_secret=self.raw("TWITCH_CLIENT_SECRET", ""),
+            twitch_oauth_token=self.raw("TWITCH_OAUTH_TOKEN", ""),
+            twitch_irc_url=parse_irc_url(
+                self.raw("TWITCH_IRC_URL", "ircs://irc.chat.twitch.tv:6697")
+            ),
+            twitch_oauth_url=self.http_url("TWITCH_OAUTH_URL", "https://id.twitch.tv/oauth2"),
+            irc_reconnect_initial_ms=initial,
+            irc_reconnect_max_ms=maximum,
+            publish_max_retries=self.integer("PUBLISH_MAX_RETRIES", 5, 0, 100),
+            publish_max_in_flight=self.integer("PUBLISH_MAX_IN_FLIGHT", 1024, 1, 65536),
+            queue_max_messages=self.integer("QUEUE_MAX_MESSAGES", 10000, 1, 10_000_000),
+            port=self.integer("PORT", 8080, 0, 65535),
+            host=self.raw("HOST", "0.0.0.0"),
+            google_cloud_project=self.raw("GOOGLE_CLOUD_PROJECT", ""),
+            firestore_tokens_collection=self.raw("FIRESTORE_TOKENS_COLLECTION", "twitch_tokens"),
+            firestore_lookup=self.choice("FIRESTORE_LOOKUP", "login", ("login", "user_id")),
+            pubsub_create_topic=self.boolean("PUBSUB_CREATE_TOPIC", False),
+            log_level=self.choice(
+                "LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ).upper(),
+        )
+
+    def nats_url(self) -> str:
+        url = self.raw("NATS_URL", "nats://127.0.0.1:4222")
+        for part in url.split(","):
+            scheme = urlsplit(part.strip()).scheme
+            if scheme not in ("nats", "tls", "ws", "wss"):
+                raise ConfigError("NATS_URL", "must be nats://, tls://, ws:// or wss:// URL(s)")
+        return url
+
+    def stream_name(self) -> str:
+        name = self.raw("NATS_STREAM", "INGRESS")
+        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
+            raise ConfigError("NATS_STREAM", f"must be letters, digits, - or _, got {name!r}")
+        return name
+
+    def bus_prefix(self) -> str:
+        prefix = self.env.get("BUS_PREFIX", "")
+        if not _BUS_PREFIX_RE.match(prefix):
+            raise ConfigError(
+                "BUS_PREFIX", f"may hold only letters, digits and -_.~+%, got {prefix!r}"
+            )
+        if prefix.lower().startswith("goog"):
+            raise ConfigError("BUS_PREFIX", "must not start with 'goog' (reserved by Pub/Sub)")
+        return prefix
+
+    def http_url(self, name: str, default: str) -> str:
+        url = self.raw(name, default).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, f"must be an http(s) URL, got {url!r}")
+        return url
+
+
+def _shown(name: str, value: str) -> str:
+    return "<redacted>" if name in SECRET_VARIABLES else repr(value)
+
+
+def parse_channels(text: str) -> tuple[str, ...]:
+    """``"#Foo, bar,,#baz"`` -> ``("foo", "bar", "baz")``: case and ``#`` tolerated, order kept."""
+    seen: dict[str, None] = {}
+    for item in text.replace(" ", ",").split(","):
+        login = item.strip().lstrip("#").lower()
+        if not login:
+            continue
+        if not _LOGIN_RE.match(login):
+            raise ConfigError("TWITCH_CHANNELS", f"not a Twitch channel login: {item.strip()!r}")
+        seen.setdefault(login, None)
+    return tuple(seen)
+
+
+def parse_irc_url(url: str) -> IrcEndpoint:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in IRC_URL_SCHEMES:
+        raise ConfigError("TWITCH_IRC_URL", f"scheme must be irc, ircs, ws or wss, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError("TWITCH_IRC_URL", f"has no host: {url!r}")
+    try:
+        port = parts.port or IRC_URL_SCHEMES[scheme]
+    except ValueError:
+        raise ConfigError("TWITCH_IRC_URL", f"has an invalid port: {url!r}") from None
+    return IrcEndpoint(scheme, parts.hostname, port, parts.path if scheme in ("ws", "wss") else "")

@@ -1,0 +1,269 @@
+"""Typed Twitch message -> Envelope (a plain dict, ready for JSON).
+
+The contract fields (docs/envelope.md, docs/schemas/) are always present; additions live in
+``payload`` only. Control lines (PING, JOIN, numerics, WHISPER, ...) yield ``None``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ingress_egress.envelope.ids import MAX_EPOCH_MS, IsoClock, RandomIds, stable_uuid
+from ingress_egress.envelope.types import MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
+from ingress_egress.twitch.messages import (
+    Chatter,
+    Clearchat,
+    Clearmsg,
+    EmoteRange,
+    Privmsg,
+    Roomstate,
+    TwitchMessage,
+    Usernotice,
+)
+from ingress_egress.twitch.messages.common import emotes_within, find_cheers
+
+Envelope = dict[str, Any]
+FINALIZER = "internal.finalizer.v1"
+NO_USER = {"id": "", "name": "", "displayName": "", "profileImageUrl": "", "role": ""}
+
+
+class EnvelopeBuilder:
+    def __init__(
+        self,
+        *,
+        transport: str = "irc",
+        clock: Callable[[], float] = time.time,
+        ids: RandomIds | None = None,
+    ) -> None:
+        self.transport = transport
+        self._clock = clock
+        self._ids = ids or RandomIds()
+        self._received = IsoClock()
+        self._sent = IsoClock()
+        self._builders: dict[type, Callable[[Any, str], Envelope]] = {
+            Privmsg: self._message,
+            Usernotice: self._notification,
+            Clearchat: self._clearchat,
+            Clearmsg: self._clearmsg,
+            Roomstate: self._roomstate,
+        }
+
+    def build(self, message: TwitchMessage, received_at: float | None = None) -> Envelope | None:
+        """The envelope for an event, or ``None`` for a line that is not published."""
+        build = self._builders.get(type(message))
+        if build is None:
+            return None
+        stamp = self._received.format(self._clock() if received_at is None else received_at)
+        return build(message, stamp)
+
+    # -- the common frame -------------------------------------------------------------
+
+    def _frame(
+        self, kind: str, stamp: str, dedup_key: str, channel: str, room_id: str, user: dict
+    ) -> Envelope:
+        envelope_id = stable_uuid(dedup_key) if dedup_key else self._ids.uuid4()
+        return {
+            "v": "1",
+            "id": envelope_id,
+            "correlationId": envelope_id,
+            "traceId": self._ids.trace_id(),
+            "timestamp": stamp,
+            "type": kind,
+            "source": {"platform": "twitch", "channel": channel, "channelId": room_id or None},
+            "user": user,
+            "routingSlip": [],
+            "finalizationDestination": FINALIZER,
+        }
+
+    def _sent_at(self, millis: int | None) -> str | None:
+        if millis is None or not 0 <= millis <= MAX_EPOCH_MS:
+            return None
+        return self._sent.format_ms(millis)
+
+    # -- one method per event type ------------------------------------------------------
+
+    def _message(self, msg: Privmsg, stamp: str) -> Envelope:
+        chatter = msg.chatter
+        envelope = self._frame(
+            MESSAGE, stamp, _twitch_key(msg.message_id), msg.channel, msg.room_id, _user(chatter)
+        )
+        reply = msg.reply
+        envelope["payload"] = {
+            "text": msg.text,
+            "messageId": msg.message_id,
+            "badges": [name for name, _ in chatter.badges],
+            "isMod": msg.is_mod,
+            "isSubscriber": msg.is_subscriber,
+            "color": chatter.color,
+            "emotes": _emotes(msg.text, msg.emotes),
+            "raw": {"tags": msg.irc.tags},
+            "isAction": msg.is_action,
+            "bits": msg.bits,
+            "cheers": _cheers(msg.text) if msg.bits else [],
+            "badgeInfo": dict(chatter.badge_info),
+            "badgeVersions": dict(chatter.badges),
+            "isVip": chatter.has_badge("vip"),
+            "isBroadcaster": chatter.has_badge("broadcaster"),
+            "firstMessage": msg.first_message,
+            "returningChatter": msg.returning_chatter,
+            "customRewardId": msg.custom_reward_id or None,
+            "messageKind": msg.message_kind or None,
+            "reply": None
+            if reply is None
+            else {
+                "parentMessageId": reply.message_id,
+                "parentUserId": reply.user_id,
+                "parentUserLogin": reply.user_login,
+                "parentDisplayName": reply.display_name,
+                "parentText": reply.text,
+                "threadParentMessageId": reply.thread_message_id or None,
+                "threadParentUserLogin": reply.thread_user_login or None,
+            },
+            "sharedChat": None
+            if msg.shared_source is None
+            else {
+                "sourceRoomId": msg.shared_source.room_id,
+                "sourceMessageId": msg.shared_source.message_id,
+            },
+            "sentAt": self._sent_at(msg.sent_at_ms),
+            "transport": self.transport,
+        }
+        return envelope
+
+    def _notification(self, msg: Usernotice, stamp: str) -> Envelope:
+        chatter = msg.chatter
+        envelope = self._frame(
+            NOTIFICATION,
+            stamp,
+            _twitch_key(msg.message_id),
+            msg.channel,
+            msg.room_id,
+            _user(chatter),
+        )
+        envelope["payload"] = {
+            "noticeType": msg.notice_type,
+            "systemMessage": msg.system_message,
+            "text": msg.text,
+            "params": msg.params,
+            "messageId": msg.message_id,
+            "badges": [name for name, _ in chatter.badges],
+            "badgeInfo": dict(chatter.badge_info),
+            "badgeVersions": dict(chatter.badges),
+            "isMod": msg.is_mod,
+            "isSubscriber": msg.is_subscriber,
+            "color": chatter.color,
+            "emotes": _emotes(msg.text, msg.emotes),
+            "sentAt": self._sent_at(msg.sent_at_ms),
+            "transport": self.transport,
+            "raw": {"tags": msg.irc.tags},
+        }
+        return envelope
+
+    def _clearchat(self, msg: Clearchat, stamp: str) -> Envelope:
+        key = _event_key("clearchat", msg.room_id, msg.sent_at_ms, msg.target_user_id)
+        return self._moderation(
+            msg,
+            stamp,
+            key,
+            action=msg.action,
+            target_user_id=msg.target_user_id or None,
+            target_login=msg.target_login or None,
+            duration=msg.duration_seconds,
+            target_message_id=None,
+            text=None,
+        )
+
+    def _clearmsg(self, msg: Clearmsg, stamp: str) -> Envelope:
+        key = _event_key("clearmsg", msg.room_id, msg.sent_at_ms, msg.target_message_id)
+        return self._moderation(
+            msg,
+            stamp,
+            key,
+            action="delete",
+            target_user_id=None,
+            target_login=msg.target_login or None,
+            duration=None,
+            target_message_id=msg.target_message_id or None,
+            text=msg.text,
+        )
+
+    def _moderation(
+        self,
+        msg: Clearchat | Clearmsg,
+        stamp: str,
+        key: str,
+        *,
+        action: str,
+        target_user_id: str | None,
+        target_login: str | None,
+        duration: int | None,
+        target_message_id: str | None,
+        text: str | None,
+    ) -> Envelope:
+        envelope = self._frame(MODERATION, stamp, key, msg.channel, msg.room_id, dict(NO_USER))
+        envelope["payload"] = {
+            "action": action,
+            "targetUserId": target_user_id,
+            "targetLogin": target_login,
+            "durationSeconds": duration,
+            "targetMessageId": target_message_id,
+            "text": text,
+            "messageId": key or None,
+            "sentAt": self._sent_at(msg.sent_at_ms),
+            "transport": self.transport,
+            "raw": {"tags": msg.irc.tags},
+        }
+        return envelope
+
+    def _roomstate(self, msg: Roomstate, stamp: str) -> Envelope:
+        envelope = self._frame(ROOMSTATE, stamp, "", msg.channel, msg.room_id, dict(NO_USER))
+        envelope["payload"] = {
+            **msg.settings,
+            "transport": self.transport,
+            "raw": {"tags": msg.irc.tags},
+        }
+        return envelope
+
+
+def _twitch_key(message_id: str) -> str:
+    return f"twitch:{message_id}" if message_id else ""
+
+
+def _event_key(kind: str, room_id: str, sent_at_ms: int | None, target: str) -> str:
+    """Events without a Twitch id: a key stable across duplicate deliveries of one line."""
+    if not room_id or sent_at_ms is None:
+        return ""
+    return f"twitch:{kind}:{room_id}:{sent_at_ms}:{target}"
+
+
+def _user(chatter: Chatter) -> dict[str, str]:
+    return {
+        "id": chatter.user_id,
+        "name": chatter.login,
+        "displayName": chatter.display_name,
+        "profileImageUrl": "",
+        "role": "",
+    }
+
+
+def _emotes(text: str, emotes: list[EmoteRange]) -> list[dict[str, Any]]:
+    if not emotes:
+        return []
+    return [
+        {"id": emote.id, "start": emote.start, "end": emote.start + len(name) - 1, "name": name}
+        for emote, name in emotes_within(text, emotes)
+    ]
+
+
+def _cheers(text: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "prefix": c.name,
+            "amount": c.amount,
+            "start": c.position,
+            "end": c.position + c.length - 1,
+        }
+        for c in find_cheers(text)
+    ]

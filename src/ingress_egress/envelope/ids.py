@@ -1,0 +1,92 @@
+"""Envelope ids, trace ids and timestamps, made cheaply: they are built for every message.
+
+* A message with a Twitch id gets a *deterministic* envelope id, the RFC 4122 UUIDv5 of
+  ``"twitch:" + message id`` in ``ENVELOPE_NAMESPACE``: the same chat message seen twice (a
+  reconnect overlap, two instances, a backfill of a live log) carries the same envelope id.
+* Other ids are random (UUIDv4 layout) and trace ids are random 128-bit W3C trace-ids, both
+  sliced from one ``os.urandom`` block instead of one system call each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+
+ENVELOPE_NAMESPACE = uuid.UUID("6f1c5a52-3a0e-4b8e-9d53-0d0d1e2a7c11")
+_NAMESPACE_BYTES = ENVELOPE_NAMESPACE.bytes
+_VARIANT = "89ab"
+_BLOCK_IDS = 256
+
+
+def _as_uuid(hex32: str, version: str) -> str:
+    variant = _VARIANT[int(hex32[16], 16) & 3]
+    return f"{hex32[:8]}-{hex32[8:12]}-{version}{hex32[13:16]}-{variant}{hex32[17:20]}-{hex32[20:]}"
+
+
+def stable_uuid(name: str) -> str:
+    """Same result as ``str(uuid.uuid5(ENVELOPE_NAMESPACE, name))``, about twice as fast."""
+    raw = bytearray(_sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _sha1(data: bytes) -> hashlib._Hash:
+    return hashlib.sha1(data, usedforsecurity=False)
+
+
+class RandomIds:
+    """Random UUIDv4 strings and trace ids from a buffered ``os.urandom`` block."""
+
+    __slots__ = ("_hex", "_pos")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._pos = 0
+
+    def _next_hex32(self) -> str:
+        if self._pos >= len(self._hex):
+            self._hex = os.urandom(16 * _BLOCK_IDS).hex()
+            self._pos = 0
+        start = self._pos
+        self._pos = start + 32
+        return self._hex[start : start + 32]
+
+    def uuid4(self) -> str:
+        return _as_uuid(self._next_hex32(), "4")
+
+    def trace_id(self) -> str:
+        value = self._next_hex32()
+        return value if value != "0" * 32 else self.trace_id()  # all-zero is invalid in W3C
+
+    def span_id(self) -> str:
+        return self._next_hex32()[:16]
+
+
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+class IsoClock:
+    """Epoch -> ``2026-11-22T00:43:48.123Z``, formatting each second only once.
+
+    Keep one instance per stream of times (receipt times, sent times) so the cache hits.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, epoch_seconds: float) -> str:
+        return self.format_ms(int(epoch_seconds * 1000))
+
+    def format_ms(self, epoch_millis: int) -> str:
+        second, ms = divmod(epoch_millis, 1000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{ms:03d}Z"

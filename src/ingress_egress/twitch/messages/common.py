@@ -1,0 +1,139 @@
+"""Tag decoders shared by several Twitch commands: badges, emotes, colours, timestamps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+Badge = tuple[str, str]  # (name, version), e.g. ("subscriber", "12")
+
+
+@dataclass(slots=True, frozen=True)
+class EmoteRange:
+    """An emote occurrence: ``text[start:end + 1]`` in Unicode code points (end inclusive)."""
+
+    id: str
+    start: int
+    end: int
+
+
+_CACHE_LIMIT = 4096
+_badge_cache: dict[str, tuple[Badge, ...]] = {}
+
+
+def parse_badges(value: str) -> tuple[Badge, ...]:
+    """``"subscriber/12,premium/1"`` -> ``(("subscriber", "12"), ("premium", "1"))``.
+
+    Chat repeats a few badge sets endlessly, so results are memoized (bounded).
+    """
+    badges = _badge_cache.get(value)
+    if badges is None:
+        badges = tuple(
+            (name, version)
+            for name, _, version in (item.partition("/") for item in value.split(","))
+            if name
+        )
+        if len(_badge_cache) >= _CACHE_LIMIT:
+            _badge_cache.clear()
+        _badge_cache[value] = badges
+    return badges
+
+
+def parse_emotes(value: str) -> list[EmoteRange]:
+    """``"25:0-4,12-16/1902:6-10"`` -> ranges sorted by position; malformed parts are skipped."""
+    if not value:
+        return []
+    ranges = []
+    for group in value.split("/"):
+        emote_id, _, spans = group.partition(":")
+        for span in spans.split(","):
+            start, dash, end = span.partition("-")
+            if dash and start.isdigit() and end.isdigit():
+                ranges.append(EmoteRange(emote_id, int(start), int(end)))
+    ranges.sort(key=_start)
+    return ranges
+
+
+def _start(emote: EmoteRange) -> int:
+    return emote.start
+
+
+def emotes_within(text: str, emotes: list[EmoteRange]) -> list[tuple[EmoteRange, str]]:
+    """Pair each range with its text. Python ``str`` indexes code points, as Twitch counts.
+
+    A range that starts past the text is dropped; one that runs past its end keeps the part
+    that exists (Twitch sometimes sends such ranges; see tests/fixtures samples).
+    """
+    size = len(text)
+    out = []
+    for emote in emotes:
+        if emote.start < size and emote.start <= emote.end:
+            out.append((emote, text[emote.start : emote.end + 1]))
+    return out
+
+
+_COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+
+
+def parse_color(value: str) -> str:
+    """``"#1e90ff"`` -> ``"#1E90FF"``; empty or malformed -> ``""`` (no colour chosen)."""
+    if len(value) != 7 or not _COLOR_RE.match(value):
+        return ""
+    return value.upper()
+
+
+def parse_int(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def parse_flag(value: str | None) -> bool:
+    return value == "1"
+
+
+def channel_of(param: str) -> str:
+    """``"#Foo"`` -> ``"foo"``."""
+    return param[1:].lower() if param.startswith("#") else param.lower()
+
+
+def split_action(text: str) -> tuple[str, bool]:
+    """``"\\x01ACTION waves\\x01"`` -> ``("waves", True)``: the ``/me`` form of a message."""
+    if text.startswith("\x01ACTION") and (len(text) == 7 or text[7] in " \x01"):
+        return text[8:].removesuffix("\x01"), True
+    return text, False
+
+
+_CHEER_RE = re.compile(r"(?<!\S)(\S+?)(\d+)(?!\S)")
+
+# Twitch's global cheermote prefixes (Helix "Get Cheermotes", type global_first_party /
+# global_third_party). Channels may add their own; callers can pass a longer tuple.
+GLOBAL_CHEERMOTES = (
+    "cheer", "doodlecheer", "biblethump", "cheerwhal", "corgo", "uni", "showlove", "party",
+    "seemsgood", "pride", "kappa", "frankerz", "heyguys", "dansgame", "elegiggle", "trihard",
+    "kreygasm", "4head", "swiftrage", "notlikethis", "failfish", "vohiyo", "pjsalt",
+    "mrdestructoid", "bday", "ripcheer", "shamrock", "bitboss", "streamlabs", "muxy",
+    "holidaycheer", "goal", "anon", "charity",
+)  # fmt: skip
+
+
+@dataclass(slots=True, frozen=True)
+class Cheer:
+    name: str
+    amount: int
+    position: int  # code-point index of the cheer's first character
+    length: int
+
+
+def find_cheers(text: str, prefixes: tuple[str, ...] = GLOBAL_CHEERMOTES) -> list[Cheer]:
+    """Cheermotes (``cheer100``) in a message that carried bits, positions in code points."""
+    known = {prefix.lower() for prefix in prefixes}
+    cheers = []
+    for match in _CHEER_RE.finditer(text):
+        name, amount = match.group(1), match.group(2)
+        if name.lower() in known:
+            cheers.append(Cheer(name, int(amount), match.start(), match.end() - match.start()))
+    return cheers

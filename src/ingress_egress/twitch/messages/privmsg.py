@@ -1,0 +1,104 @@
+"""PRIVMSG: a chat message in a channel (including ``/me`` actions, cheers and replies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingress_egress.protocol import IrcMessage
+from ingress_egress.twitch.messages.chatter import Chatter
+from ingress_egress.twitch.messages.common import (
+    EmoteRange,
+    channel_of,
+    parse_emotes,
+    parse_int,
+    split_action,
+)
+
+
+@dataclass(slots=True)
+class ReplyParent:
+    message_id: str
+    user_id: str
+    user_login: str
+    display_name: str
+    text: str
+    thread_message_id: str
+    thread_user_login: str
+
+
+@dataclass(slots=True)
+class SharedChatSource:
+    """Set when the message was sent in another channel of a shared chat session."""
+
+    room_id: str
+    message_id: str
+    badges: str
+    badge_info: str
+
+
+@dataclass(slots=True)
+class Privmsg:
+    channel: str
+    room_id: str
+    message_id: str
+    chatter: Chatter
+    text: str
+    is_action: bool
+    emotes: list[EmoteRange]
+    bits: int | None
+    is_mod: bool
+    is_subscriber: bool
+    first_message: bool
+    returning_chatter: bool
+    sent_at_ms: int | None
+    custom_reward_id: str
+    message_kind: str  # msg-id: highlighted-message, user-intro, animated-message, ... or ""
+    reply: ReplyParent | None
+    shared_source: SharedChatSource | None
+    irc: IrcMessage
+
+    @classmethod
+    def from_irc(cls, msg: IrcMessage) -> Privmsg:
+        tags = msg.tags
+        text, is_action = split_action(msg.param(1))
+        return cls(
+            channel=channel_of(msg.param(0)),
+            room_id=tags.get("room-id", ""),
+            message_id=tags.get("id", ""),
+            chatter=Chatter.from_tags(msg, msg.nick or ""),
+            text=text,
+            is_action=is_action,
+            emotes=parse_emotes(tags.get("emotes", "")),
+            bits=parse_int(tags.get("bits")),
+            is_mod=tags.get("mod") == "1",
+            is_subscriber=tags.get("subscriber") == "1",
+            first_message=tags.get("first-msg") == "1",
+            returning_chatter=tags.get("returning-chatter") == "1",
+            sent_at_ms=parse_int(tags.get("tmi-sent-ts")),
+            custom_reward_id=tags.get("custom-reward-id", ""),
+            message_kind=tags.get("msg-id", ""),
+            reply=_reply(tags) if "reply-parent-msg-id" in tags else None,
+            shared_source=_shared(tags) if "source-room-id" in tags else None,
+            irc=msg,
+        )
+
+
+def _reply(tags: dict[str, str]) -> ReplyParent:
+    return ReplyParent(
+        message_id=tags.get("reply-parent-msg-id", ""),
+        user_id=tags.get("reply-parent-user-id", ""),
+        user_login=tags.get("reply-parent-user-login", ""),
+        display_name=tags.get("reply-parent-display-name", "").strip(),
+        text=tags.get("reply-parent-msg-body", ""),
+        thread_message_id=tags.get("reply-thread-parent-msg-id", ""),
+        thread_user_login=tags.get("reply-thread-parent-user-login", ""),
+    )
+
+
+def _shared(tags: dict[str, str]) -> SharedChatSource:
+    return SharedChatSource(
+        room_id=tags.get("source-room-id", ""),
+        message_id=tags.get("source-id", ""),
+        badges=tags.get("source-badges", ""),
+        badge_info=tags.get("source-badge-info", ""),
+    )
