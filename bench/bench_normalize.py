@@ -74,7 +74,9 @@ def main() -> None:
         "ceiling: str.split per line": each(str.split, lines),
     }
     results = {name: rate(work, len(lines), args.rounds) for name, work in stages.items()}
-    machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    machine = (
+        f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"normalize hot path, {len(lines):,} PRIVMSG lines, best of {args.rounds} ({machine})")
     for name, figures in results.items():
         micros = 1e6 / figures["best"]

@@ -1,4 +1,4 @@
-"""The ``ingress-egress`` command: ``serve`` (the service), ``normalize``, ``simulate``, ``demo``."""
+"""The ``ingress-egress`` command: serve (the service), normalize, simulate, demo."""
 
 from __future__ import annotations
 

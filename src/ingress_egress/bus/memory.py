@@ -1,0 +1,38 @@
+"""In-process bus: keeps what it was given. For tests, benchmarks and trying things out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ingress_egress.bus.base import OutboundMessage, Publisher, settled
+
+
+class MemoryPublisher(Publisher):
+    name = "memory"
+
+    def __init__(self, keep: int | None = None) -> None:
+        """``keep``: retain at most this many messages (None = all); ``count`` counts all."""
+        self.messages: list[OutboundMessage] = []
+        self.count = 0
+        self.keep = keep
+        self._connected = False
+
+    async def start(self) -> None:
+        self._connected = True
+
+    async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
+        self.count += 1
+        if self.keep is None or len(self.messages) < self.keep:
+            self.messages.append(message)
+        return settled()
+
+    async def close(self) -> None:
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "published": self.count}

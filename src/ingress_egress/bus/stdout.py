@@ -1,0 +1,35 @@
+"""Envelopes as JSON lines on stdout: the embedded default, for trying the service out."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, BinaryIO
+
+from ingress_egress.bus.base import OutboundMessage, Publisher, settled
+
+
+class StdoutPublisher(Publisher):
+    name = "stdout"
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._stream = stream or sys.stdout.buffer
+        self._connected = False
+        self.count = 0
+
+    async def start(self) -> None:
+        self._connected = True
+
+    async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
+        self._stream.write(message.data + b"\n")
+        self._stream.flush()
+        self.count += 1
+        return settled()
+
+    async def close(self) -> None:
+        self._stream.flush()
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected

@@ -1,0 +1,57 @@
+"""A fixed-size latency histogram (log-spaced buckets): constant memory, cheap to record."""
+
+from __future__ import annotations
+
+import math
+
+
+class LatencyHistogram:
+    """Seconds in, quantiles out, within one bucket's width (about 5%)."""
+
+    def __init__(self, smallest_s: float = 1e-5, largest_s: float = 100.0, per_decade: int = 48):
+        self.smallest_s = smallest_s
+        self.per_decade = per_decade
+        self.size = int(math.log10(largest_s / smallest_s) * per_decade) + 2
+        self.counts = [0] * self.size
+        self.count = 0
+        self.total_s = 0.0
+        self.max_s = 0.0
+
+    def _bucket(self, seconds: float) -> int:
+        if seconds <= self.smallest_s:
+            return 0
+        index = int(math.log10(seconds / self.smallest_s) * self.per_decade) + 1
+        return min(index, self.size - 1)
+
+    def record(self, seconds: float) -> None:
+        self.counts[self._bucket(seconds)] += 1
+        self.count += 1
+        self.total_s += seconds
+        if seconds > self.max_s:
+            self.max_s = seconds
+
+    def upper_bound(self, index: int) -> float:
+        return self.smallest_s * 10 ** (index / self.per_decade)
+
+    def quantile(self, q: float) -> float | None:
+        if not self.count:
+            return None
+        rank = q * self.count
+        seen = 0
+        for index, count in enumerate(self.counts):
+            seen += count
+            if seen >= rank and count:
+                return min(self.upper_bound(index), self.max_s)
+        return self.max_s
+
+    def summary_ms(self) -> dict[str, float | int | None]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "count": self.count,
+            "p50": ms(self.quantile(0.5)),
+            "p99": ms(self.quantile(0.99)),
+            "p999": ms(self.quantile(0.999)),
+            "max": ms(self.max_s if self.count else None),
+        }

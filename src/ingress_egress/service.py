@@ -1,0 +1,208 @@
+"""The composition root: every component is built and wired here, and nowhere else.
+
+source (TwitchIrcClient) -> envelope (EnvelopeBuilder) -> pipeline (Pipeline) -> bus (Publisher)
+with the HTTP surface reading their state through ``Service`` (a ``ServiceView``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from ingress_egress.bus.base import BusError, Publisher
+from ingress_egress.bus.factory import build_publisher
+from ingress_egress.config import Settings
+from ingress_egress.credentials import CredentialsError, CredentialsProvider
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.http import EmbeddedServer, build_app
+from ingress_egress.pipeline import Pipeline
+from ingress_egress.sources.irc import TwitchIrcClient
+from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.status import ChatState, Counters, ErrorLog
+
+log = logging.getLogger("ingress_egress.service")
+
+HEARTBEAT_S = 0.5
+SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
+
+
+def build_credentials(settings: Settings) -> CredentialsProvider | None:
+    if not settings.twitch_bot_username:
+        return None  # anonymous, read-only
+    from ingress_egress.credentials import build_credentials_provider
+
+    return build_credentials_provider(settings)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publisher: Publisher | None = None,
+        credentials: CredentialsProvider | None = None,
+        keepalive_idle_s: float = 30.0,
+        pong_timeout_s: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self.errors = ErrorLog()
+        self.publisher = publisher or build_publisher(settings)
+        self.credentials = credentials if credentials is not None else build_credentials(settings)
+        self.state = ChatState(
+            transport="irc", identity=settings.identity, wanted=settings.twitch_channels
+        )
+        self.pipeline = Pipeline(
+            EnvelopeBuilder(transport="irc"),
+            self.publisher,
+            self.counters,
+            self.errors,
+            max_retries=settings.publish_max_retries,
+            max_in_flight=settings.publish_max_in_flight,
+            queue_max=settings.queue_max_messages,
+        )
+        self.client = TwitchIrcClient(
+            endpoint=settings.twitch_irc_url,
+            channels=settings.twitch_channels,
+            login=settings.twitch_bot_username,
+            credentials=self.credentials,
+            sink=self.pipeline.submit,
+            state=self.state,
+            counters=self.counters,
+            errors=self.errors,
+            backoff=Backoff(
+                settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
+            ),
+            keepalive_idle_s=keepalive_idle_s,
+            pong_timeout_s=pong_timeout_s,
+        )
+        self.http = EmbeddedServer(build_app(self), settings.host, settings.port)
+        self.bus_error = "connecting"
+        self._started_at = time.monotonic()
+        self._beat = time.monotonic()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """HTTP first (so probes answer), then the bus, then Twitch: never read what
+        cannot be published."""
+        await self.http.start()
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        self._tasks.append(asyncio.create_task(self._start_bus_then_chat(), name="startup"))
+        log.info(
+            "ingress-egress up: http :%d, bus %s -> %s, twitch %s as %s, channels %s",
+            self.http.port,
+            self.publisher.name,
+            self.settings.ingress_subject,
+            self.settings.twitch_irc_url,
+            self.settings.identity,
+            ",".join(self.settings.twitch_channels) or "(none)",
+        )
+
+    async def _start_bus_then_chat(self) -> None:
+        backoff = Backoff(0.5, 15.0)
+        while True:
+            try:
+                await self.publisher.start()
+                self.bus_error = ""
+                break
+            except BusError as error:
+                self.bus_error = str(error)
+                self.errors.add("bus_unavailable", str(error))
+                delay = backoff.next_delay()
+                log.error("bus not available (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+        if self.credentials is not None:
+            try:
+                await self.credentials.start()
+            except CredentialsError as error:
+                self.errors.add(error.code, str(error))
+                log.error("credentials: %s", error)
+        self.pipeline.start()
+        self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
+
+    async def stop(self) -> None:
+        """Stop reading, flush what is in flight (bounded), then close everything."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.client.stop()
+        left = await self.pipeline.drain(SHUTDOWN_GRACE_S)
+        if left:
+            log.error("shutdown: %d envelopes were not acknowledged in time", left)
+            self.errors.add("shutdown_unflushed", f"{left} envelopes not acknowledged")
+        await self.pipeline.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.publisher.close()
+        if self.credentials is not None:
+            with contextlib.suppress(Exception):
+                await self.credentials.close()
+        await self.http.stop()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("signal received: shutting down")
+        await self.stop()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._beat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    # -- ServiceView ----------------------------------------------------------------
+
+    def loop_lag_s(self) -> float:
+        return max(0.0, time.monotonic() - self._beat - HEARTBEAT_S)
+
+    def readiness(self) -> list[str]:
+        reasons = []
+        if not self.publisher.connected:
+            reasons.append(f"bus not connected ({self.bus_error or 'disconnected'})")
+        if self.credentials is not None and not self.credentials.healthy:
+            status = self.credentials.status()
+            reasons.append(f"credentials {status.get('state')}: {status.get('reason')}")
+        if not self.state.connected:
+            reasons.append("not connected to Twitch")
+        pending = self.state.pending
+        if pending:
+            reasons.append(f"channels not joined yet: {', '.join(pending[:20])}")
+        if self.state.failed_channels:
+            failed = ", ".join(f"{c} ({why})" for c, why in self.state.failed_channels.items())
+            reasons.append(f"channels failed: {failed}")
+        return reasons
+
+    def debug_snapshot(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "connected": state.connected,
+            "joinedChannels": sorted(state.joined),
+            "pendingChannels": state.pending,
+            "failedChannels": dict(state.failed_channels),
+            "lastReconnectAt": state.last_reconnect_at,
+            "reconnects": state.reconnects,
+            "counters": self.counters.as_dict(),
+            "lastError": self.errors.last,
+            "recentErrors": list(self.errors.entries),
+            "transport": state.transport,
+            "identity": state.identity,
+            "endpoint": str(self.settings.twitch_irc_url),
+            "bus": self.publisher.describe(),
+            "queue": {"depth": self.pipeline.depth, "inFlight": self.pipeline.in_flight},
+            "publishLatencyMs": self.pipeline.latency.summary_ms(),
+            "credentials": self.credentials.status() if self.credentials else None,
+            "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
+        }

@@ -1,0 +1,1 @@
+"""Chat sources: where events come from (Twitch IRC today, EventSub next)."""

@@ -1,0 +1,143 @@
+"""Byte transports that deliver IRC lines: TCP, TLS and WebSocket, behind one interface.
+
+The connection logic (client.py) only sees ``LineTransport``: lines in, lines out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from abc import ABC, abstractmethod
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from ingress_egress.config import IrcEndpoint
+
+READ_SIZE = 1 << 16
+
+
+class TransportClosed(Exception):
+    """The peer closed the connection (or it broke)."""
+
+
+class LineTransport(ABC):
+    invalid_utf8: int = 0  # reads that held bytes which were not UTF-8 (replaced)
+
+    @abstractmethod
+    async def read_lines(self) -> list[str]:
+        """The next complete lines (without CRLF); raises ``TransportClosed`` at EOF."""
+
+    @abstractmethod
+    async def send_lines(self, lines: list[str]) -> None:
+        """Write lines, each terminated by CRLF, in one write."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def _decode(data: bytes, transport: LineTransport) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        transport.invalid_utf8 += 1
+        return data.decode("utf-8", errors="replace")
+
+
+def _split(text: str) -> list[str]:
+    lines = text.split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines if line not in ("", "\r")]
+
+
+class StreamTransport(LineTransport):
+    """IRC over TCP, optionally TLS (``irc://``, ``ircs://``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._tail = b""
+
+    @classmethod
+    async def open(cls, endpoint: IrcEndpoint, timeout: float) -> StreamTransport:
+        context = ssl.create_default_context() if endpoint.uses_tls else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                endpoint.host,
+                endpoint.port,
+                ssl=context,
+                server_hostname=endpoint.host if context else None,
+                limit=READ_SIZE,
+            ),
+            timeout,
+        )
+        return cls(reader, writer)
+
+    async def read_lines(self) -> list[str]:
+        while True:
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                raise TransportClosed("connection closed by server")
+            end = data.rfind(b"\n")
+            if end == -1:
+                self._tail += data
+                continue
+            chunk = self._tail + data[: end + 1] if self._tail else data[: end + 1]
+            self._tail = data[end + 1 :]
+            return _split(_decode(chunk, self))
+
+    async def send_lines(self, lines: list[str]) -> None:
+        if self._writer.is_closing():
+            raise TransportClosed("connection is closing")
+        self._writer.write("".join(f"{line}\r\n" for line in lines).encode())
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as error:
+            raise TransportClosed(str(error)) from error
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), 2)
+        except (ConnectionError, OSError, TimeoutError, ssl.SSLError):
+            pass
+
+
+class WebSocketTransport(LineTransport):
+    """IRC over WebSocket (``ws://``, ``wss://``): one or more CRLF-separated lines per frame."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+
+    @classmethod
+    async def open(cls, endpoint: IrcEndpoint, timeout: float) -> WebSocketTransport:
+        url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}{endpoint.path or '/'}"
+        connection = await websockets.connect(
+            url, subprotocols=["irc"], open_timeout=timeout, max_size=1 << 20
+        )
+        return cls(connection)
+
+    async def read_lines(self) -> list[str]:
+        while True:
+            try:
+                frame = await self._connection.recv()
+            except websockets.ConnectionClosed as error:
+                raise TransportClosed(f"websocket closed ({error.rcvd})") from error
+            text = frame if isinstance(frame, str) else _decode(frame, self)
+            lines = _split(text)
+            if lines:
+                return lines
+
+    async def send_lines(self, lines: list[str]) -> None:
+        try:
+            await self._connection.send("\r\n".join(lines) + "\r\n")
+        except websockets.ConnectionClosed as error:
+            raise TransportClosed("websocket closed") from error
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+async def open_transport(endpoint: IrcEndpoint, timeout: float = 10.0) -> LineTransport:
+    if endpoint.is_websocket:
+        return await WebSocketTransport.open(endpoint, timeout)
+    return await StreamTransport.open(endpoint, timeout)

@@ -1,0 +1,81 @@
+"""Counters and connection state shared by the source, the pipeline and the HTTP surface.
+
+Components write plain attributes (no locks: one event loop); ``/_debug/twitch`` and
+``/readyz`` read them. Nothing here ever holds a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Counters:
+    received: int = 0  # event lines read from Twitch (every line, before filtering)
+    published: int = 0  # envelopes acknowledged by the bus
+    failed: int = 0  # envelopes given up on after retries (or rejected permanently)
+    parse_errors: int = 0  # lines that were not IRC
+    retries: int = 0  # publish attempts beyond the first
+    dropped: int = 0  # envelopes that found the queue full (never silent: logged too)
+    invalid_utf8: int = 0  # reads whose bytes were not UTF-8 (replaced, still processed)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "published": self.published,
+            "failed": self.failed,
+            "parseErrors": self.parse_errors,
+            "retries": self.retries,
+            "dropped": self.dropped,
+            "invalidUtf8": self.invalid_utf8,
+        }
+
+
+@dataclass
+class ErrorLog:
+    """The last few errors, simplified for humans: a code, a short message, a time."""
+
+    size: int = 20
+    entries: deque[dict[str, Any]] = field(default_factory=deque)
+
+    def add(self, code: str, message: str) -> None:
+        self.entries.append({"at": _iso_now(), "code": code, "message": message[:300]})
+        while len(self.entries) > self.size:
+            self.entries.popleft()
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        return self.entries[-1] if self.entries else None
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+@dataclass
+class ChatState:
+    """What the chat source reports: connection, channels wanted vs confirmed by Twitch."""
+
+    transport: str
+    identity: str
+    wanted: tuple[str, ...]
+    connected: bool = False
+    logged_in: bool = False
+    joined: set[str] = field(default_factory=set)
+    failed_channels: dict[str, str] = field(default_factory=dict)  # channel -> NOTICE msg-id
+    reconnects: int = 0
+    last_reconnect_at: str | None = None
+    connected_since: float | None = None
+    server: str = ""
+
+    @property
+    def pending(self) -> list[str]:
+        return [c for c in self.wanted if c not in self.joined and c not in self.failed_channels]
+
+    def mark_reconnect(self) -> None:
+        self.reconnects += 1
+        self.last_reconnect_at = _iso_now()

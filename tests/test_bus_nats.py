@@ -1,0 +1,60 @@
+"""NATS JetStream specifics: stream creation, server-side de-duplication, clear errors."""
+
+from __future__ import annotations
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from ingress_egress.bus.base import BusError
+from ingress_egress.bus.nats import NatsPublisher
+from tests.support.nats import NatsHarness, NatsServer
+from tests.support.processes import free_port
+from tests.test_bus_contract import outbound
+
+pytestmark = pytest.mark.timeout(60)
+SUBJECT = "dev.internal.ingress.v1"
+
+
+async def test_creates_the_stream_with_a_dedup_window(nats_server: NatsServer) -> None:
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING", extra_subjects=("dev.dlq",))
+    await publisher.start()
+    await publisher.close()
+    nc = await nats.connect(nats_server.url)
+    info = await nc.jetstream().stream_info("ING")
+    await nc.close()
+    assert set(info.config.subjects) == {SUBJECT, "dev.dlq"}
+    assert info.config.duplicate_window == pytest.approx(120.0)
+
+
+async def test_same_message_id_is_stored_once(nats_server: NatsServer) -> None:
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING")
+    await publisher.start()
+    message = outbound("alpha", 1)
+    first = await (await publisher.send(message))
+    second = await (await publisher.send(message))  # a retry / a duplicate connection
+    await publisher.close()
+    assert not first.duplicate
+    assert second.duplicate
+    got = await NatsHarness(nats_server.url, "ING", SUBJECT).received(1)
+    assert len(got) == 1
+
+
+async def test_existing_stream_gains_the_subject(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().add_stream(StreamConfig(name="ING", subjects=["other.subject"]))
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING")
+    await publisher.start()
+    await publisher.close()
+    info = await nc.jetstream().stream_info("ING")
+    await nc.close()
+    assert set(info.config.subjects) == {"other.subject", SUBJECT}
+
+
+async def test_unreachable_server_is_a_clear_error_without_credentials() -> None:
+    url = f"nats://user:hunter2pass@127.0.0.1:{free_port()}"
+    publisher = NatsPublisher(url, SUBJECT, "ING", connect_timeout_s=0.5)
+    with pytest.raises(BusError) as caught:
+        await publisher.start()
+    assert "cannot connect to NATS at nats://127.0.0.1:" in str(caught.value)
+    assert "hunter2pass" not in str(caught.value)
