@@ -22,12 +22,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-@pytest.fixture(params=["nats", "pubsub"])
+@pytest.fixture(params=["nats", "nats-ack-each", "pubsub"])
 def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusUnderTest]:
     """A real, empty bus of each kind, with a reader for what was published to it."""
-    if request.param == "nats":
+    if request.param.startswith("nats"):
         server = NatsServer(tmp_path).start()
-        settings = Settings(message_bus_driver="nats", nats_url=server.url, nats_stream="INGRESS")
+        settings = Settings(
+            message_bus_driver="nats",
+            nats_url=server.url,
+            nats_stream="INGRESS",
+            nats_ack_mode="each" if request.param == "nats-ack-each" else "batch",
+        )
         reader = NatsHarness(server.url, "INGRESS", settings.ingress_subject)
         try:
             yield BusUnderTest("nats", settings, reader.received)

@@ -58,3 +58,15 @@ async def test_unreachable_server_is_a_clear_error_without_credentials() -> None
         await publisher.start()
     assert "cannot connect to NATS at nats://127.0.0.1:" in str(caught.value)
     assert "hunter2pass" not in str(caught.value)
+
+
+async def test_subject_owned_by_another_stream_is_a_clear_error(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().add_stream(StreamConfig(name="OTHER", subjects=[SUBJECT]))
+    await nc.close()
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING")
+    with pytest.raises(BusError) as caught:
+        await publisher.start()
+    await publisher.close()
+    assert str(caught.value).startswith("JetStream stream ING: ")
+    assert "overlap" in str(caught.value)

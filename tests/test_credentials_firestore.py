@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -138,7 +138,7 @@ async def make(
         instance_id: str | None = None,
         run_background: bool = False,
         oauth_timeout: float = 1.0,
-        firestore_timeout: float = 3.0,
+        firestore_timeout: float = 10.0,
     ) -> FirestoreCredentialsProvider:
         oauth = TwitchOAuthClient(
             twitch.base_url,
@@ -673,6 +673,25 @@ async def test_race_two_instances_without_lease_loser_adopts_winner(
     assert ident(winner)["token_fingerprint"] == ident(a if winner is b else b)["token_fingerprint"]
     # The winner's refresh token is the one stored, and it works.
     assert twitch.refresh_valid(doc["refreshToken"])
+
+
+async def test_stale_lease_of_a_crashed_instance_is_taken_over(
+    db: AsyncClient, twitch: TwitchOAuthMock, make: MakeProvider
+) -> None:
+    old_access, _ = await seed(db, twitch, expires_in=60)
+    lease_until = datetime.fromtimestamp(time.time() + 0.4, UTC)
+    await (
+        db.collection(COLLECTION)
+        .document(LOGIN)
+        .update({LEASE_FIELD: {"owner": "crashed-instance", "expiresAt": lease_until}})
+    )
+    provider = make(identities=())
+    started = time.monotonic()
+    auth = await provider.get_chat_auth(LOGIN)
+    assert time.monotonic() - started >= 0.3  # waited for the lease to run out
+    assert auth.access_token != old_access and twitch.token_calls == 1
+    doc = await stored(db)
+    assert doc["accessToken"] == auth.access_token and LEASE_FIELD not in doc
 
 
 async def test_commit_adopts_when_document_changed_during_refresh(

@@ -33,7 +33,7 @@ async def twitch() -> AsyncIterator[TwitchOAuthMock]:
 @pytest.fixture
 async def oauth(twitch: TwitchOAuthMock) -> AsyncIterator[TwitchOAuthClient]:
     client = TwitchOAuthClient(
-        twitch.base_url, twitch.client_id, twitch.client_secret, timeout=0.5, retry=FAST
+        twitch.base_url, twitch.client_id, twitch.client_secret, timeout=0.25, retry=FAST
     )
     yield client
     await client.aclose()

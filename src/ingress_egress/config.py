@@ -59,6 +59,9 @@ class Settings:
     message_bus_driver: str = "stdout"
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "INGRESS"
+    nats_ack_mode: str = "batch"
+    nats_ack_batch: int = 256
+    nats_ack_linger_ms: int = 2
     bus_prefix: str = ""
     twitch_bot_username: str = ""
     twitch_channels: tuple[str, ...] = ()
@@ -146,6 +149,9 @@ class _Reader:
             message_bus_driver=driver,
             nats_url=self.nats_url(),
             nats_stream=self.stream_name(),
+            nats_ack_mode=self.choice("NATS_ACK_MODE", "batch", ("batch", "each")),
+            nats_ack_batch=self.integer("NATS_ACK_BATCH", 256, 1, 10_000),
+            nats_ack_linger_ms=self.integer("NATS_ACK_LINGER_MS", 2, 0, 1000),
             bus_prefix=self.bus_prefix(),
             twitch_bot_username=bot,
             twitch_channels=parse_channels(self.env.get("TWITCH_CHANNELS", "")),

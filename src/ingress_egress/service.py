@@ -112,8 +112,10 @@ class Service:
                 await self.publisher.start()
                 self.bus_error = ""
                 break
-            except BusError as error:
-                self.bus_error = str(error)
+            except Exception as error:  # a driver bug must not kill start-up silently
+                if not isinstance(error, BusError):
+                    log.exception("bus start failed unexpectedly")
+                self.bus_error = str(error) or type(error).__name__
                 self.errors.add("bus_unavailable", str(error))
                 delay = backoff.next_delay()
                 log.error("bus not available (%s); retrying in %.1fs", error, delay)

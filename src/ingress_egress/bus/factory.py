@@ -17,6 +17,9 @@ def build_publisher(settings: Settings) -> Publisher:
             settings.nats_stream,
             extra_subjects=(settings.dlq_subject,),
             max_pending=settings.publish_max_in_flight,
+            ack_mode=settings.nats_ack_mode,
+            ack_batch=settings.nats_ack_batch,
+            ack_linger_s=settings.nats_ack_linger_ms / 1000,
         )
     if driver == "pubsub":
         from ingress_egress.bus.pubsub import PubSubPublisher

@@ -4,9 +4,10 @@
 ``refresh_margin`` seconds; otherwise it refreshes first. A refresh always goes through
 Firestore (see ``FirestoreTokenStore``):
 
-1. a *claim* transaction re-reads the document. If another writer already stored a different
-   token that is still good, that token is adopted and Twitch is not called. If another
-   instance holds the refresh lease, we wait for its result. Otherwise we take the lease.
+1. a *claim* re-reads the document. If another writer already stored a different token
+   that is still good, that token is adopted and Twitch is not called. If another instance
+   holds the refresh lease, we wait for its result. Otherwise we take the lease (a
+   compare-and-set on the document's update time).
 2. Twitch ``POST /token`` with the document's (freshest) refresh token.
 3. a *commit* transaction re-reads the document and writes the new tokens only if they are
    still the ones we refreshed from; if someone else replaced them meanwhile (and theirs is

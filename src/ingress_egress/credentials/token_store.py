@@ -61,6 +61,7 @@ from ingress_egress.credentials.errors import (
     FIRESTORE_DENIED,
     FIRESTORE_UNAVAILABLE,
     INVALID_IDENTITY,
+    REFRESH_CONTENDED,
     StoreError,
 )
 
@@ -378,9 +379,7 @@ class FirestoreTokenStore:
         collection = self._client.collection(self._collection_name)
         ref = await self._guard(
             "lookup",
-            lambda: self._lookup.locate(
-                collection, key, retry=self._retry, rpc_timeout=self._timeout
-            ),
+            self._lookup.locate(collection, key, retry=self._retry, rpc_timeout=self._timeout),
         )
         if ref is None:
             raise StoreError(
@@ -390,9 +389,7 @@ class FirestoreTokenStore:
         return ref
 
     async def read(self, ref: AsyncDocumentReference) -> TokenRecord:
-        snapshot = await self._guard(
-            "read", lambda: ref.get(retry=self._retry, timeout=self._timeout)
-        )
+        snapshot = await self._guard("read", ref.get(retry=self._retry, timeout=self._timeout))
         return self._record(ref, snapshot)
 
     async def claim_refresh(
@@ -405,18 +402,20 @@ class FirestoreTokenStore:
         force: bool,
         lease_seconds: float | None,
     ) -> Claim:
-        """Decide, inside a transaction, whether to adopt the stored token, wait or refresh.
+        """Re-read the document and decide whether to adopt the stored token, wait or refresh.
 
         * the stored tokens differ from ``seen`` (or we are not forcing) and stay valid for
           more than ``margin`` seconds: ``ADOPT`` them;
         * another instance holds an unexpired lease: ``WAIT``;
-        * otherwise ``REFRESH`` with the stored (freshest) refresh token; with
-          ``lease_seconds`` the lease is written in the same transaction.
+        * otherwise ``REFRESH`` with the stored (freshest) refresh token. With
+          ``lease_seconds`` the lease is written first, as a compare-and-set on the
+          document's update time (lock-free: a transaction here would make two racing
+          instances wait on each other's locks); a lost compare re-reads and decides again.
         """
-
-        async def body(tx: AsyncTransaction) -> Claim:
+        for _ in range(self._tx_attempts):
+            snapshot = await self._guard("claim", ref.get(retry=self._retry, timeout=self._timeout))
+            current = self._record(ref, snapshot)
             now = self._clock()
-            current = await self._read_in(tx, ref)
             changed = not current.same_tokens(seen)
             valid_for = current.valid_for(now)
             if not changed and seen is not None:
@@ -429,13 +428,11 @@ class FirestoreTokenStore:
             if current.lease_active(now, owner):
                 return Claim(Plan.WAIT, current)
             until = now + lease_seconds
-            tx.update(
-                ref,
-                {LEASE_FIELD: {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}},
-            )
-            return Claim(Plan.REFRESH, replace(current, lease_owner=owner, lease_until=until))
-
-        return await self._transaction("claim", body)
+            lease = {LEASE_FIELD: {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}}
+            if await self._guard("claim", self._update_if_unchanged(ref, snapshot, lease)):
+                return Claim(Plan.REFRESH, replace(current, lease_owner=owner, lease_until=until))
+            log.debug("lost the race for the refresh lease on %s; re-reading", ref.path)
+        raise StoreError(REFRESH_CONTENDED, f"the refresh lease on {ref.path} kept changing")
 
     async def commit_refresh(
         self,
@@ -488,18 +485,31 @@ class FirestoreTokenStore:
 
     async def release_claim(self, ref: AsyncDocumentReference, owner: str) -> None:
         """Drop our refresh lease (after a failed refresh) so others need not wait it out."""
-
-        async def body(tx: AsyncTransaction) -> None:
-            snapshot = await ref.get(transaction=tx, retry=self._retry, timeout=self._timeout)
-            if not snapshot.exists:
+        for _ in range(self._tx_attempts):
+            snapshot = await self._guard(
+                "release", ref.get(retry=self._retry, timeout=self._timeout)
+            )
+            lease = (snapshot.to_dict() or {}).get(LEASE_FIELD) if snapshot.exists else None
+            if not isinstance(lease, Mapping) or lease.get("owner") != owner:
                 return
-            lease = (snapshot.to_dict() or {}).get(LEASE_FIELD)
-            if isinstance(lease, Mapping) and lease.get("owner") == owner:
-                tx.update(ref, {LEASE_FIELD: DELETE_FIELD})
-
-        await self._transaction("release", body)
+            drop = {LEASE_FIELD: DELETE_FIELD}
+            if await self._guard("release", self._update_if_unchanged(ref, snapshot, drop)):
+                return
 
     # -- plumbing ----------------------------------------------------------------------
+
+    async def _update_if_unchanged(
+        self, ref: AsyncDocumentReference, snapshot: Any, fields: dict[str, Any]
+    ) -> bool:
+        """Apply ``fields`` only if the document is still the version in ``snapshot``."""
+        option = self._client.write_option(last_update_time=snapshot.update_time)
+        try:
+            await ref.update(fields, option=option, retry=self._retry, timeout=self._timeout)
+        except (gexc.FailedPrecondition, gexc.Aborted):
+            return False
+        except gexc.NotFound:
+            raise StoreError(DOCUMENT_MISSING, f"token document {ref.path} was deleted") from None
+        return True
 
     def _record(self, ref: AsyncDocumentReference, snapshot: Any) -> TokenRecord:
         if not snapshot.exists:
@@ -515,14 +525,12 @@ class FirestoreTokenStore:
         async def run(tx: AsyncTransaction) -> T:
             return await body(tx)
 
-        return await self._guard(
-            op, lambda: run(self._client.transaction(max_attempts=self._tx_attempts))
-        )
+        return await self._guard(op, run(self._client.transaction(max_attempts=self._tx_attempts)))
 
-    async def _guard(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one bounded Firestore operation and map its failures onto ``StoreError``."""
+    async def _guard(self, op: str, call: Awaitable[T]) -> T:
+        """Await one bounded Firestore operation and map its failures onto ``StoreError``."""
         try:
-            return await _bounded(call(), self._timeout)
+            return await _bounded(call, self._timeout)
         except StoreError:
             raise
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:

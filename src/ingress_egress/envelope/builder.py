@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ingress_egress import _native
 from ingress_egress.envelope.ids import MAX_EPOCH_MS, IsoClock, RandomIds, stable_uuid
 from ingress_egress.envelope.types import MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
 from ingress_egress.twitch.messages import (
@@ -51,7 +52,11 @@ class EnvelopeBuilder:
         }
 
     def build(self, message: TwitchMessage, received_at: float | None = None) -> Envelope | None:
-        """The envelope for an event, or ``None`` for a line that is not published."""
+        """The envelope for an event, or ``None`` for a line that is not published.
+
+        (The reference; with the C extension a C twin replaces this method and builds
+        PRIVMSG envelopes itself, equal to ``_message``'s, key order included.)
+        """
         build = self._builders.get(type(message))
         if build is None:
             return None
@@ -85,52 +90,78 @@ class EnvelopeBuilder:
     # -- one method per event type ------------------------------------------------------
 
     def _message(self, msg: Privmsg, stamp: str) -> Envelope:
+        # The hottest builder: the frame is inlined (same keys, same order as _frame) and each
+        # field read once. The C fast path mirrors this method; keep the two in step.
         chatter = msg.chatter
-        envelope = self._frame(
-            MESSAGE, stamp, _twitch_key(msg.message_id), msg.channel, msg.room_id, _user(chatter)
-        )
+        message_id = msg.message_id
+        text = msg.text
+        badges = chatter.badges
+        ids = self._ids
+        envelope_id = stable_uuid(f"twitch:{message_id}") if message_id else ids.uuid4()
         reply = msg.reply
-        envelope["payload"] = {
-            "text": msg.text,
-            "messageId": msg.message_id,
-            "badges": [name for name, _ in chatter.badges],
-            "isMod": msg.is_mod,
-            "isSubscriber": msg.is_subscriber,
-            "color": chatter.color,
-            "emotes": _emotes(msg.text, msg.emotes),
-            "raw": {"tags": msg.irc.tags},
-            "isAction": msg.is_action,
-            "bits": msg.bits,
-            "cheers": _cheers(msg.text) if msg.bits else [],
-            "badgeInfo": dict(chatter.badge_info),
-            "badgeVersions": dict(chatter.badges),
-            "isVip": chatter.has_badge("vip"),
-            "isBroadcaster": chatter.has_badge("broadcaster"),
-            "firstMessage": msg.first_message,
-            "returningChatter": msg.returning_chatter,
-            "customRewardId": msg.custom_reward_id or None,
-            "messageKind": msg.message_kind or None,
-            "reply": None
-            if reply is None
-            else {
-                "parentMessageId": reply.message_id,
-                "parentUserId": reply.user_id,
-                "parentUserLogin": reply.user_login,
-                "parentDisplayName": reply.display_name,
-                "parentText": reply.text,
-                "threadParentMessageId": reply.thread_message_id or None,
-                "threadParentUserLogin": reply.thread_user_login or None,
+        shared = msg.shared_source
+        return {
+            "v": "1",
+            "id": envelope_id,
+            "correlationId": envelope_id,
+            "traceId": ids.trace_id(),
+            "timestamp": stamp,
+            "type": MESSAGE,
+            "source": {
+                "platform": "twitch",
+                "channel": msg.channel,
+                "channelId": msg.room_id or None,
             },
-            "sharedChat": None
-            if msg.shared_source is None
-            else {
-                "sourceRoomId": msg.shared_source.room_id,
-                "sourceMessageId": msg.shared_source.message_id,
+            "user": {
+                "id": chatter.user_id,
+                "name": chatter.login,
+                "displayName": chatter.display_name,
+                "profileImageUrl": "",
+                "role": "",
             },
-            "sentAt": self._sent_at(msg.sent_at_ms),
-            "transport": self.transport,
+            "routingSlip": [],
+            "finalizationDestination": FINALIZER,
+            "payload": {
+                "text": text,
+                "messageId": message_id,
+                "badges": [name for name, _ in badges],
+                "isMod": msg.is_mod,
+                "isSubscriber": msg.is_subscriber,
+                "color": chatter.color,
+                "emotes": _emotes(text, msg.emotes),
+                "raw": {"tags": msg.irc.tags},
+                "isAction": msg.is_action,
+                "bits": msg.bits,
+                "cheers": _cheers(text) if msg.bits else [],
+                "badgeInfo": dict(chatter.badge_info),
+                "badgeVersions": dict(badges),
+                "isVip": chatter.has_badge("vip"),
+                "isBroadcaster": chatter.has_badge("broadcaster"),
+                "firstMessage": msg.first_message,
+                "returningChatter": msg.returning_chatter,
+                "customRewardId": msg.custom_reward_id or None,
+                "messageKind": msg.message_kind or None,
+                "reply": None
+                if reply is None
+                else {
+                    "parentMessageId": reply.message_id,
+                    "parentUserId": reply.user_id,
+                    "parentUserLogin": reply.user_login,
+                    "parentDisplayName": reply.display_name,
+                    "parentText": reply.text,
+                    "threadParentMessageId": reply.thread_message_id or None,
+                    "threadParentUserLogin": reply.thread_user_login or None,
+                },
+                "sharedChat": None
+                if shared is None
+                else {
+                    "sourceRoomId": shared.room_id,
+                    "sourceMessageId": shared.message_id,
+                },
+                "sentAt": self._sent_at(msg.sent_at_ms),
+                "transport": self.transport,
+            },
         }
-        return envelope
 
     def _notification(self, msg: Usernotice, stamp: str) -> Envelope:
         chatter = msg.chatter
@@ -267,3 +298,22 @@ def _cheers(text: str) -> list[dict[str, Any]]:
         }
         for c in find_cheers(text)
     ]
+
+
+_build_py = EnvelopeBuilder.__dict__["build"]
+_build_c = None
+if "ids" in _native.ACTIVE:  # pragma: no branch
+    _build_c = _native.configure(
+        "envelope",
+        "configure_envelope",
+        EnvelopeBuilder,
+        _build_py,
+        EnvelopeBuilder.__dict__["_message"],
+        _emotes,
+        _cheers,
+        MESSAGE,
+        FINALIZER,
+        MAX_EPOCH_MS,
+    )
+if _build_c is not None:  # pragma: no branch
+    EnvelopeBuilder.build = _build_c  # type: ignore[method-assign]

@@ -183,7 +183,9 @@ class Pipeline:
         )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries),
-            wait=wait_exponential_jitter(initial=self.retry_initial_s, max=self.retry_max_s),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
+            ),
             retry=retry_if_exception(_retryable),
             reraise=True,
         )

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ping-interval",
         type=_non_negative_float,
         default=60.0,
-        help="seconds between the server's PINGs (default 60)",
+        help="seconds between the server's PINGs (default 60; 0 = never)",
     )
     faults = parser.add_argument_group("fault switches")
     faults.add_argument(
@@ -126,7 +126,7 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         faults=faults,
         seed=args.seed,
         record=False,  # a long-running simulator must not keep every message in memory
-        ping_interval=args.ping_interval or 60.0,
+        ping_interval=args.ping_interval or None,
     )
 
 

@@ -145,7 +145,7 @@ class ChatSimulator:
         seed: int = 1,
         record: bool = True,
         *,
-        ping_interval: float = 60.0,
+        ping_interval: float | None = 60.0,
         batch_size: int = 512,
         pool_size: int = 1024,
     ) -> None:
@@ -358,9 +358,12 @@ class ChatSimulator:
                     del self._subs[channel]
 
     async def _ping_loop(self, client: _Client) -> None:
+        interval = self.ping_interval
+        if interval is None or interval <= 0:
+            return  # server PINGs disabled
         with contextlib.suppress(*_CLOSE_ERRORS):
             while True:
-                await asyncio.sleep(self.ping_interval)
+                await asyncio.sleep(interval)
                 if client.registered:
                     await client.transport.send(f"PING :{SERVER}\r\n".encode())
 
@@ -608,15 +611,21 @@ class ChatSimulator:
         subs = self._subs
         channels = list(subs)
         out: list[Message] = []
-        pending = self._pending
-        while pending and len(out) < n:
-            msg = pending.popleft()
-            if msg.channel in subs:
-                out.append(msg)
-            elif msg.retarget:
-                out.append(msg._replace(channel=channels[self._rr % len(channels)]))
-                self._rr += 1
-            # else: generated for a channel nobody listens to any more; it was never sent
+        if self._pending:
+            # Messages no client could take: first in line, per channel in their old order.
+            # Generated ones wait for their channel to be joined again.
+            pending, waiting = self._pending, deque[Message]()
+            while pending and len(out) < n:
+                msg = pending.popleft()
+                if msg.channel in subs:
+                    out.append(msg)
+                elif msg.retarget:
+                    out.append(msg._replace(channel=channels[self._rr % len(channels)]))
+                    self._rr += 1
+                else:
+                    waiting.append(msg)
+            waiting.extend(pending)
+            self._pending = waiting
         replay = self._replay
         if replay is not None:
             while replay and len(out) < n:

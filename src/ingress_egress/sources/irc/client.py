@@ -184,10 +184,11 @@ class TwitchIrcClient:
     # -- one connection -------------------------------------------------------------
 
     async def _session(self) -> None:
+        login = await self._login_lines()  # no socket is opened without a usable token
         transport = await self._open(self.endpoint, self.connect_timeout_s)
         self._transport = transport
         self.state.server = str(self.endpoint)
-        await transport.send_lines([f"CAP REQ :{CAPABILITIES}", *await self._login_lines()])
+        await transport.send_lines([f"CAP REQ :{CAPABILITIES}", *login])
         self._last_read = time.monotonic()
         self._ping_sent_at = None
         self._spawn(self._keepalive(transport))

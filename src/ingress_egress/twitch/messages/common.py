@@ -49,7 +49,10 @@ def parse_emotes(value: str) -> list[EmoteRange]:
         for span in spans.split(","):
             start, dash, end = span.partition("-")
             if dash and start.isdigit() and end.isdigit():
-                ranges.append(EmoteRange(emote_id, int(start), int(end)))
+                try:
+                    ranges.append(EmoteRange(emote_id, int(start), int(end)))
+                except ValueError:  # isdigit() digits int() refuses ("²"), or > 4300 digits
+                    continue
     ranges.sort(key=_start)
     return ranges
 
@@ -75,11 +78,21 @@ def emotes_within(text: str, emotes: list[EmoteRange]) -> list[tuple[EmoteRange,
 _COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 
+_color_cache: dict[str, str] = {}
+
+
 def parse_color(value: str) -> str:
-    """``"#1e90ff"`` -> ``"#1E90FF"``; empty or malformed -> ``""`` (no colour chosen)."""
-    if len(value) != 7 or not _COLOR_RE.match(value):
-        return ""
-    return value.upper()
+    """``"#1e90ff"`` -> ``"#1E90FF"``; empty or malformed -> ``""`` (no colour chosen).
+
+    Memoized (bounded) like badges: a channel's chatters keep their colours.
+    """
+    color = _color_cache.get(value)
+    if color is None:
+        color = value.upper() if len(value) == 7 and _COLOR_RE.match(value) else ""
+        if len(_color_cache) >= _CACHE_LIMIT:
+            _color_cache.clear()
+        _color_cache[value] = color
+    return color
 
 
 def parse_int(value: str | None) -> int | None:

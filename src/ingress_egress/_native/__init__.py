@@ -1,0 +1,68 @@
+"""The optional C fast path of the hot path (``_speedups.c``), and the switch between the two.
+
+The pure-Python functions stay the reference and the fallback. When the extension imports,
+``protocol.irc``, ``twitch.messages`` and ``envelope`` register their classes and reference
+functions with it (``configure_*``) and bind their public names (``parse_line``,
+``from_irc``, ``Privmsg.from_irc``, ``EnvelopeBuilder.build``, ``stable_uuid``) to the C
+entry points, which return exactly what the references return.
+
+* ``INGRESS_EGRESS_PURE_PYTHON=1`` (any value but "" and "0") in the environment: the
+  extension is not even imported; every public name is the Python reference.
+* ``set_enabled(False)`` at run time: the C entry points forward every call to their Python
+  reference (tests and the benchmark compare both paths in one process this way).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
+
+speedups: ModuleType | None = None
+IMPORT_ERROR: str | None = None
+if not FORCE_PURE_PYTHON:
+    try:
+        from ingress_egress._native import _speedups as speedups
+    except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
+        IMPORT_ERROR = str(error)
+
+# Which layers registered with the extension: "protocol", "messages", "envelope".
+ACTIVE: set[str] = set()
+
+
+def configure(layer: str, register: str, *args: object) -> object | None:
+    """``speedups.<register>(*args)`` for a layer, or None (and pure Python) if that fails.
+
+    A layer whose classes no longer match what the C code knows (a field added to a
+    dataclass, say) warns and stays on its Python reference instead of failing the import.
+    """
+    if speedups is None:
+        return None
+    try:
+        result = getattr(speedups, register)(*args)
+    except (TypeError, ValueError, RuntimeError) as error:
+        warnings.warn(
+            f"ingress_egress C fast path disabled for {layer}: {error}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    ACTIVE.add(layer)
+    return result if result is not None else True
+
+
+def available() -> bool:
+    """True when the extension is loaded (whether or not it is enabled)."""
+    return speedups is not None
+
+
+def enabled() -> bool:
+    return speedups is not None and speedups.is_enabled()
+
+
+def set_enabled(flag: bool) -> None:
+    """Route the C entry points to C (True) or to their Python references (False)."""
+    if speedups is not None:
+        speedups.set_enabled(flag)

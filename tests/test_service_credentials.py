@@ -1,0 +1,116 @@
+"""The service logging in as the bot with tokens from Firestore (real emulator), and never
+leaking them: not in logs, not in ``/_debug/twitch``, not in ``/readyz``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ingress_egress.bus.memory import MemoryPublisher
+from ingress_egress.config import Settings
+from ingress_egress.credentials.firestore_provider import (
+    FirestoreCredentialsProvider,
+    ProviderOptions,
+)
+from ingress_egress.credentials.twitch_oauth import TwitchOAuthClient
+from ingress_egress.simulator import ChatSimulator, Faults
+from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
+    FirestoreEmulator,
+    firestore_client,
+    firestore_emulator_fixture,
+    firestore_env_fixture,
+)
+from tests.support.service import eventually, get, running, settings_for, wait_status
+from tests.support.twitch_oauth_mock import TwitchOAuthMock
+
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(120)]
+CANARY = "tok_SECRET_canary_"
+LOGIN = "canarybot"
+
+
+@pytest.fixture
+async def twitch() -> AsyncIterator[TwitchOAuthMock]:
+    mock = TwitchOAuthMock(token_prefix=CANARY)
+    await mock.start()
+    try:
+        yield mock
+    finally:
+        await mock.stop()
+
+
+def provider_for(
+    emulator: FirestoreEmulator, twitch: TwitchOAuthMock
+) -> FirestoreCredentialsProvider:
+    oauth = TwitchOAuthClient(twitch.base_url, twitch.client_id, twitch.client_secret)
+    return FirestoreCredentialsProvider(
+        oauth=oauth,
+        project=emulator.project,
+        collection="twitch_tokens",
+        identities=(LOGIN,),
+        options=ProviderOptions(retry_initial=0.2, retry_max=0.5, force_refresh_min_interval=0),
+        firestore_client=firestore_client(emulator.host_port, emulator.project),
+    )
+
+
+async def store_tokens(emulator: FirestoreEmulator, twitch: TwitchOAuthMock) -> None:
+    access, refresh = twitch.issue("4242", LOGIN)
+    db = firestore_client(emulator.host_port, emulator.project)
+    await (
+        db.collection("twitch_tokens")
+        .document(LOGIN)
+        .set(
+            {
+                "userId": "4242",
+                "login": LOGIN,
+                "accessToken": access,
+                "refreshToken": refresh,
+                "expiresAt": "2099-01-01T00:00:00Z",
+                "scopes": ["chat:read"],
+            }
+        )
+    )
+
+
+async def test_bot_login_from_firestore_with_no_token_leak(
+    firestore_env: FirestoreEmulator,
+    twitch: TwitchOAuthMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    # The first login is rejected: the client must force one refresh, then log in again.
+    faults = Faults(reject_login=True, apply_to_first=1)
+    async with ChatSimulator(count=20, rate=200, faults=faults) as sim:
+        settings = settings_for(
+            Settings(message_bus_driver="memory", twitch_bot_username=LOGIN), sim.port, ("one",)
+        )
+        provider = provider_for(firestore_env, twitch)
+        async with running(settings, publisher=MemoryPublisher(), credentials=provider) as service:
+            # 1. No document yet: degraded, reported, not ready, no crash loop.
+            body = await wait_status(service, "/readyz", 503)
+            seen.append(str(body))
+            await eventually(
+                lambda: any("document_missing" in r for r in service.readiness()),
+                what="document_missing in readiness",
+            )
+            debug = (await get(service, "/_debug/twitch")).json()
+            assert debug["credentials"]["state"] == "degraded"
+            assert debug["credentials"]["reason"] == "document_missing"
+            # 2. The oauth-flow service writes the tokens: the bot logs in and joins.
+            await store_tokens(firestore_env, twitch)
+            ready = await wait_status(service, "/readyz", 200, timeout=30)
+            assert await sim.wait_sent(20, timeout=30)
+            await eventually(lambda: service.counters.published >= 21, what="publishes")
+            for path in ("/readyz", "/_debug/twitch", "/healthz", "/livez"):
+                seen.append((await get(service, path)).text)
+            seen.append(str(ready))
+            assert twitch.refreshes_granted == 1  # the forced refresh after the rejection
+            codes = [entry["code"] for entry in service.errors.entries]
+            assert "login_failed" in codes
+        assert sim.logins.count(LOGIN) == 2
+    seen.append(caplog.text)
+    seen.extend(record.getMessage() for record in caplog.records)
+    for text in seen:
+        assert CANARY not in text
