@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 from nats.js.api import StreamConfig
@@ -28,7 +30,7 @@ async def test_creates_the_stream_with_a_dedup_window(nats_server: NatsServer) -
 
 
 async def test_same_message_id_is_stored_once(nats_server: NatsServer) -> None:
-    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING")
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING", ack_mode="each")
     await publisher.start()
     message = outbound("alpha", 1)
     first = await (await publisher.send(message))
@@ -36,8 +38,26 @@ async def test_same_message_id_is_stored_once(nats_server: NatsServer) -> None:
     await publisher.close()
     assert not first.duplicate
     assert second.duplicate
+    assert first.seq == second.seq
     got = await NatsHarness(nats_server.url, "ING", SUBJECT).received(1)
     assert len(got) == 1
+
+
+async def test_batch_acks_confirm_every_message_and_dedupe_repeats(
+    nats_server: NatsServer,
+) -> None:
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING", ack_batch=10, ack_linger_s=0.01)
+    await publisher.start()
+    messages = [outbound("alpha", i) for i in range(25)]
+    futures = [await publisher.send(m) for m in messages]
+    futures += [await publisher.send(m) for m in messages[:5]]  # repeats, as retries send
+    acks = await asyncio.gather(*futures)
+    await publisher.close()
+    # 25 + 5 messages -> batches of 10, 10, 10: every future settled by its batch's barrier.
+    assert len({id(ack) for ack in acks}) == 3
+    assert all(ack.stream == "ING" for ack in acks)
+    got = await NatsHarness(nats_server.url, "ING", SUBJECT).received(25)
+    assert len(got) == 25
 
 
 async def test_existing_stream_gains_the_subject(nats_server: NatsServer) -> None:

@@ -17,7 +17,7 @@ FINALIZER_TOPIC = "internal.finalizer.v1"
 
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
-SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN"})
+SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN"})
 
 # Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
 _LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")

@@ -130,8 +130,7 @@ class NatsPublisher(Publisher):
             "Nats-Msg-Id": message.dedup_id,
             "traceparent": message.traceparent,
             "Envelope-Type": message.type,
-            "Envelope-Id": message.envelope_id,
-        }
+        }  # each header costs ~3 us in nats-py; the envelope id is in the body
         try:
             if self.ack_mode == "each":
                 return await js.publish_async(self.subject, message.data, headers=headers)

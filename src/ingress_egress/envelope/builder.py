@@ -23,7 +23,7 @@ from ingress_egress.twitch.messages import (
     TwitchMessage,
     Usernotice,
 )
-from ingress_egress.twitch.messages.common import emotes_within, find_cheers
+from ingress_egress.twitch.messages.common import cheer_spans, emotes_within
 
 Envelope = dict[str, Any]
 FINALIZER = "internal.finalizer.v1"
@@ -289,14 +289,10 @@ def _emotes(text: str, emotes: list[EmoteRange]) -> list[dict[str, Any]]:
 
 
 def _cheers(text: str) -> list[dict[str, Any]]:
+    # find_cheers(text) without building Cheer objects on the way.
     return [
-        {
-            "prefix": c.name,
-            "amount": c.amount,
-            "start": c.position,
-            "end": c.position + c.length - 1,
-        }
-        for c in find_cheers(text)
+        {"prefix": name, "amount": amount, "start": position, "end": position + length - 1}
+        for name, amount, position, length in cheer_spans(text)
     ]
 
 

@@ -120,7 +120,11 @@ def split_action(text: str) -> tuple[str, bool]:
     return text, False
 
 
-_CHEER_RE = re.compile(r"(?<!\S)(\S+?)(\d+)(?!\S)")
+# A cheer is a whole whitespace-delimited token: a name, then its trailing decimal digits.
+# Same result as finditer(r"(?<!\S)(\S+?)(\d+)(?!\S)") over the text, found per token
+# (str.split() splits on exactly the characters \s matches): only tokens that end in a
+# digit reach the regex, so ordinary words cost one test.
+_CHEER_TOKEN_RE = re.compile(r"(\S+?)(\d+)")
 
 # Twitch's global cheermote prefixes (Helix "Get Cheermotes", type global_first_party /
 # global_third_party). Channels may add their own; callers can pass a longer tuple.
@@ -133,6 +137,9 @@ GLOBAL_CHEERMOTES = (
 )  # fmt: skip
 
 
+Cheers = tuple[str, int, int, int]
+
+
 @dataclass(slots=True, frozen=True)
 class Cheer:
     name: str
@@ -141,12 +148,28 @@ class Cheer:
     length: int
 
 
+_GLOBAL_KNOWN = frozenset(prefix.lower() for prefix in GLOBAL_CHEERMOTES)
+
+
 def find_cheers(text: str, prefixes: tuple[str, ...] = GLOBAL_CHEERMOTES) -> list[Cheer]:
     """Cheermotes (``cheer100``) in a message that carried bits, positions in code points."""
-    known = {prefix.lower() for prefix in prefixes}
-    cheers = []
-    for match in _CHEER_RE.finditer(text):
-        name, amount = match.group(1), match.group(2)
-        if name.lower() in known:
-            cheers.append(Cheer(name, int(amount), match.start(), match.end() - match.start()))
-    return cheers
+    known = (
+        _GLOBAL_KNOWN if prefixes is GLOBAL_CHEERMOTES else {prefix.lower() for prefix in prefixes}
+    )
+    return [Cheer(*span) for span in cheer_spans(text, known)]
+
+
+def cheer_spans(text: str, known: frozenset[str] | set[str] = _GLOBAL_KNOWN) -> list[Cheers]:
+    """``find_cheers`` as ``(name, amount, position, length)`` tuples (no Cheer objects)."""
+    spans = []
+    end = 0
+    for word in text.split():
+        start = text.find(word, end)  # the token itself: only whitespace lies in between
+        end = start + len(word)
+        if word[-1].isdecimal():
+            match = _CHEER_TOKEN_RE.fullmatch(word)
+            if match is not None:
+                name, amount = match.groups()
+                if name.lower() in known:
+                    spans.append((name, int(amount), start, len(word)))
+    return spans

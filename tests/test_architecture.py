@@ -1,0 +1,71 @@
+"""architecture.yaml must describe the code as it is: routes, variables, defaults, topics."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import yaml
+
+from ingress_egress.config import DLQ_TOPIC, INGRESS_TOPIC, Settings
+from ingress_egress.envelope.types import EVENT_TYPES
+from ingress_egress.http import build_app
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = yaml.safe_load((ROOT / "architecture.yaml").read_text())
+CONFIG_SOURCE = (ROOT / "src" / "ingress_egress" / "config.py").read_text()
+FACTORY_SOURCE = (ROOT / "src" / "ingress_egress" / "credentials" / "factory.py").read_text()
+NOT_VARIABLES = {"INFO", "UTC", "INGRESS"}  # upper-case string literals that are values
+
+
+class _View:
+    def readiness(self) -> list[str]:
+        return []
+
+    def debug_snapshot(self) -> dict:
+        return {}
+
+    def loop_lag_s(self) -> float:
+        return 0.0
+
+
+def test_routes_match_the_app() -> None:
+    routes = {route.path for route in build_app(_View()).routes}
+    assert {entry["path"] for entry in DOC["http"]} == routes
+
+
+def test_every_variable_the_code_reads_is_declared_and_vice_versa() -> None:
+    pattern = r'"([A-Z][A-Z0-9_]{2,})"'
+    read = set(re.findall(pattern, CONFIG_SOURCE + FACTORY_SOURCE)) - NOT_VARIABLES
+    declared = set(DOC["env"])
+    assert read <= declared, f"undeclared: {sorted(read - declared)}"
+    read_by_libraries = {"PUBSUB_EMULATOR_HOST"}  # google-cloud-pubsub reads it itself
+    assert declared - read == read_by_libraries
+
+
+def test_defaults_match_settings() -> None:
+    settings = Settings.from_env({})
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    for name, spec in DOC["env"].items():
+        field = name.lower()
+        if field not in fields or "default" not in spec:
+            continue
+        value = getattr(settings, field)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        if not isinstance(value, (str, int, bool)):
+            value = str(value)
+        expected = spec["default"]
+        if isinstance(value, bool):
+            expected = str(expected).lower() == "true"
+        elif isinstance(value, str) and name in ("MESSAGE_BUS_DRIVER", "LOG_LEVEL"):
+            value, expected = value.lower(), str(expected).lower()
+        assert value == expected, name
+
+
+def test_topics_and_types() -> None:
+    published = {topic["name"]: topic for topic in DOC["topics"]["publishes"]}
+    assert set(published) == {INGRESS_TOPIC, DLQ_TOPIC}
+    assert tuple(published[INGRESS_TOPIC]["types"]) == EVENT_TYPES
+    assert (ROOT / published[INGRESS_TOPIC]["schema"]).is_dir()
