@@ -6,11 +6,12 @@ Each test checks what the service delivered against what the simulator sent.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.config import Settings
+from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.client import JoinLimiter, join_lines
@@ -156,3 +157,17 @@ def test_join_limiter_window() -> None:
     assert limiter.available(9.9) == 0
     assert limiter.wait_s(9.9) == pytest.approx(0.1)
     assert limiter.available(10.0) == 15
+
+
+async def test_websocket_transport_delivers_the_same_messages() -> None:
+    async with ChatSimulator(count=150, rate=1000, ws_port=0) as sim:
+        publisher = MemoryPublisher()
+        settings = settings_for(BASE, sim.port, ("one", "two"))
+        settings = replace(settings, twitch_irc_url=parse_irc_url(f"ws://127.0.0.1:{sim.ws_port}"))
+        async with running(settings, publisher=publisher) as service:
+            await wait_status(service, "/readyz", 200)
+            assert await sim.wait_sent(150, timeout=30)
+            await eventually(lambda: service.counters.published >= 152, what="publishes")
+            debug = await wait_status(service, "/_debug/twitch", 200)
+            assert debug["endpoint"].startswith("ws://127.0.0.1:")
+        assert delivered(publisher) == sent_ids(sim)

@@ -9,7 +9,11 @@ from collections.abc import Iterable
 
 _PATTERNS = [
     re.compile(r"(oauth:)[^\s'\"]+", re.IGNORECASE),
-    re.compile(r"((?:Authorization|Bearer|OAuth)[:=]?\s+)[^\s'\",}]+", re.IGNORECASE),
+    re.compile(
+        r"((?:Authorization['\"]?\s*[:=]\s*['\"]?)(?:(?:Bearer|OAuth)\s+)?|(?:Bearer|OAuth)\s+)"
+        r"[^\s'\",}]+",
+        re.IGNORECASE,
+    ),
     re.compile(
         r"((?:access_token|refresh_token|client_secret|accessToken|refreshToken)"
         r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"
