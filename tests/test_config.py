@@ -96,3 +96,22 @@ def test_serve_exits_with_one_line_on_bad_config() -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == "configuration error: PORT: must be a whole number, got 'nope'"
     assert "very-secret-123" not in result.stderr + result.stdout
+
+
+def test_firestore_without_client_secret_is_one_clear_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ingress_egress", "serve"],
+        env={
+            "TWITCH_BOT_USERNAME": "mybot",
+            "GOOGLE_CLOUD_PROJECT": "demo-project",
+            "TWITCH_CLIENT_ID": "client-id-123",
+            "PATH": "/usr/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("configuration error: TWITCH_CLIENT_SECRET: ")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -13,14 +13,15 @@ from ingress_egress.config import ConfigError, Settings
 def main() -> int:
     try:
         settings = Settings.from_env(os.environ)
+        logs.configure(
+            settings.log_level,
+            secrets=(settings.twitch_client_secret, settings.twitch_oauth_token),
+        )
+        from ingress_egress.service import Service
+
+        service = Service(settings)  # builds the credentials provider: may reject config too
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    logs.configure(
-        settings.log_level,
-        secrets=(settings.twitch_client_secret, settings.twitch_oauth_token),
-    )
-    from ingress_egress.service import Service
-
-    asyncio.run(Service(settings).run_until_signalled())
+    asyncio.run(service.run_until_signalled())
     return 0
