@@ -23,6 +23,7 @@ install: $(VENV)/.synced
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint
 	$(VENV)/bin/python -m pytest

@@ -40,8 +40,18 @@ def test_every_variable_the_code_reads_is_declared_and_vice_versa() -> None:
     read = set(re.findall(pattern, CONFIG_SOURCE + FACTORY_SOURCE)) - NOT_VARIABLES
     declared = set(DOC["env"])
     assert read <= declared, f"undeclared: {sorted(read - declared)}"
-    read_by_libraries = {"PUBSUB_EMULATOR_HOST"}  # google-cloud-pubsub reads it itself
+    # read by a library itself (google-cloud-pubsub, the OpenTelemetry SDK and exporters)
+    read_by_libraries = {name for name, spec in DOC["env"].items() if spec.get("readBy")}
+    assert "PUBSUB_EMULATOR_HOST" in read_by_libraries
     assert declared - read == read_by_libraries
+    assert not read & read_by_libraries
+
+
+def test_secret_variables_are_marked_secret() -> None:
+    from ingress_egress.config import SECRET_VARIABLES
+
+    marked = {name for name, spec in DOC["env"].items() if spec.get("secret")}
+    assert marked >= SECRET_VARIABLES
 
 
 def test_defaults_match_settings() -> None:

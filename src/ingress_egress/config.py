@@ -17,7 +17,9 @@ FINALIZER_TOPIC = "internal.finalizer.v1"
 
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
-SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN"})
+SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN"})
+LOG_FORMATS = ("auto", "json", "text")
+OTEL_EXPORTERS = ("none", "otlp", "console")
 
 # Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
 _LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
@@ -82,6 +84,10 @@ class Settings:
     firestore_lookup: str = "login"
     pubsub_create_topic: bool = False
     log_level: str = "INFO"
+    log_format: str = "auto"
+    debug_token: str = field(default="", repr=False)
+    otel_traces_exporter: str = "none"
+    otel_metrics_exporter: str = "none"
 
     @property
     def ingress_subject(self) -> str:
@@ -176,7 +182,27 @@ class _Reader:
             log_level=self.choice(
                 "LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            log_format=self.choice("LOG_FORMAT", "auto", LOG_FORMATS),
+            debug_token=self.raw("DEBUG_TOKEN", ""),
+            otel_traces_exporter=self.otel_exporter(
+                "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+            ),
+            otel_metrics_exporter=self.otel_exporter(
+                "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+            ),
         )
+
+    def otel_exporter(self, name: str, signal_endpoint: str) -> str:
+        """The standard ``OTEL_*_EXPORTER`` variable, but ``none`` unless something is set:
+        an explicit exporter, or an OTLP endpoint (then ``otlp``). ``OTEL_SDK_DISABLED``
+        turns everything off."""
+        if self.boolean("OTEL_SDK_DISABLED", False):
+            return "none"
+        endpoint = self.raw("OTEL_EXPORTER_OTLP_ENDPOINT", "") or self.raw(signal_endpoint, "")
+        value = self.raw(name, "otlp" if endpoint else "none").lower()
+        if value not in OTEL_EXPORTERS:
+            raise ConfigError(name, f"must be one of {', '.join(OTEL_EXPORTERS)}, got {value!r}")
+        return value
 
     def nats_url(self) -> str:
         url = self.raw("NATS_URL", "nats://127.0.0.1:4222")

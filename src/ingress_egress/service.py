@@ -19,6 +19,7 @@ from ingress_egress.config import Settings
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.http import EmbeddedServer, build_app
+from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.sources.irc import TwitchIrcClient
 from ingress_egress.sources.irc.backoff import Backoff
@@ -47,6 +48,7 @@ class Service:
         credentials: CredentialsProvider | None = None,
         keepalive_idle_s: float = 30.0,
         pong_timeout_s: float = 10.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.counters = Counters()
@@ -80,7 +82,13 @@ class Service:
             keepalive_idle_s=keepalive_idle_s,
             pong_timeout_s=pong_timeout_s,
         )
-        self.http = EmbeddedServer(build_app(self), settings.host, settings.port)
+        self.telemetry = telemetry or Telemetry.from_settings(
+            settings.otel_traces_exporter, settings.otel_metrics_exporter
+        )
+        self.pipeline.observer = self.telemetry.bind(self)
+        self.metrics = build_registry(self)
+        app = build_app(self, metrics=self.metrics, debug_token=settings.debug_token)
+        self.http = EmbeddedServer(app, settings.host, settings.port)
         self.bus_error = "connecting"
         self._started_at = time.monotonic()
         self._beat = time.monotonic()
@@ -148,6 +156,7 @@ class Service:
         if self.credentials is not None:
             with contextlib.suppress(Exception):
                 await self.credentials.close()
+        self.telemetry.shutdown()
         await self.http.stop()
 
     async def run_until_signalled(self) -> None:
@@ -165,7 +174,31 @@ class Service:
             self._beat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
 
-    # -- ServiceView ----------------------------------------------------------------
+    # -- ServiceView / MetricsSource ----------------------------------------------------
+
+    @property
+    def destination(self) -> str:
+        return self.settings.ingress_subject
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Per-connection detail for ``/_debug/twitch`` (one IRC connection today)."""
+        state = self.state
+        now = time.monotonic()
+        since = state.connected_since
+        last_read = self.client.last_read_at
+        return [
+            {
+                "endpoint": state.server or str(self.settings.twitch_irc_url),
+                "connected": state.connected,
+                "connectedSince": _iso_from_monotonic(since) if since is not None else None,
+                "connectedForSeconds": round(now - since, 1) if since is not None else None,
+                "nick": state.identity,
+                "joinedChannels": len(state.joined),
+                "lastMessageAgeSeconds": (
+                    round(now - last_read, 3) if last_read is not None else None
+                ),
+            }
+        ]
 
     def loop_lag_s(self) -> float:
         return max(0.0, time.monotonic() - self._beat - HEARTBEAT_S)
@@ -207,4 +240,12 @@ class Service:
             "publishLatencyMs": self.pipeline.latency.summary_ms(),
             "credentials": self.credentials.status() if self.credentials else None,
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
+            "connections": self.connections(),
         }
+
+
+def _iso_from_monotonic(moment: float) -> str:
+    epoch = time.time() - (time.monotonic() - moment)
+    whole = int(epoch)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{int((epoch - whole) * 1000):03d}Z"

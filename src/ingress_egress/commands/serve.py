@@ -15,7 +15,14 @@ def main() -> int:
         settings = Settings.from_env(os.environ)
         logs.configure(
             settings.log_level,
-            secrets=(settings.twitch_client_secret, settings.twitch_oauth_token),
+            secrets=(
+                settings.twitch_client_secret,
+                settings.twitch_oauth_token,
+                settings.debug_token,
+            ),
+            log_format=settings.log_format,
+            stream=logs.log_stream(settings.message_bus_driver),
+            project=settings.google_cloud_project,
         )
         from ingress_egress.service import Service
 

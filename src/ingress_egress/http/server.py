@@ -25,6 +25,7 @@ class EmbeddedServer:
             port=port,
             log_level="warning",
             access_log=False,
+            log_config=None,  # uvicorn's records go through the service's (redacting) handler
             lifespan="off",
             loop="none",
         )

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -33,6 +33,14 @@ from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")
+
+
+class DeliveryObserver(Protocol):
+    """Told once per settled envelope: (message, monotonic settle time, error or None)."""
+
+    def __call__(
+        self, message: OutboundMessage, settled_at: float, error: BaseException | None, /
+    ) -> None: ...
 
 
 def _retryable(error: BaseException) -> bool:
@@ -65,6 +73,8 @@ class Pipeline:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.latency = LatencyHistogram()
+        # Telemetry's per-message hook (spans, OTel histogram); None unless one is exported.
+        self.observer: DeliveryObserver | None = None
         self._ids = RandomIds()
         self._queue: deque[OutboundMessage] = deque()
         self._has_work = asyncio.Event()
@@ -86,7 +96,17 @@ class Pipeline:
             self.counters.dropped += 1
             self.counters.failed += 1
             self.errors.add("queue_full", f"envelope {envelope['id']} dropped: queue full")
-            log.error("queue full (%d): envelope %s not published", self.queue_max, envelope["id"])
+            log.error(
+                "queue full (%d): envelope %s not published",
+                self.queue_max,
+                envelope["id"],
+                extra={
+                    "eventId": envelope["id"],
+                    "channel": envelope["source"]["channel"],
+                    "errorCode": "queue_full",
+                    "traceId": envelope["traceId"],
+                },
+            )
             return
         self._queue.append(to_outbound(envelope, self._ids.span_id(), time.monotonic()))
         self._has_work.set()
@@ -154,7 +174,10 @@ class Pipeline:
             self._retry_later(message, error)
             return
         self.counters.published += 1
-        self.latency.record(time.monotonic() - message.received_at)
+        now = time.monotonic()
+        self.latency.record(now - message.received_at)
+        if self.observer is not None:
+            self.observer(message, now, None)
 
     async def _sweep_loop(self) -> None:
         """Acks that never come (a bus that vanished mid-publish) are timed out here."""
@@ -179,7 +202,16 @@ class Pipeline:
 
     async def _retry(self, message: OutboundMessage, first_error: BaseException) -> None:
         log.warning(
-            "publish of envelope %s failed (%s); retrying", message.envelope_id, first_error
+            "publish of envelope %s failed (%s); retrying",
+            message.envelope_id,
+            first_error,
+            extra={
+                "eventId": message.envelope_id,
+                "channel": message.channel,
+                "errorCode": "publish_retry",
+                "traceId": message.traceparent[3:35],
+                "spanId": message.traceparent[36:52],
+            },
         )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries),
@@ -200,7 +232,10 @@ class Pipeline:
             self._give_up(message, error)
             return
         self.counters.published += 1
-        self.latency.record(time.monotonic() - message.received_at)
+        now = time.monotonic()
+        self.latency.record(now - message.received_at)
+        if self.observer is not None:
+            self.observer(message, now, None)
 
     def _give_up(self, message: OutboundMessage, error: BaseException) -> None:
         self.counters.failed += 1
@@ -212,4 +247,13 @@ class Pipeline:
             message.type,
             message.channel,
             reason,
+            extra={
+                "eventId": message.envelope_id,
+                "channel": message.channel,
+                "errorCode": "publish_failed",
+                "traceId": message.traceparent[3:35],
+                "spanId": message.traceparent[36:52],
+            },
         )
+        if self.observer is not None:
+            self.observer(message, time.monotonic(), error)

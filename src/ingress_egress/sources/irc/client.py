@@ -175,6 +175,11 @@ class TwitchIrcClient:
             except TimeoutError:
                 pass
 
+    @property
+    def last_read_at(self) -> float | None:
+        """Monotonic time of the last read from Twitch on this connection (None when down)."""
+        return self._last_read if self._transport is not None else None
+
     async def stop(self) -> None:
         self._stopping.set()
         transport = self._transport
@@ -324,12 +329,21 @@ class TwitchIrcClient:
             self.state.failed_channels[msg.channel] = msg.notice_id
             self.state.joined.discard(msg.channel)
             self.errors.add(msg.notice_id, f"#{msg.channel}: {msg.text}")
-            log.warning("twitch irc: cannot join #%s: %s", msg.channel, msg.notice_id)
+            log.warning(
+                "twitch irc: cannot join #%s: %s",
+                msg.channel,
+                msg.notice_id,
+                extra={"channel": msg.channel, "errorCode": msg.notice_id},
+            )
 
     def _login_failed(self, text: str) -> None:
         self._login_failures += 1
         self.errors.add("login_failed", text)
-        log.error("twitch irc: login rejected: %s", text)
+        log.error(
+            "twitch irc: login rejected: %s",
+            text,
+            extra={"userLogin": self._nick, "errorCode": "login_failed"},
+        )
         if self.credentials is not None and self._login_failures == 1:
             # Force one refresh, then reconnect at once; after that, back off as usual.
             self._spawn(self._refresh_then_close())
