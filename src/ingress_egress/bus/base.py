@@ -48,7 +48,9 @@ class Publisher(ABC):
     async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
         """Send one message in call order; return a future settled by the bus's ack.
 
-        Raises ``BusError`` when the message cannot even be sent (e.g. disconnected).
+        A driver that acknowledges several messages at once returns the *same* future for
+        all of them (the pipeline then handles that ack once). Raises ``BusError`` when the
+        message cannot even be sent (e.g. disconnected).
         """
 
     @abstractmethod

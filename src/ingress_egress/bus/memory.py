@@ -17,6 +17,7 @@ class MemoryPublisher(Publisher):
         self.count = 0
         self.keep = keep
         self._connected = False
+        self._done: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
         self._connected = True
@@ -25,7 +26,9 @@ class MemoryPublisher(Publisher):
         self.count += 1
         if self.keep is None or len(self.messages) < self.keep:
             self.messages.append(message)
-        return settled()
+        if self._done is None:
+            self._done = settled()  # one resolved future serves every message
+        return self._done
 
     async def close(self) -> None:
         self._connected = False

@@ -66,7 +66,8 @@ class NatsPublisher(Publisher):
         self.ack_mode = ack_mode
         self.ack_batch = max(1, ack_batch)
         self.ack_linger_s = ack_linger_s
-        self._batch: list[asyncio.Future[Any]] = []
+        self._batch: asyncio.Future[Any] | None = None  # shared by the open batch's messages
+        self._batch_size = 0
         self._batch_last: tuple[bytes, dict[str, str]] | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._barriers: set[asyncio.Task[None]] = set()
@@ -137,15 +138,16 @@ class NatsPublisher(Publisher):
             await self._nc.publish(self.subject, message.data, headers=headers)
         except NatsError as error:
             raise BusError(f"NATS publish failed: {error}") from error
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append(future)
-        self._batch_last = (message.data, headers)
-        if len(self._batch) >= self.ack_batch:
-            self._close_batch()
-        elif self._linger is None:
+        future = self._batch
+        if future is None:
+            future = self._batch = asyncio.get_running_loop().create_future()
             self._linger = asyncio.get_running_loop().call_later(
                 self.ack_linger_s, self._close_batch
             )
+        self._batch_size += 1
+        self._batch_last = (message.data, headers)
+        if self._batch_size >= self.ack_batch:
+            self._close_batch()
         return future
 
     def _close_batch(self) -> None:
@@ -153,13 +155,13 @@ class NatsPublisher(Publisher):
             self._linger.cancel()
             self._linger = None
         batch, last = self._batch, self._batch_last
-        self._batch, self._batch_last = [], None
-        if batch and last is not None:
+        self._batch, self._batch_last, self._batch_size = None, None, 0
+        if batch is not None and last is not None:
             task = asyncio.ensure_future(self._barrier(batch, *last))
             self._barriers.add(task)
             task.add_done_callback(self._barriers.discard)
 
-    async def _barrier(self, batch: list[asyncio.Future[Any]], data: bytes, headers: dict) -> None:
+    async def _barrier(self, batch: asyncio.Future[Any], data: bytes, headers: dict) -> None:
         """Re-publish the batch's last message with an ack; its ack settles the batch."""
         error: BaseException | None = None
         ack: Any = None
@@ -170,13 +172,12 @@ class NatsPublisher(Publisher):
             error = BusError("publisher closed before the batch was acknowledged")
         except Exception as failure:
             error = BusError(f"JetStream batch ack failed: {failure}")
-        for future in batch:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(ack)
-            else:
-                future.set_exception(error)
+        if batch.done():  # timed out by the pipeline meanwhile
+            return
+        if error is None:
+            batch.set_result(ack)
+        else:
+            batch.set_exception(error)
 
     async def close(self) -> None:
         self._closing = True

@@ -15,6 +15,7 @@ class StdoutPublisher(Publisher):
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream or sys.stdout.buffer
         self._connected = False
+        self._done: asyncio.Future[Any] | None = None
         self.count = 0
 
     async def start(self) -> None:
@@ -24,7 +25,9 @@ class StdoutPublisher(Publisher):
         self._stream.write(message.data + b"\n")
         self._stream.flush()
         self.count += 1
-        return settled()
+        if self._done is None:
+            self._done = settled()  # one resolved future serves every message
+        return self._done
 
     async def close(self) -> None:
         self._stream.flush()

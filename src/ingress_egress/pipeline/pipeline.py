@@ -82,6 +82,10 @@ class Pipeline:
         self._capacity.set()
         self._in_flight: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._pending_acks = 0
+        # Drivers that confirm several messages with one ack return one future for all of
+        # them; consecutive messages sharing a future share one callback (one per batch).
+        self._open_future: asyncio.Future[Any] | None = None
+        self._open_batch: list[OutboundMessage] = []
         self._retrying: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -143,6 +147,7 @@ class Pipeline:
 
     async def _send_loop(self) -> None:
         queue = self._queue
+        sent = 0
         while True:
             if not queue:
                 self._has_work.clear()
@@ -159,25 +164,40 @@ class Pipeline:
                 self._retry_later(message, error)
                 continue
             self._pending_acks += 1
-            self._in_flight.append((time.monotonic() + self.ack_timeout_s, future))
-            future.add_done_callback(partial(self._acked, message))
+            if future is self._open_future:
+                self._open_batch.append(message)
+            else:
+                batch = [message]
+                self._open_future, self._open_batch = future, batch
+                self._in_flight.append((time.monotonic() + self.ack_timeout_s, future))
+                future.add_done_callback(partial(self._acked, batch))
+            sent += 1
+            if sent % 256 == 0:
+                await asyncio.sleep(0)  # a driver that never suspends must not starve reads
 
-    def _acked(self, message: OutboundMessage, future: asyncio.Future[Any]) -> None:
-        self._pending_acks -= 1
+    def _acked(self, batch: list[OutboundMessage], future: asyncio.Future[Any]) -> None:
+        if future is self._open_future:
+            self._open_future = None
+        self._pending_acks -= len(batch)
         if self._pending_acks < self.max_in_flight:
             self._capacity.set()
+        error: BaseException | None
         if future.cancelled():
-            self._retry_later(message, BusError("no ack within the ack timeout"))
-            return
-        error = future.exception()
+            error = BusError("no ack within the ack timeout")
+        else:
+            error = future.exception()
         if error is not None:
-            self._retry_later(message, error)
+            for message in batch:
+                self._retry_later(message, error)
             return
-        self.counters.published += 1
+        self.counters.published += len(batch)
         now = time.monotonic()
-        self.latency.record(now - message.received_at)
+        record = self.latency.record
+        for message in batch:
+            record(now - message.received_at)
         if self.observer is not None:
-            self.observer(message, now, None)
+            for message in batch:
+                self.observer(message, now, None)
 
     async def _sweep_loop(self) -> None:
         """Acks that never come (a bus that vanished mid-publish) are timed out here."""
