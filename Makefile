@@ -14,7 +14,8 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+# setup.py and the C sources too: the editable install compiles the hot path's extension.
+$(VENV)/.synced: pyproject.toml uv.lock setup.py $(wildcard src/ingress_egress/_native/*.c) | $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON)
 	touch $@
 

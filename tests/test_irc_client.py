@@ -171,3 +171,14 @@ async def test_websocket_transport_delivers_the_same_messages() -> None:
             debug = await wait_status(service, "/_debug/twitch", 200)
             assert debug["endpoint"].startswith("ws://127.0.0.1:")
         assert delivered(publisher) == sent_ids(sim)
+
+
+async def test_debug_reports_which_hot_path_runs() -> None:
+    from ingress_egress import _native
+
+    async with ChatSimulator(count=0) as sim:
+        settings = settings_for(BASE, sim.port, ("one",))
+        async with running(settings, publisher=MemoryPublisher()) as service:
+            debug = await wait_status(service, "/_debug/twitch", 200)
+    expected = "pure Python" if not _native.ACTIVE else "C ("
+    assert debug["hotPath"].startswith(expected)

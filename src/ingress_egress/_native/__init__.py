@@ -19,6 +19,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
+ABI_VERSION = 1  # must match _speedups.c; a stale build is refused (rebuild: make install)
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
@@ -27,6 +28,16 @@ if not FORCE_PURE_PYTHON:
         from ingress_egress._native import _speedups as speedups
     except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
         IMPORT_ERROR = str(error)
+    else:
+        if getattr(speedups, "ABI_VERSION", None) != ABI_VERSION:
+            IMPORT_ERROR = (
+                f"stale build: ABI {getattr(speedups, 'ABI_VERSION', None)}, "
+                f"expected {ABI_VERSION} (rebuild with make install)"
+            )
+            warnings.warn(
+                f"ingress_egress C fast path disabled: {IMPORT_ERROR}", RuntimeWarning, stacklevel=1
+            )
+            speedups = None
 
 # Which layers registered with the extension: "protocol", "messages", "envelope".
 ACTIVE: set[str] = set()
@@ -42,7 +53,7 @@ def configure(layer: str, register: str, *args: object) -> object | None:
         return None
     try:
         result = getattr(speedups, register)(*args)
-    except (TypeError, ValueError, RuntimeError) as error:
+    except (AttributeError, TypeError, ValueError, RuntimeError) as error:
         warnings.warn(
             f"ingress_egress C fast path disabled for {layer}: {error}",
             RuntimeWarning,

@@ -25,13 +25,23 @@
  * which build canonical (narrowest-kind) strings, as slicing does in Python.
  *
  * SHA-1 below is written from FIPS 180-4.
+ *
+ * ABI_VERSION: bump it whenever the configure_* arguments or the registered classes' slots
+ * change, so a stale build is refused by ingress_egress._native (pure Python, with a warning)
+ * instead of being half-configured.
  */
+#define ABI_VERSION 1
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
 #include <math.h>
 #include <stdint.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI_CODE 1
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -1766,6 +1776,85 @@ sha1_compress(uint32_t h[5], const unsigned char *p)
     h[4] += e;
 }
 
+#ifdef HAVE_SHA_NI_CODE
+/* The same block function with the x86 SHA extensions (used when CPUID reports them).
+ * Four rounds per SHA1RNDS4; the state is kept as ABCD (A in the top lane) and E (top
+ * lane); message words are big-endian with W[4g] in the top lane of group g; for g >= 4
+ * W[4g..4g+3] = SHA1MSG2(SHA1MSG1(M[g-4], M[g-3]) ^ M[g-2], M[g-1]); SHA1NEXTE gives the
+ * E input of a group from the ABCD that entered the previous one. */
+#define SHA1NI_LOAD(g) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * (g))), swap)
+#define SHA1NI_SCHEDULE(g)                                                             \
+    m[(g) & 3] = _mm_sha1msg2_epu32(                                                   \
+        _mm_xor_si128(_mm_sha1msg1_epu32(m[(g) & 3], m[((g) + 1) & 3]), m[((g) + 2) & 3]), \
+        m[((g) + 3) & 3])
+#define SHA1NI_GROUP(g, f)                                                             \
+    do {                                                                               \
+        if ((g) < 4) {                                                                 \
+            m[(g) & 3] = SHA1NI_LOAD(g);                                               \
+        }                                                                              \
+        else {                                                                         \
+            SHA1NI_SCHEDULE(g);                                                        \
+        }                                                                              \
+        e = _mm_sha1nexte_epu32(prev, m[(g) & 3]);                                     \
+        prev = abcd;                                                                   \
+        abcd = _mm_sha1rnds4_epu32(abcd, e, (f));                                      \
+    } while (0)
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+sha1_compress_ni(uint32_t h[5], const unsigned char *p)
+{
+    const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0);
+    __m128i abcd_in = abcd;
+    __m128i m[4], e, prev;
+    m[0] = SHA1NI_LOAD(0);
+    e = _mm_add_epi32(e0, m[0]);
+    prev = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e, 0);
+    SHA1NI_GROUP(1, 0);
+    SHA1NI_GROUP(2, 0);
+    SHA1NI_GROUP(3, 0);
+    SHA1NI_GROUP(4, 0);
+    SHA1NI_GROUP(5, 1);
+    SHA1NI_GROUP(6, 1);
+    SHA1NI_GROUP(7, 1);
+    SHA1NI_GROUP(8, 1);
+    SHA1NI_GROUP(9, 1);
+    SHA1NI_GROUP(10, 2);
+    SHA1NI_GROUP(11, 2);
+    SHA1NI_GROUP(12, 2);
+    SHA1NI_GROUP(13, 2);
+    SHA1NI_GROUP(14, 2);
+    SHA1NI_GROUP(15, 3);
+    SHA1NI_GROUP(16, 3);
+    SHA1NI_GROUP(17, 3);
+    SHA1NI_GROUP(18, 3);
+    SHA1NI_GROUP(19, 3);
+    e = _mm_sha1nexte_epu32(prev, e0);
+    abcd = _mm_add_epi32(abcd, abcd_in);
+    _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t)_mm_extract_epi32(e, 3);
+}
+
+static int
+cpu_has_sha_ni(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) {
+        return 0; /* SSE4.1, SSSE3 */
+    }
+    if (__get_cpuid_max(0, NULL) < 7) {
+        return 0;
+    }
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 29) & 1; /* SHA */
+}
+#endif
+
+typedef void (*sha1_block_fn)(uint32_t h[5], const unsigned char *p);
+static sha1_block_fn sha1_block = sha1_compress;
+
 static void
 sha1_init(sha1_ctx *ctx)
 {
@@ -1792,7 +1881,7 @@ sha1_update(sha1_ctx *ctx, const unsigned char *p, size_t n)
         p += take;
         n -= take;
         if (ctx->used == 64) {
-            sha1_compress(ctx->h, ctx->block);
+            sha1_block(ctx->h, ctx->block);
             ctx->used = 0;
         }
     }
@@ -1805,14 +1894,14 @@ sha1_final(sha1_ctx *ctx, unsigned char digest[20])
     ctx->block[ctx->used++] = 0x80;
     if (ctx->used > 56) {
         memset(ctx->block + ctx->used, 0, 64 - ctx->used);
-        sha1_compress(ctx->h, ctx->block);
+        sha1_block(ctx->h, ctx->block);
         ctx->used = 0;
     }
     memset(ctx->block + ctx->used, 0, 56 - ctx->used);
     for (int i = 0; i < 8; i++) {
         ctx->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
     }
-    sha1_compress(ctx->h, ctx->block);
+    sha1_block(ctx->h, ctx->block);
     for (int i = 0; i < 5; i++) {
         digest[4 * i] = (unsigned char)(ctx->h[i] >> 24);
         digest[4 * i + 1] = (unsigned char)(ctx->h[i] >> 16);
@@ -2737,6 +2826,47 @@ sp_configure_envelope(PyObject *module, PyObject *args)
     return descr;
 }
 
+/* SHA-1 of data with the portable block function and with the CPU's (if any): tests. */
+static PyObject *
+sp_sha1_variants(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    sha1_block_fn chosen = sha1_block;
+    sha1_block_fn fns[2] = {sha1_compress, NULL};
+#ifdef HAVE_SHA_NI_CODE
+    if (cpu_has_sha_ni()) {
+        fns[1] = sha1_compress_ni;
+    }
+#endif
+    PyObject *out = PyTuple_New(2);
+    for (int i = 0; out != NULL && i < 2; i++) {
+        PyObject *digest;
+        if (fns[i] == NULL) {
+            digest = Py_NewRef(Py_None);
+        }
+        else {
+            sha1_ctx ctx;
+            unsigned char raw[20];
+            sha1_block = fns[i];
+            sha1_init(&ctx);
+            sha1_update(&ctx, view.buf, (size_t)view.len);
+            sha1_final(&ctx, raw);
+            digest = PyBytes_FromStringAndSize((const char *)raw, 20);
+        }
+        if (digest == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(out, i, digest);
+    }
+    sha1_block = chosen;
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *
 sp_set_enabled(PyObject *module, PyObject *flag)
 {
@@ -2790,6 +2920,8 @@ static PyMethodDef module_methods[] = {
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},
+    {"sha1_variants", sp_sha1_variants, METH_O,
+     "(portable SHA-1, SHA-NI SHA-1 or None) of a bytes-like object, for tests."},
     {"clear_caches", sp_clear_caches, METH_NOARGS,
      "Drop the shared-string and channel memos (for leak checks)."},
     {NULL, NULL, 0, NULL}};
@@ -2805,5 +2937,14 @@ PyInit__speedups(void)
         return NULL;
     }
     init_tag_keys();
-    return PyModule_Create(&speedups_module);
+#ifdef HAVE_SHA_NI_CODE
+    if (cpu_has_sha_ni() && getenv("INGRESS_EGRESS_NO_SHA_NI") == NULL) {
+        sha1_block = sha1_compress_ni;
+    }
+#endif
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module != NULL && PyModule_AddIntConstant(module, "ABI_VERSION", ABI_VERSION) < 0) {
+        Py_CLEAR(module);
+    }
+    return module;
 }
