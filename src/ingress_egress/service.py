@@ -116,8 +116,7 @@ class Service:
         # GC's scans (the hot path's garbage is freed by reference counting anyway).
         gc.freeze()
         log.info(
-            "ingress-egress up: http :%d, bus %s -> %s, twitch %s as %s, channels %s, "
-            "hot path %s",
+            "ingress-egress up: http :%d, bus %s -> %s, twitch %s as %s, channels %s, hot path %s",
             self.http.port,
             self.publisher.name,
             self.settings.ingress_subject,
