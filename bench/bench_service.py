@@ -25,10 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ingress_egress.bus.base import Publisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.service import Service
 
@@ -78,8 +80,15 @@ def simulator(count: int, rate: float | None) -> tuple[subprocess.Popen[bytes], 
     return spawn(argv, port), port
 
 
-async def measure(settings: Settings, count: int) -> dict[str, Any]:
-    service = Service(settings)
+async def measure(
+    settings: Settings,
+    count: int,
+    *,
+    publisher: Publisher | None = None,
+    before_stop: Callable[[Service], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``count`` messages through a fresh service; ``before_stop`` may inspect it."""
+    service = Service(settings, publisher=publisher)
     await service.start()
     expected = count + len(CHANNELS)  # one ROOMSTATE per channel
     deadline = time.monotonic() + 30
@@ -98,6 +107,8 @@ async def measure(settings: Settings, count: int) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     counters = service.counters.as_dict()
     latency = service.pipeline.latency.summary_ms()
+    if before_stop is not None:
+        before_stop(service)
     await service.stop()
     return {
         "messages": expected,

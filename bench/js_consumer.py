@@ -1,0 +1,86 @@
+"""A JetStream consumer for the service's stream: the end of the service's latency path.
+
+Subscribes (ordered push consumer) to ``--subject`` on ``--stream``, notes the wall-clock
+receipt of each envelope and its ``payload.sentAt`` (the simulator's ``tmi-sent-ts``), and
+stops after ``--expected`` chat messages or ``--idle`` seconds without one. Pairs (id, text)
+go to ``--out``, latencies (ms) to ``--out`` + ".lat"; prints ``ready`` once subscribed,
+then one JSON line of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime
+
+import nats
+import nats.js.errors
+
+
+async def run(args: argparse.Namespace) -> None:
+    nc = await nats.connect(args.nats_url)
+    js = nc.jetstream()
+    received: list[tuple[float, bytes]] = []
+    chat = 0
+    done = asyncio.Event()
+
+    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+        nonlocal chat
+        received.append((time.time(), msg.data))
+        if b'"external.chat.message.v1"' in msg.data:
+            chat += 1
+            if chat >= args.expected:
+                done.set()
+
+    try:
+        await js.stream_info(args.stream)
+    except nats.js.errors.NotFoundError:
+        # Created here (as the service would: same subject, 2-minute de-duplication window)
+        # so the consumer is subscribed before the service starts publishing.
+        await js.add_stream(name=args.stream, subjects=[args.subject], duplicate_window=120)
+    sub = await js.subscribe(args.subject, cb=on_msg, ordered_consumer=True, stream=args.stream)
+    print("ready", flush=True)
+    seen = -1
+    while not done.is_set():
+        try:
+            await asyncio.wait_for(done.wait(), args.idle)
+        except TimeoutError:
+            if chat == seen and chat:
+                break
+            seen = chat
+    await sub.unsubscribe()
+    await nc.close()
+    lat: list[float] = []
+    with open(args.out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 (after the run)
+        for now, data in received:
+            env = json.loads(data)
+            if env.get("type") != "external.chat.message.v1":
+                continue
+            payload = env["payload"]
+            text = payload["text"]
+            if payload.get("isAction"):
+                text = f"\x01ACTION {text}\x01"
+            fh.write(json.dumps([payload["messageId"], text], ensure_ascii=False) + "\n")
+            if payload.get("sentAt"):
+                sent = datetime.fromisoformat(payload["sentAt"].replace("Z", "+00:00"))
+                lat.append(now * 1000.0 - sent.timestamp() * 1000.0)
+    with open(args.out + ".lat", "w", encoding="ascii") as fh:  # noqa: ASYNC230
+        fh.write("\n".join(f"{x:.3f}" for x in lat))
+    print(json.dumps({"count": chat}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nats-url", required=True)
+    parser.add_argument("--stream", required=True)
+    parser.add_argument("--subject", required=True)
+    parser.add_argument("--expected", type=int, required=True)
+    parser.add_argument("--idle", type=float, default=8.0)
+    parser.add_argument("--out", required=True)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
