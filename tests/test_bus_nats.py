@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
 from ingress_egress.bus.base import BusError
-from ingress_egress.bus.nats import NatsPublisher
+from ingress_egress.bus.nats import NatsPublisher, hpub_frame
 from tests.support.nats import NatsHarness, NatsServer
 from tests.support.processes import free_port
 from tests.test_bus_contract import outbound
@@ -90,3 +91,42 @@ async def test_subject_owned_by_another_stream_is_a_clear_error(nats_server: Nat
     await publisher.close()
     assert str(caught.value).startswith("JetStream stream ING: ")
     assert "overlap" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("dedup_id", "text"),
+    [("plain-id-1", "hello"), (" padded\r\nid ", "tëxt 🎉 with\r\nnewlines"), ("", "")],
+)
+async def test_pre_encoded_frames_equal_what_nats_py_sends(
+    nats_server: NatsServer, dedup_id: str, text: str
+) -> None:
+    """The batch mode builds HPUB frames itself (for speed): byte for byte what nats-py
+    would send for the same publish, so the server sees no difference."""
+    message = replace(outbound("alpha", 3), dedup_id=dedup_id or "x", data=text.encode())
+    nc = await nats.connect(nats_server.url)
+    sent: list[bytes] = []
+    original = nc._send_command
+
+    async def capture(cmd: bytes, priority: bool = False) -> None:
+        sent.append(bytes(cmd))
+        await original(cmd, priority)
+
+    nc._send_command = capture  # type: ignore[method-assign]
+    headers = {
+        "Nats-Msg-Id": message.dedup_id,
+        "traceparent": message.traceparent,
+        "Envelope-Type": message.type,
+    }
+    await nc.publish(SUBJECT, message.data, headers=headers)
+    await nc.close()
+    assert sent == [hpub_frame(SUBJECT.encode(), message)]
+
+
+async def test_oversize_envelope_is_a_permanent_error(nats_server: NatsServer) -> None:
+    publisher = NatsPublisher(nats_server.url, SUBJECT, "ING")
+    await publisher.start()
+    huge = replace(outbound("alpha", 9), data=b"x" * (2 * 1024 * 1024))
+    with pytest.raises(BusError) as caught:
+        await publisher.send(huge)
+    await publisher.close()
+    assert caught.value.permanent

@@ -25,6 +25,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
@@ -33,6 +34,37 @@ from nats.js.errors import NotFoundError
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 
 log = logging.getLogger("ingress_egress.bus.nats")
+
+_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+
+def _header_value(value: str) -> bytes:
+    """As nats-py does: trimmed, CR/LF become spaces (a header value cannot break the frame)."""
+    return value.strip().translate(_NEWLINES).encode()
+
+
+def hpub_frame(subject: bytes, message: OutboundMessage) -> bytes:
+    """The NATS ``HPUB`` command for one envelope, byte-identical to what nats-py's
+    ``publish(subject, data, headers=...)`` sends (tests/test_bus_nats.py compares them).
+
+    Built here because nats-py's header encoding (a regex per key, several copies) costs
+    ~13 us per message on this service's small machines: a third of the publish path.
+    """
+    header = b"NATS/1.0\r\nNats-Msg-Id: %b\r\ntraceparent: %b\r\nEnvelope-Type: %b\r\n\r\n" % (
+        _header_value(message.dedup_id),
+        _header_value(message.traceparent),
+        _header_value(message.type),
+    )
+    data = message.data
+    # "HPUB <subject> <reply> <header size> <total size>" with an empty reply, as nats-py.
+    return b"HPUB %b  %d %d\r\n%b%b\r\n" % (
+        subject,
+        len(header),
+        len(header) + len(data),
+        header,
+        data,
+    )
+
 
 DUPLICATE_WINDOW_S = 120.0
 
@@ -57,6 +89,7 @@ class NatsPublisher(Publisher):
         self.subject = subject
         self.stream = stream
         self.subjects = (subject, *extra_subjects)
+        self._subject_bytes = subject.encode()
         self.max_pending = max_pending
         self.connect_timeout_s = connect_timeout_s
         self._nc: Client | None = None
@@ -135,7 +168,7 @@ class NatsPublisher(Publisher):
         try:
             if self.ack_mode == "each":
                 return await js.publish_async(self.subject, message.data, headers=headers)
-            await self._nc.publish(self.subject, message.data, headers=headers)
+            await self._publish_frame(message)
         except NatsError as error:
             raise BusError(f"NATS publish failed: {error}") from error
         future = self._batch
@@ -149,6 +182,30 @@ class NatsPublisher(Publisher):
         if self._batch_size >= self.ack_batch:
             self._close_batch()
         return future
+
+    async def _publish_frame(self, message: OutboundMessage) -> None:
+        """``nc.publish`` with a pre-encoded frame: the same checks, then nats-py's own
+        pending buffer and flusher (private names of the pinned nats-py; the test suite
+        fails if they change)."""
+        nc = self._nc
+        assert nc is not None
+        if nc.is_closed:
+            raise ConnectionClosedError
+        if nc.is_draining_pubs:
+            raise ConnectionDrainingError
+        size = len(message.data)
+        if size > nc.max_payload:
+            raise BusError(f"envelope of {size} bytes exceeds NATS max_payload", permanent=True)
+        frame = hpub_frame(self._subject_bytes, message)
+        if not nc.is_connected and (
+            nc._max_pending_size <= 0 or len(frame) + nc._pending_data_size > nc._max_pending_size
+        ):
+            raise OutboundBufferLimitError
+        nc.stats["out_msgs"] += 1
+        nc.stats["out_bytes"] += size
+        await nc._send_command(frame)
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
 
     def _close_batch(self) -> None:
         if self._linger is not None:
