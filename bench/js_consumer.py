@@ -18,6 +18,8 @@ from datetime import datetime
 import nats
 import nats.js.errors
 
+from peers.recorder import chat_pair
+
 
 async def run(args: argparse.Namespace) -> None:
     nc = await nats.connect(args.nats_url)
@@ -56,13 +58,11 @@ async def run(args: argparse.Namespace) -> None:
     with open(args.out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 (after the run)
         for now, data in received:
             env = json.loads(data)
-            if env.get("type") != "external.chat.message.v1":
+            pair = chat_pair(env)
+            if pair is None:
                 continue
             payload = env["payload"]
-            text = payload["text"]
-            if payload.get("isAction"):
-                text = f"\x01ACTION {text}\x01"
-            fh.write(json.dumps([payload["messageId"], text], ensure_ascii=False) + "\n")
+            fh.write(json.dumps(list(pair), ensure_ascii=False) + "\n")
             if payload.get("sentAt"):
                 sent = datetime.fromisoformat(payload["sentAt"].replace("Z", "+00:00"))
                 lat.append(now * 1000.0 - sent.timestamp() * 1000.0)

@@ -31,7 +31,7 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.service import Service
 from ingress_egress.sources.irc.client import JoinLimiter
-from peers.recorder import peak_rss_mb
+from peers.recorder import chat_pair, peak_rss_mb
 
 
 class StampingMemory(MemoryPublisher):
@@ -143,13 +143,11 @@ def main() -> None:
         with open(args.out, "w", encoding="utf-8") as fh:
             for i, data in enumerate(kept):
                 env = json.loads(data)
-                if env.get("type") != "external.chat.message.v1":
+                pair = chat_pair(env)
+                if pair is None:
                     continue
                 payload = env["payload"]
-                text = payload["text"]
-                if payload.get("isAction"):
-                    text = f"\x01ACTION {text}\x01"
-                fh.write(json.dumps([payload["messageId"], text], ensure_ascii=False) + "\n")
+                fh.write(json.dumps(list(pair), ensure_ascii=False) + "\n")
                 if args.mode == "paced" and payload.get("sentAt") and i < len(stamps):
                     sent = datetime_ms(payload["sentAt"])
                     lat.append(stamps[i] * 1000.0 - sent)

@@ -14,6 +14,18 @@ import sys
 import time
 
 
+def chat_pair(envelope: dict) -> tuple[str, str] | None:
+    """A chat-message envelope as the (id, wire text) pair the simulator recorded, with
+    ``/me`` put back in its wire form; None for other envelope types."""
+    if envelope.get("type") != "external.chat.message.v1":
+        return None
+    payload = envelope["payload"]
+    text = payload["text"]
+    if payload.get("isAction"):
+        text = f"\x01ACTION {text}\x01"
+    return payload["messageId"], text
+
+
 def peak_rss_mb() -> float:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
