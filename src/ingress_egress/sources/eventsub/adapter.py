@@ -154,13 +154,10 @@ def install_token(client: twitchio.Client, auth: AccessToken) -> None:
         "refresh": "",
         "last_validated": datetime.datetime.now().isoformat(),
     }
+    # login(token=...) made the same token TwitchIO's "app token" (its default for requests
+    # naming no user): keep that copy current too rather than stale.
+    client._http._app_token = auth.access_token
     client._http._has_loaded = True
-
-
-def forget_app_token(client: twitchio.Client) -> None:
-    """``login(token=...)`` stores that token as the app token too; every request here names
-    its user (``token_for``), so keep no second, soon-stale copy."""
-    client._http._app_token = None
 
 
 class ChatWebsocket(_tio_websockets.Websocket):

@@ -30,7 +30,6 @@ from ingress_egress.credentials import ChatAuth, CredentialsError, CredentialsPr
 from ingress_egress.sources.eventsub.adapter import (
     ChatClient,
     configure_endpoints,
-    forget_app_token,
     install_token,
 )
 from ingress_egress.sources.eventsub.dedup import RecentIds
@@ -161,7 +160,6 @@ class EventSubSource:
         await self._check_token(client, auth)
         client.adopt_bot_id(self.bot_id)
         await client.login(token=auth.access_token, load_tokens=True, save_tokens=True)
-        forget_app_token(client)
         self._token = auth.access_token
         self.state.logged_in = True
         await self._resolve_channels(client)
