@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import twitchio
 from twitchio import client as _tio_client
 from twitchio import http as _tio_http
+from twitchio.authentication import tokens as _tio_tokens
 from twitchio.eventsub import websockets as _tio_websockets
 
 log = logging.getLogger("ingress_egress.eventsub")
@@ -52,8 +53,13 @@ PINNED_ATTRIBUTES: tuple[tuple[Any, str], ...] = (
     (twitchio.Client, "load_tokens"),
     (twitchio.Client, "save_tokens"),
     (twitchio.Client, "subscribe_websocket"),
-    (twitchio.Client, "_websockets"),
-    (_tio_http.HTTPClient, "validate_token"),
+    (_tio_tokens.ManagedHTTPClient, "validate_token"),
+    (_tio_tokens.ManagedHTTPClient, "_refresh_token"),
+)
+# Instance attributes read or written here: (on the client, on its HTTP client).
+PINNED_INSTANCE_ATTRIBUTES = (
+    ("_websockets", "_bot_id", "_http"),
+    ("_tokens", "_app_token", "_has_loaded"),
 )
 OAUTH_SUFFIX = "/oauth2"  # TwitchIO appends "oauth2/<op>" to ID_BASE itself
 RETIRED_SOCKET_GRACE_S = 30.0  # Twitch closes the old socket itself soon after the welcome
