@@ -134,6 +134,15 @@ async def test_every_chat_event_becomes_an_envelope(tmp_path: Path, monkeypatch)
             assert sub.condition["user_id"] == "1001"  # as the bot user
         ready = await wait_status(h.service, "/readyz", 503)
         assert any("nosuchuser" in reason for reason in ready["reasons"])
+        # Each channel's settings on subscribing, as IRC's ROOMSTATE on JOIN.
+        await eventually(lambda: len(h.envelopes()) == 2, 15, "settings on subscribing")
+        joined = h.envelopes()
+        assert [e["source"]["channel"] for e in joined] == ["alpha", "beta"]
+        for envelope in joined:
+            validate_envelope(envelope)
+            assert envelope["type"] == "external.chat.roomstate.v1"
+            assert envelope["payload"]["followersOnlyMinutes"] == 10
+            assert envelope["payload"]["slowSeconds"] == 0
 
         fragments = [
             ev.text("hi "),
@@ -162,9 +171,9 @@ async def test_every_chat_event_becomes_an_envelope(tmp_path: Path, monkeypatch)
         await h.mock.notify(
             session, "channel.chat_settings.update", "502", ev.chat_settings(BETA, slow=30)
         )
-        await eventually(lambda: len(h.envelopes()) == 6, 15, "six envelopes")
+        await eventually(lambda: len(h.envelopes()) == 8, 15, "six more envelopes")
 
-        envelopes = h.envelopes()
+        envelopes = h.envelopes()[2:]
         for envelope in envelopes:
             validate_envelope(envelope)
             assert envelope["payload"]["transport"] == "eventsub"
@@ -343,10 +352,11 @@ async def test_envelopes_reach_jetstream(nats_server: NatsServer) -> None:
             await h.mock.notify(
                 session, MESSAGE, room_id, ev.chat_message(room, f"js-{i}", [ev.text(f"n {i}")])
             )
-        await eventually(lambda: h.service.counters.published >= 20, 30, "published")
-    got = await NatsHarness(nats_server.url, "INGRESS", "internal.ingress.v1").received(20)
-    envelopes = [json.loads(item.data) for item in got]
-    assert len(envelopes) == 20
+        await eventually(lambda: h.service.counters.published >= 22, 30, "published")
+    got = await NatsHarness(nats_server.url, "INGRESS", "internal.ingress.v1").received(22)
+    everything = [json.loads(item.data) for item in got]
+    assert len(everything) == 22  # two channels' settings, then the 20 messages
+    envelopes = [e for e in everything if e["type"] == "external.chat.message.v1"]
     assert sorted(e["payload"]["messageId"] for e in envelopes) == sorted(
         f"js-{i}" for i in range(20)
     )

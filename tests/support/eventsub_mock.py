@@ -113,6 +113,7 @@ class EventSubMock:
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/helix/users", self._users)
         app.router.add_post("/helix/eventsub/subscriptions", self._subscribe)
+        app.router.add_get("/helix/chat/settings", self._chat_settings)
         app.router.add_get("/oauth2/validate", self._validate)
         app.router.add_post("/oauth2/token", self._token)
         self._runner = web.AppRunner(app, access_log=None)
@@ -334,6 +335,25 @@ class EventSubMock:
                     }
                 )
         return web.json_response({"data": data})
+
+    async def _chat_settings(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _unauthorized()
+        broadcaster_id = request.query.get("broadcaster_id", "")
+        settings = {
+            "broadcaster_id": broadcaster_id,
+            "emote_mode": False,
+            "follower_mode": True,
+            "follower_mode_duration": 10,
+            "moderator_id": None,
+            "non_moderator_chat_delay": None,
+            "non_moderator_chat_delay_duration": None,
+            "slow_mode": False,
+            "slow_mode_wait_time": None,
+            "subscriber_mode": False,
+            "unique_chat_mode": False,
+        }
+        return web.json_response({"data": [settings]})
 
     async def _subscribe(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

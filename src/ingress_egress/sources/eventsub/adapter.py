@@ -55,6 +55,7 @@ PINNED_ATTRIBUTES: tuple[tuple[Any, str], ...] = (
     (twitchio.Client, "subscribe_websocket"),
     (_tio_tokens.ManagedHTTPClient, "validate_token"),
     (_tio_tokens.ManagedHTTPClient, "_refresh_token"),
+    (_tio_tokens.ManagedHTTPClient, "get_channel_chat_settings"),
 )
 # Instance attributes read or written here: (on the client, on its HTTP client).
 PINNED_INSTANCE_ATTRIBUTES = (
@@ -148,6 +149,12 @@ class ChatClient(twitchio.Client):
 
     async def validate(self, token: str) -> Any:
         return await self._http.validate_token(token)
+
+    async def chat_settings(self, broadcaster_id: str) -> dict[str, Any] | None:
+        """Helix "Get Chat Settings", as Twitch's JSON (the first and only entry)."""
+        body = await self._http.get_channel_chat_settings(broadcaster_id, token_for=self.bot_id)
+        data = body.get("data") or []
+        return data[0] if data else None
 
 
 def install_token(client: twitchio.Client, auth: AccessToken) -> None:

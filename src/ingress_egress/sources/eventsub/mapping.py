@@ -101,6 +101,22 @@ NOTICE_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
 ANONYMOUS = {"login": "ananonymousgifter", "display-name": "AnAnonymousGifter", "id": "274598607"}
 
 
+def settings_event(helix: dict[str, Any], login: str) -> Event:
+    """Helix "Get Chat Settings" -> the shape of a ``channel.chat_settings.update`` event, so a
+    channel's settings can be published on subscribing, as IRC sends a ROOMSTATE on JOIN."""
+    return {
+        "broadcaster_user_id": helix.get("broadcaster_id"),
+        "broadcaster_user_login": login,
+        "emote_mode": helix.get("emote_mode"),
+        "follower_mode": helix.get("follower_mode"),
+        "follower_mode_duration_minutes": helix.get("follower_mode_duration"),
+        "slow_mode": helix.get("slow_mode"),
+        "slow_mode_wait_time_seconds": helix.get("slow_mode_wait_time"),
+        "subscriber_mode": helix.get("subscriber_mode"),
+        "unique_chat_mode": helix.get("unique_chat_mode"),
+    }
+
+
 class UnknownEvent(ValueError):
     """A notification of a type this mapping does not handle (counted, never fatal)."""
 

@@ -33,7 +33,13 @@ from ingress_egress.sources.eventsub.adapter import (
     install_token,
 )
 from ingress_egress.sources.eventsub.dedup import RecentIds
-from ingress_egress.sources.eventsub.mapping import EventMapper, UnknownEvent, timestamp_ms
+from ingress_egress.sources.eventsub.mapping import (
+    CHAT_SETTINGS,
+    EventMapper,
+    UnknownEvent,
+    settings_event,
+    timestamp_ms,
+)
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.status import ChatState, Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
@@ -214,6 +220,21 @@ class EventSubSource:
         else:
             self.state.failed_channels.pop(login, None)
             self.state.joined.add(login)
+            await self._publish_settings(client, broadcaster_id, login)
+
+    async def _publish_settings(self, client: ChatClient, broadcaster_id: str, login: str) -> None:
+        """The channel's current settings, as IRC's ROOMSTATE on JOIN (EventSub only sends
+        changes). Not fatal: chat flows without it."""
+        try:
+            helix = await client.chat_settings(broadcaster_id)
+        except HTTPException as error:
+            self.errors.add("eventsub_chat_settings", f"{login}: {_http_reason(error)}")
+            return
+        if helix is None:
+            return
+        now = time.time()
+        event = settings_event(helix, login)
+        self.sink(self.mapper.to_message(CHAT_SETTINGS, event, int(now * 1000)), now)
 
     async def _with_fresh_token(self, client: ChatClient, call: Callable[[], Any]) -> Any:
         """One retry after a 401: the provider refreshes (TwitchIO cannot: it has no refresh
