@@ -363,3 +363,16 @@ async def test_envelopes_reach_jetstream(nats_server: NatsServer) -> None:
     for envelope in envelopes:
         validate_envelope(envelope)
         assert envelope["payload"]["transport"] == "eventsub"
+
+
+async def test_a_malformed_event_is_counted_and_reading_goes_on() -> None:
+    async with eventsub_service() as h:
+        session = await h.subscribed(2)
+        await h.mock.notify(session, MESSAGE, "501", "not an event object")  # type: ignore[arg-type]
+        await h.mock.notify(
+            session, MESSAGE, "501", ev.chat_message(ALPHA, "ok-1", [ev.text("ok")])
+        )
+        await eventually(lambda: h.chat() == [("ok-1", "ok")], 15, "the next message")
+        assert h.service.counters.parse_errors == 1
+        debug = await wait_status(h.service, "/_debug/twitch", 200)
+        assert debug["lastError"]["code"] == "eventsub_bad_event"

@@ -249,13 +249,16 @@ def _notice_params(notice_type: str, details: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     renamed = dict(NOTICE_PARAMS.get(notice_type, ()))
     for field, value in details.items():
-        if value is None or isinstance(value, dict | list):
+        if value is None or isinstance(value, dict | list) or field in _PLAN_FIELDS:
             continue
         out[renamed.get(field, field.replace("_", "-"))] = _param(value)
     tier = details.get("sub_tier")
     if tier is not None:
         out["sub-plan"] = "Prime" if details.get("is_prime") else _str(tier)
     return out
+
+
+_PLAN_FIELDS = frozenset({"sub_tier", "is_prime"})  # folded into IRC's sub-plan
 
 
 def _param(value: Any) -> str:
