@@ -376,3 +376,18 @@ async def test_a_malformed_event_is_counted_and_reading_goes_on() -> None:
         assert h.service.counters.parse_errors == 1
         debug = await wait_status(h.service, "/_debug/twitch", 200)
         assert debug["lastError"]["code"] == "eventsub_bad_event"
+
+
+async def test_a_token_twitch_rejects_even_after_a_refresh_is_reported() -> None:
+    async with eventsub_service() as h:
+        session = await h.subscribed(2)
+        await wait_status(h.service, "/readyz", 200)
+        h.oauth.revoke_access(h.token)  # the provider cannot refresh a fixed token
+        sub = h.mock.subscription(session, "channel.chat.clear", "502")
+        await h.mock.revoke(session, sub, "notification_failures_exceeded")  # -> re-subscribe
+        ready = await wait_status(h.service, "/readyz", 503)
+        assert "eventsub token: token rejected by Twitch after refresh (400)" in ready["reasons"]
+        debug = await wait_status(h.service, "/_debug/twitch", 200)
+        assert debug["failedChannels"]["beta"].startswith("re-subscribe failed")
+        assert debug["eventsub"]["token"]["state"] == "degraded"
+        assert h.token not in json.dumps(debug)
