@@ -391,3 +391,16 @@ async def test_a_token_twitch_rejects_even_after_a_refresh_is_reported() -> None
         assert debug["failedChannels"]["beta"].startswith("re-subscribe failed")
         assert debug["eventsub"]["token"]["state"] == "degraded"
         assert h.token not in json.dumps(debug)
+
+
+async def test_a_dropped_token_that_still_works_is_put_back() -> None:
+    async with eventsub_service() as h:
+        await h.subscribed(2)
+        client = h.source._client
+        assert client is not None
+        client._http.remove_token("1001")  # what TwitchIO's failed refresh does
+        await eventually(lambda: h.source.tokens_dropped == 1, 15, "the drop noticed")
+        await eventually(lambda: client.has_token("1001"), 15, "the token put back")
+        await wait_status(h.service, "/readyz", 200)
+        debug = await wait_status(h.service, "/_debug/twitch", 200)
+        assert debug["eventsub"]["token"] == {"state": "ok", "reason": "", "droppedByTwitchio": 1}

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twitchio import HTTPException
+from twitchio import HTTPException, TwitchioException
 from twitchio.eventsub import (
     ChatClearSubscription,
     ChatClearUserMessagesSubscription,
@@ -66,7 +66,9 @@ FINAL_REVOCATIONS = frozenset(
     {"authorization_revoked", "user_removed", "version_removed", "moderator_removed"}
 )
 SUPERVISE_EVERY_S = 0.25
+RETRY_CHANNELS_EVERY_S = 60.0  # channels whose subscriptions failed (HTTP errors) are retried
 TOKEN_SYNC_EVERY_S = 30.0
+TOKEN_RETRY_EVERY_S = 5.0
 DOWN_REBUILD_AFTER_S = 120.0  # TwitchIO reconnects by itself; rebuild if it never manages to
 
 
@@ -113,6 +115,12 @@ class EventSubSource:
         self._client: ChatClient | None = None
         self._token = ""
         self._resubscribe: deque[dict[str, Any]] = deque()
+        self._retry_channels: dict[str, str] = {}  # broadcaster id -> login
+        self._down_since: float | None = None
+        self._next_token_sync = 0.0
+        self._token_missing = False
+        self._token_retry_at = 0.0
+        self._next_channel_retry = 0.0
         self._stopping = asyncio.Event()
         self._last_read: float | None = None
 
@@ -128,6 +136,9 @@ class EventSubSource:
                 self.errors.add(error.code, str(error))
             except HTTPException as error:
                 self.errors.add("eventsub_http", _http_reason(error))
+            except (TwitchioException, OSError, TimeoutError) as error:
+                log.warning("eventsub: Twitch unreachable (%s)", type(error).__name__)
+                self.errors.add("eventsub_unreachable", type(error).__name__)
             except Exception as error:
                 log.exception("eventsub session failed")
                 self.errors.add("eventsub_failed", f"{type(error).__name__}")
@@ -197,6 +208,8 @@ class EventSubSource:
         users = await self._with_fresh_token(
             client, lambda: client.fetch_users(logins=list(self.channels), token_for=self.bot_id)
         )
+        self.state.failed_channels.clear()  # a new session tries every channel again
+        self._retry_channels.clear()
         self.broadcasters = {str(user.id): user.name.lower() for user in users if user.name}
         found = set(self.broadcasters.values())
         for channel in self.channels:
@@ -215,9 +228,11 @@ class EventSubSource:
             except HTTPException as error:
                 failures.append(f"{kind.type}: {_http_reason(error)}")
         if failures:
+            self._retry_channels[broadcaster_id] = login
             self.state.failed_channels[login] = "; ".join(failures)[:300]
             self.errors.add("eventsub_subscribe_failed", f"{login}: {failures[0]}")
         else:
+            self._retry_channels.pop(broadcaster_id, None)
             self.state.failed_channels.pop(login, None)
             self.state.joined.add(login)
             await self._publish_settings(client, broadcaster_id, login)
@@ -258,49 +273,77 @@ class EventSubSource:
         self._token = auth.access_token
 
     async def _supervise(self, client: ChatClient) -> None:
-        down_since: float | None = None
-        next_sync = time.monotonic() + TOKEN_SYNC_EVERY_S
+        """Until stopped, or until the sockets are gone for good (then a new session)."""
+        start = time.monotonic()
+        self._down_since = None
+        self._next_token_sync = start + TOKEN_SYNC_EVERY_S
+        self._token_missing, self._token_retry_at = False, 0.0
+        self._next_channel_retry = start + RETRY_CHANNELS_EVERY_S
         while not self._stopping.is_set():
             now = time.monotonic()
-            live = [s for s in client.sockets() if s.connected and s.session_id]
-            self.state.connected = bool(live)
-            if live:
-                down_since = None
-                if self.state.connected_since is None:
-                    self.state.connected_since = now
-            else:
-                self.state.connected_since = None
-                down_since = down_since or now
-                if now - down_since > DOWN_REBUILD_AFTER_S or not client.sockets():
-                    if not client.sockets():
-                        self.errors.add("eventsub_closed", "no EventSub socket left")
-                    return
-            if not client.has_token(self.bot_id):
-                await self._token_dropped(client)
-            elif now >= next_sync:
-                next_sync = now + TOKEN_SYNC_EVERY_S
-                await self._sync_token(client)
+            if not self._track_connection(client, now):
+                return
+            await self._watch_token(client, now)
             while self._resubscribe:
                 await self._subscribe_again(client, self._resubscribe.popleft())
+            if self._retry_channels and now >= self._next_channel_retry:
+                self._next_channel_retry = now + RETRY_CHANNELS_EVERY_S
+                for broadcaster_id, login in list(self._retry_channels.items()):
+                    await self._subscribe_channel(client, broadcaster_id, login)
             await asyncio.sleep(SUPERVISE_EVERY_S)
 
-    async def _token_dropped(self, client: ChatClient) -> None:
+    def _track_connection(self, client: ChatClient, now: float) -> bool:
+        """Mirror the sockets into ``ChatState``; False once this session should be rebuilt
+        (no socket left, or TwitchIO's own reconnects failing for too long)."""
+        live = [s for s in client.sockets() if s.connected and s.session_id]
+        self.state.connected = bool(live)
+        if live:
+            self._down_since = None
+            if self.state.connected_since is None:
+                self.state.connected_since = now
+            return True
+        self.state.connected_since = None
+        self._down_since = self._down_since or now
+        if not client.sockets():
+            self.errors.add("eventsub_closed", "no EventSub socket left")
+            return False
+        return now - self._down_since <= DOWN_REBUILD_AFTER_S
+
+    async def _watch_token(self, client: ChatClient, now: float) -> None:
+        if not client.has_token(self.bot_id):
+            if not self._token_missing:
+                self._token_missing = True
+                self._token_dropped()
+            if now >= self._token_retry_at and not await self._reinstall_token(client):
+                self._token_retry_at = now + TOKEN_RETRY_EVERY_S
+        elif self._token_missing:
+            self._token_missing, self._token_retry_at = False, 0.0
+        elif now >= self._next_token_sync:
+            self._next_token_sync = now + TOKEN_SYNC_EVERY_S
+            await self._sync_token(client)
+
+    def _token_dropped(self) -> None:
         """TwitchIO removes a token whose refresh failed and says nothing: every later request
-        would go out unauthenticated. Report it, and put the provider's token back."""
+        would go out unauthenticated. Report it (the provider's token is put back below)."""
         self.tokens_dropped += 1
         self._token_trouble("TwitchIO dropped the bot token (its refresh failed)")
         self.errors.add("eventsub_token_dropped", "TwitchIO dropped the bot token")
         log.error("eventsub: TwitchIO dropped the bot token; asking the credentials provider")
+
+    async def _reinstall_token(self, client: ChatClient) -> bool:
+        """The provider's token back into TwitchIO, once Twitch accepts it."""
         try:
             auth = await self.credentials.force_refresh(self.login)
             info = await client.validate(auth.access_token)
         except (CredentialsError, HTTPException) as error:
-            log.error("eventsub: no usable token (%s)", type(error).__name__)
-            await asyncio.sleep(5.0)
-            return
-        if info.user_id and str(info.user_id) == self.bot_id:
-            self._install(client, auth)
-            self.token_problem = ""
+            log.warning("eventsub: still no usable token (%s)", type(error).__name__)
+            return False
+        if not info.user_id or str(info.user_id) != self.bot_id:
+            return False
+        self._install(client, auth)
+        self.token_problem = ""
+        log.info("eventsub: bot token restored")
+        return True
 
     async def _sync_token(self, client: ChatClient) -> None:
         try:
