@@ -286,6 +286,10 @@ async def test_keepalive_timeout_reconnects_and_resubscribes() -> None:
         )
         await eventually(lambda: h.chat() == [("x-1", "still here")], 15, "message after reconnect")
         assert h.service.state.reconnects >= 1
+        client = h.source._client
+        assert client is not None
+        assert [s.session_id for s in client.sockets()] == [second.id]
+        assert list(client._websockets["1001"]) == [second.id]  # filed under its new id
 
 
 async def test_revocations_are_reported_and_resubscribed_where_allowed() -> None:

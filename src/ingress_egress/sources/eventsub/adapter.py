@@ -198,8 +198,19 @@ class ChatWebsocket(_tio_websockets.Websocket):
 
     async def _process_welcome(self, data: Any) -> None:
         await super()._process_welcome(data)
+        self._register()
         if self.handler is not None and self._session_id:
             self.handler.welcomed(self._session_id)
+
+    def _register(self) -> None:
+        """File this socket under its new session id. (TwitchIO 3.3.2 files a re-welcomed
+        socket under its previous id, and then cannot find it to remove it on close.)"""
+        if self._client is None or self._token_for is None or not self._session_id:
+            return
+        group = self._client._websockets[self._token_for]
+        for key in [key for key, socket in group.items() if socket is self]:
+            del group[key]
+        group[self._session_id] = self
 
     async def _process_notification(self, data: Any) -> None:
         if self.handler is not None:
