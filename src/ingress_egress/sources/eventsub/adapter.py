@@ -48,8 +48,24 @@ PINNED_ATTRIBUTES: tuple[tuple[Any, str], ...] = (
     (_tio_websockets.Websocket, "_process_reconnect"),
     (_tio_websockets.Websocket, "_process_welcome"),
     (_tio_websockets.Websocket, "_create_connection_task"),
-    (_tio_websockets.Websocket, "_subscriptions"),
-    (_tio_websockets.Websocket, "_keep_alive_timeout"),
+    (_tio_websockets.Websocket, "connect"),
+    (_tio_websockets.Websocket, "close"),
+    *(
+        (_tio_websockets.Websocket, slot)  # slots read or written by ChatWebsocket
+        for slot in (
+            "_subscriptions",
+            "_keep_alive_timeout",
+            "_heartbeat",
+            "_keep_alive_task",
+            "_original_attempts",
+            "_closed",
+            "_client",
+            "_token_for",
+            "_shard_id",
+            "_http",
+            "_session_id",
+        )
+    ),
     (twitchio.Client, "load_tokens"),
     (twitchio.Client, "save_tokens"),
     (twitchio.Client, "subscribe_websocket"),
