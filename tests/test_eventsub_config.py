@@ -62,3 +62,10 @@ def test_each_mistake_names_its_variable(change: dict, variable: str, words: str
     message = str(raised.value)
     assert "\n" not in message and words in message
     assert "sekrit-canary" not in message  # the secret is never echoed
+
+
+def test_the_channel_limit_is_the_sources() -> None:
+    from ingress_egress.config import EVENTSUB_MAX_CHANNELS
+    from ingress_egress.sources.eventsub import MAX_CHANNELS
+
+    assert EVENTSUB_MAX_CHANNELS == MAX_CHANNELS == 50
