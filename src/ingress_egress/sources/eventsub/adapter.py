@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import twitchio
@@ -93,14 +94,6 @@ def configure_endpoints(*, ws_url: str, helix_url: str, oauth_url: str) -> None:
     _tio_client.Websocket = ChatWebsocket
 
 
-def endpoints() -> dict[str, str]:
-    return {
-        "ws": _tio_websockets.WSS,
-        "helix": _tio_http.Route.BASE,
-        "oauth": _tio_http.Route.ID_BASE,
-    }
-
-
 class EventHandler(Protocol):
     """What the source implements to receive Twitch's messages from the sockets."""
 
@@ -127,7 +120,7 @@ class ChatClient(twitchio.Client):
         client_id: str,
         bot_id: str | None,
         handler: EventHandler,
-        load_token: Any,  # async () -> AccessToken: the provider's current token
+        load_token: Callable[[], Awaitable[AccessToken]],  # the provider's current token
         keepalive_s: float = 10.0,
     ) -> None:
         super().__init__(
