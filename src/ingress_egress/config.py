@@ -20,6 +20,9 @@ IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
 SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN"})
 LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
+TWITCH_SOURCES = ("irc", "eventsub")
+# EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub).
+EVENTSUB_MAX_CHANNELS = 50
 
 # Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
 _LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
@@ -88,6 +91,9 @@ class Settings:
     debug_token: str = field(default="", repr=False)
     otel_traces_exporter: str = "none"
     otel_metrics_exporter: str = "none"
+    twitch_source: str = "irc"
+    twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
+    twitch_helix_url: str = "https://api.twitch.tv/helix"
 
     @property
     def ingress_subject(self) -> str:
@@ -151,7 +157,7 @@ class _Reader:
         if bot and not _LOGIN_RE.match(bot):
             raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {bot!r}")
         driver = self.choice("MESSAGE_BUS_DRIVER", "stdout", BUS_DRIVERS)
-        return Settings(
+        settings = Settings(
             message_bus_driver=driver,
             nats_url=self.nats_url(),
             nats_stream=self.stream_name(),
@@ -190,7 +196,46 @@ class _Reader:
             otel_metrics_exporter=self.otel_exporter(
                 "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
             ),
+            twitch_source=self.choice("TWITCH_SOURCE", "irc", TWITCH_SOURCES),
+            twitch_eventsub_ws_url=self.ws_url(
+                "TWITCH_EVENTSUB_WS_URL", "wss://eventsub.wss.twitch.tv/ws"
+            ),
+            twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
         )
+        if settings.twitch_source == "eventsub":
+            self.check_eventsub(settings)
+        return settings
+
+    def check_eventsub(self, settings: Settings) -> None:
+        """EventSub reads chat as a user: no anonymous mode, and a token must be available."""
+        why = "is required when TWITCH_SOURCE=eventsub"
+        if not settings.twitch_bot_username:
+            raise ConfigError("TWITCH_BOT_USERNAME", why)
+        if not settings.twitch_client_id:
+            raise ConfigError("TWITCH_CLIENT_ID", why)
+        firestore = settings.google_cloud_project or self.raw("FIRESTORE_EMULATOR_HOST", "")
+        if not (settings.twitch_oauth_token or firestore):
+            raise ConfigError(
+                "TWITCH_OAUTH_TOKEN",
+                "is required when TWITCH_SOURCE=eventsub (or tokens from Firestore: "
+                "GOOGLE_CLOUD_PROJECT)",
+            )
+        if not settings.twitch_oauth_url.endswith("/oauth2"):
+            raise ConfigError("TWITCH_OAUTH_URL", "must end in /oauth2 when TWITCH_SOURCE=eventsub")
+        if len(settings.twitch_channels) > EVENTSUB_MAX_CHANNELS:
+            raise ConfigError(
+                "TWITCH_CHANNELS",
+                f"{len(settings.twitch_channels)} channels exceed what one EventSub WebSocket "
+                f"holds ({EVENTSUB_MAX_CHANNELS}: 300 subscriptions, 6 per channel); conduits "
+                "are not implemented: use TWITCH_SOURCE=irc (see docs/eventsub.md)",
+            )
+
+    def ws_url(self, name: str, default: str) -> str:
+        url = self.raw(name, default)
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConfigError(name, f"must be a ws(s) URL, got {url!r}")
+        return url
 
     def otel_exporter(self, name: str, signal_endpoint: str) -> str:
         """The standard ``OTEL_*_EXPORTER`` variable, but ``none`` unless something is set:

@@ -23,6 +23,7 @@ from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.http import EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
+from ingress_egress.sources.eventsub import EventSubSource
 from ingress_egress.sources.irc import TwitchIrcClient
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.status import ChatState, Counters, ErrorLog
@@ -58,6 +59,7 @@ class Service:
         keepalive_idle_s: float = 30.0,
         pong_timeout_s: float = 10.0,
         telemetry: Telemetry | None = None,
+        eventsub_keepalive_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.counters = Counters()
@@ -65,10 +67,12 @@ class Service:
         self.publisher = publisher or build_publisher(settings)
         self.credentials = credentials if credentials is not None else build_credentials(settings)
         self.state = ChatState(
-            transport="irc", identity=settings.identity, wanted=settings.twitch_channels
+            transport=settings.twitch_source,
+            identity=settings.identity,
+            wanted=settings.twitch_channels,
         )
         self.pipeline = Pipeline(
-            EnvelopeBuilder(transport="irc"),
+            EnvelopeBuilder(transport=settings.twitch_source),
             self.publisher,
             self.counters,
             self.errors,
@@ -76,21 +80,25 @@ class Service:
             max_in_flight=settings.publish_max_in_flight,
             queue_max=settings.queue_max_messages,
         )
-        self.client = TwitchIrcClient(
-            endpoint=settings.twitch_irc_url,
-            channels=settings.twitch_channels,
-            login=settings.twitch_bot_username,
-            credentials=self.credentials,
-            sink=self.pipeline.submit,
-            state=self.state,
-            counters=self.counters,
-            errors=self.errors,
-            backoff=Backoff(
-                settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
-            ),
-            keepalive_idle_s=keepalive_idle_s,
-            pong_timeout_s=pong_timeout_s,
-        )
+        self.client: TwitchIrcClient | EventSubSource
+        if settings.twitch_source == "eventsub":
+            self.client = self._eventsub_source(eventsub_keepalive_s)
+        else:
+            self.client = TwitchIrcClient(
+                endpoint=settings.twitch_irc_url,
+                channels=settings.twitch_channels,
+                login=settings.twitch_bot_username,
+                credentials=self.credentials,
+                sink=self.pipeline.submit,
+                state=self.state,
+                counters=self.counters,
+                errors=self.errors,
+                backoff=Backoff(
+                    settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
+                ),
+                keepalive_idle_s=keepalive_idle_s,
+                pong_timeout_s=pong_timeout_s,
+            )
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_traces_exporter, settings.otel_metrics_exporter
         )
@@ -103,6 +111,34 @@ class Service:
         self._beat = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
+
+    def _eventsub_source(self, keepalive_s: float) -> EventSubSource:
+        settings = self.settings
+        if self.credentials is None:  # config.py refuses this; a test may pass None
+            raise CredentialsError("no_credentials", "EventSub needs the bot's token")
+        return EventSubSource(
+            channels=settings.twitch_channels,
+            login=settings.twitch_bot_username,
+            client_id=settings.twitch_client_id,
+            credentials=self.credentials,
+            sink=self.pipeline.submit,
+            state=self.state,
+            counters=self.counters,
+            errors=self.errors,
+            backoff=Backoff(
+                settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
+            ),
+            ws_url=settings.twitch_eventsub_ws_url,
+            helix_url=settings.twitch_helix_url,
+            oauth_url=settings.twitch_oauth_url,
+            keepalive_s=keepalive_s,
+        )
+
+    @property
+    def twitch_endpoint(self) -> str:
+        if self.settings.twitch_source == "eventsub":
+            return self.settings.twitch_eventsub_ws_url
+        return str(self.settings.twitch_irc_url)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -120,7 +156,7 @@ class Service:
             self.http.port,
             self.publisher.name,
             self.settings.ingress_subject,
-            self.settings.twitch_irc_url,
+            self.twitch_endpoint,
             self.settings.identity,
             ",".join(self.settings.twitch_channels) or "(none)",
             hot_path(),
@@ -201,7 +237,7 @@ class Service:
         last_read = self.client.last_read_at
         return [
             {
-                "endpoint": state.server or str(self.settings.twitch_irc_url),
+                "endpoint": state.server or self.twitch_endpoint,
                 "connected": state.connected,
                 "connectedSince": _iso_from_monotonic(since) if since is not None else None,
                 "connectedForSeconds": round(now - since, 1) if since is not None else None,
@@ -223,6 +259,8 @@ class Service:
         if self.credentials is not None and not self.credentials.healthy:
             status = self.credentials.status()
             reasons.append(f"credentials {status.get('state')}: {status.get('reason')}")
+        if isinstance(self.client, EventSubSource):
+            reasons.extend(self.client.degraded_reasons())
         if not self.state.connected:
             reasons.append("not connected to Twitch")
         pending = self.state.pending
@@ -235,7 +273,7 @@ class Service:
 
     def debug_snapshot(self) -> dict[str, Any]:
         state = self.state
-        return {
+        snapshot = {
             "connected": state.connected,
             "joinedChannels": sorted(state.joined),
             "pendingChannels": state.pending,
@@ -247,7 +285,7 @@ class Service:
             "recentErrors": list(self.errors.entries),
             "transport": state.transport,
             "identity": state.identity,
-            "endpoint": str(self.settings.twitch_irc_url),
+            "endpoint": self.twitch_endpoint,
             "bus": self.publisher.describe(),
             "queue": {"depth": self.pipeline.depth, "inFlight": self.pipeline.in_flight},
             "publishLatencyMs": self.pipeline.latency.summary_ms(),
@@ -256,6 +294,9 @@ class Service:
             "hotPath": hot_path(),
             "connections": self.connections(),
         }
+        if isinstance(self.client, EventSubSource):
+            snapshot["eventsub"] = self.client.describe()
+        return snapshot
 
 
 def _iso_from_monotonic(moment: float) -> str:
