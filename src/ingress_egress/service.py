@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
 from typing import Any
@@ -17,14 +18,14 @@ from typing import Any
 from ingress_egress import _native
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.bus.factory import build_publisher
-from ingress_egress.config import Settings
+from ingress_egress.config import ConfigError, Settings, channel_list
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.http import EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
-from ingress_egress.sources.irc import TwitchIrcClient
 from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
 from ingress_egress.status import ChatState, Counters, ErrorLog
 
 log = logging.getLogger("ingress_egress.service")
@@ -76,7 +77,7 @@ class Service:
             max_in_flight=settings.publish_max_in_flight,
             queue_max=settings.queue_max_messages,
         )
-        self.client = TwitchIrcClient(
+        self.client = ChatPool(
             endpoint=settings.twitch_irc_url,
             channels=settings.twitch_channels,
             login=settings.twitch_bot_username,
@@ -85,18 +86,20 @@ class Service:
             state=self.state,
             counters=self.counters,
             errors=self.errors,
-            backoff=Backoff(
-                settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
-            ),
-            keepalive_idle_s=keepalive_idle_s,
-            pong_timeout_s=pong_timeout_s,
+            limits=pool_limits(settings, keepalive_idle_s, pong_timeout_s),
         )
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_traces_exporter, settings.otel_metrics_exporter
         )
         self.pipeline.observer = self.telemetry.bind(self)
         self.metrics = build_registry(self)
-        app = build_app(self, metrics=self.metrics, debug_token=settings.debug_token)
+        app = build_app(
+            self,
+            metrics=self.metrics,
+            debug_token=settings.debug_token,
+            admin=self,
+            admin_token=settings.admin_token,
+        )
         self.http = EmbeddedServer(app, settings.host, settings.port)
         self.bus_error = "connecting"
         self._started_at = time.monotonic()
@@ -177,6 +180,7 @@ class Service:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_channels)
         await self.start()
         await stop.wait()
         log.info("signal received: shutting down")
@@ -194,24 +198,45 @@ class Service:
         return self.settings.ingress_subject
 
     def connections(self) -> list[dict[str, Any]]:
-        """Per-connection detail for ``/_debug/twitch`` (one IRC connection today)."""
+        """Per-connection detail for ``/_debug/twitch``: one entry per pool connection."""
+        return self.client.connections(_iso_from_monotonic)
+
+    # -- channels at runtime (admin route, SIGHUP) ----------------------------------------
+
+    def channel_listing(self) -> dict[str, Any]:
         state = self.state
-        now = time.monotonic()
-        since = state.connected_since
-        last_read = self.client.last_read_at
-        return [
-            {
-                "endpoint": state.server or str(self.settings.twitch_irc_url),
-                "connected": state.connected,
-                "connectedSince": _iso_from_monotonic(since) if since is not None else None,
-                "connectedForSeconds": round(now - since, 1) if since is not None else None,
-                "nick": state.identity,
-                "joinedChannels": len(state.joined),
-                "lastMessageAgeSeconds": (
-                    round(now - last_read, 3) if last_read is not None else None
-                ),
-            }
-        ]
+        return {
+            "wanted": list(state.wanted),
+            "joined": sorted(state.joined),
+            "pending": state.pending,
+            "failed": dict(state.failed_channels),
+        }
+
+    def change_channels(self, add: list[str], remove: list[str]) -> ChannelChange:
+        change = self.client.change(add=add, remove=remove)
+        if change.added or change.removed:
+            log.info(
+                "channels changed: +%s -%s",
+                ",".join(change.added) or "-",
+                ",".join(change.removed) or "-",
+            )
+        return change
+
+    def reload_channels(self) -> None:
+        """SIGHUP: re-read the channel list (``TWITCH_CHANNELS_FILE`` or the environment)."""
+        try:
+            channels = channel_list(os.environ)
+        except ConfigError as error:
+            self.errors.add("reload_failed", str(error))
+            log.error("channel reload failed, keeping the current list: %s", error)
+            return
+        change = self.client.replace(channels)
+        log.info(
+            "channel list reloaded: %d wanted, +%d -%d",
+            len(change.wanted),
+            len(change.added),
+            len(change.removed),
+        )
 
     def loop_lag_s(self) -> float:
         return max(0.0, time.monotonic() - self._beat - HEARTBEAT_S)
@@ -255,7 +280,23 @@ class Service:
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
             "hotPath": hot_path(),
             "connections": self.connections(),
+            "pool": self.client.describe(),
         }
+
+
+def pool_limits(settings: Settings, keepalive_idle_s: float, pong_timeout_s: float) -> PoolLimits:
+    return PoolLimits(
+        channels_per_connection=settings.irc_channels_per_connection,
+        connect_interval_s=settings.irc_connect_interval_ms / 1000,
+        join_limit=settings.twitch_join_rate_limit,
+        join_window_s=settings.twitch_join_rate_window_ms / 1000,
+        join_timeout_s=settings.irc_join_timeout_ms / 1000,
+        failed_retry_s=settings.irc_failed_channel_retry_ms / 1000,
+        keepalive_idle_s=keepalive_idle_s,
+        pong_timeout_s=pong_timeout_s,
+        reconnect_initial_s=settings.irc_reconnect_initial_ms / 1000,
+        reconnect_max_s=settings.irc_reconnect_max_ms / 1000,
+    )
 
 
 def _iso_from_monotonic(moment: float) -> str:
