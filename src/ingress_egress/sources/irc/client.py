@@ -74,6 +74,9 @@ CHANNEL_FAILURES = frozenset(
         "invalid_user",
     }
 )
+# After the replacement joined everything, keep reading the old connection this long: what
+# Twitch had already routed to it still arrives, and copies are dropped by message id.
+OVERLAP_HOLD_S = 1.0
 RETIRE_GRACE_S = 5.0  # after QUIT, how long the old connection may take to say goodbye
 DEDUP_GRACE_S = 5.0  # duplicates may still arrive this long after the overlap ends
 
@@ -306,7 +309,8 @@ class TwitchIrcClient:
                     self.counters.invalid_utf8 += transport.invalid_utf8 - session.invalid_counted
                     session.invalid_counted = transport.invalid_utf8
         except TransportClosed as error:
-            session.end_reason = str(error)
+            if session.end_reason == "connection closed":  # else: we closed it, and said why
+                session.end_reason = str(error)
         except (OSError, TimeoutError) as error:
             session.end_reason = f"{type(error).__name__}: {error}"
         except asyncio.CancelledError:
@@ -481,6 +485,8 @@ class TwitchIrcClient:
             ended.cancel()
         if new.finished.is_set():
             return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(old.finished.wait(), OVERLAP_HOLD_S)
         if not old.finished.is_set():
             # QUIT and read on: everything Twitch wrote before its goodbye still arrives.
             await self._send(old, "QUIT")
