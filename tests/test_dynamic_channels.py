@@ -18,6 +18,12 @@ import pytest
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import ConfigError, Settings, channel_list, read_channels_file
 from ingress_egress.simulator import ChatSimulator
+from ingress_egress.sources.irc.channels_doc import ChannelsDocumentError, channels_from_document
+from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
+    FirestoreEmulator,
+    firestore_emulator_fixture,
+    firestore_env_fixture,
+)
 from tests.support.processes import free_port
 from tests.support.service import eventually, running, settings_for
 
@@ -174,3 +180,51 @@ async def test_sighup_rereads_the_channels_file(tmp_path: Path) -> None:
                 proc.kill()
         assert proc.returncode == 0, err.decode()[-2000:]
         assert b"channel list reloaded" in err
+
+
+@pytest.mark.emulator
+async def test_channels_follow_a_firestore_document(firestore_env: FirestoreEmulator) -> None:
+    db = firestore_env.client()
+    doc = db.document("ingress_config/channels")
+    await doc.set({"channels": ["#One", "two"]})
+    async with ChatSimulator(count=0) as sim:
+        settings = settings_for(
+            BASE,
+            sim.port,
+            ("zero",),
+            google_cloud_project=firestore_env.project,
+            twitch_channels_firestore_doc="ingress_config/channels",
+            twitch_channels_firestore_poll_ms=100,
+        )
+        async with running(settings, publisher=MemoryPublisher()) as s:
+            await eventually(lambda: s.state.joined == {"one", "two"}, 20, "document's list")
+            assert s.state.wanted == ("one", "two")
+            assert [c for _, c in sim.parts] == ["zero"]
+
+            await doc.set({"channels": ["two", "three"]})
+            await eventually(lambda: s.state.joined == {"two", "three"}, 20, "document change")
+
+            # A broken document is reported once and changes nothing.
+            await doc.set({"channels": ["two", "not a login"]})
+            await eventually(
+                lambda: any(e["code"] == "channels_doc_invalid" for e in s.errors.entries),
+                20,
+                "invalid document reported",
+            )
+            await asyncio.sleep(0.5)  # several polls
+            codes = [e["code"] for e in s.errors.entries]
+            assert codes.count("channels_doc_invalid") == 1
+            assert s.state.wanted == ("two", "three")
+            assert s.state.reconnects == 0
+    assert [c for _, c in sim.joins].count("two") == 1  # never rejoined
+
+
+def test_channels_document_shape() -> None:
+    assert channels_from_document({"channels": ["#A", "b", "a"]}) == ("a", "b")
+    for bad in (None, {}, {"channels": "a,b"}, {"channels": [1]}):
+        with pytest.raises(ChannelsDocumentError):
+            channels_from_document(bad)
+    with pytest.raises(ConfigError, match="TWITCH_CHANNELS_FIRESTORE_DOC"):
+        Settings.from_env({"TWITCH_CHANNELS_FIRESTORE_DOC": "just_a_collection"})
+    env = {"TWITCH_CHANNELS_FIRESTORE_DOC": "/cfg/channels/"}
+    assert Settings.from_env(env).twitch_channels_firestore_doc == "cfg/channels"

@@ -99,6 +99,8 @@ class Settings:
     irc_join_timeout_ms: int = 15000
     irc_failed_channel_retry_ms: int = 300000
     admin_token: str = field(default="", repr=False)
+    twitch_channels_firestore_doc: str = ""
+    twitch_channels_firestore_poll_ms: int = 30000
 
     @property
     def ingress_subject(self) -> str:
@@ -228,7 +230,19 @@ class _Reader:
                 "IRC_FAILED_CHANNEL_RETRY_MS", 300000, 1, 86_400_000
             ),
             "admin_token": self.raw("ADMIN_TOKEN", ""),
+            "twitch_channels_firestore_doc": self.document_path("TWITCH_CHANNELS_FIRESTORE_DOC"),
+            "twitch_channels_firestore_poll_ms": self.integer(
+                "TWITCH_CHANNELS_FIRESTORE_POLL_MS", 30000, 100, 86_400_000
+            ),
         }
+
+    def document_path(self, name: str) -> str:
+        """A Firestore document path, ``collection/document`` (or deeper, in pairs)."""
+        path = self.raw(name, "").strip("/")
+        parts = path.split("/") if path else []
+        if parts and (len(parts) % 2 or not all(parts)):
+            raise ConfigError(name, f"must be collection/document, got {path!r}")
+        return path
 
     def otel_exporter(self, name: str, signal_endpoint: str) -> str:
         """The standard ``OTEL_*_EXPORTER`` variable, but ``none`` unless something is set:

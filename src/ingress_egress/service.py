@@ -25,6 +25,7 @@ from ingress_egress.http import EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
 from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
 from ingress_egress.status import ChatState, Counters, ErrorLog
 
@@ -88,6 +89,7 @@ class Service:
             errors=self.errors,
             limits=pool_limits(settings, keepalive_idle_s, pong_timeout_s),
         )
+        self.channels_doc = build_channels_doc(settings, self.client, self.errors)
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_traces_exporter, settings.otel_metrics_exporter
         )
@@ -152,6 +154,8 @@ class Service:
                 log.error("credentials: %s", error)
         self.pipeline.start()
         self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
+        if self.channels_doc is not None:
+            self._tasks.append(asyncio.create_task(self.channels_doc.run(), name="channels-doc"))
 
     async def stop(self) -> None:
         """Stop reading, flush what is in flight (bounded), then close everything."""
@@ -282,6 +286,23 @@ class Service:
             "connections": self.connections(),
             "pool": self.client.describe(),
         }
+
+
+def build_channels_doc(
+    settings: Settings, pool: ChatPool, errors: ErrorLog
+) -> FirestoreChannelList | None:
+    """The Firestore-polled channel list, when ``TWITCH_CHANNELS_FIRESTORE_DOC`` is set."""
+    if not settings.twitch_channels_firestore_doc:
+        return None
+    from google.cloud.firestore import AsyncClient
+
+    return FirestoreChannelList(
+        AsyncClient(project=settings.google_cloud_project or None),
+        settings.twitch_channels_firestore_doc,
+        pool.replace,
+        errors,
+        poll_interval_s=settings.twitch_channels_firestore_poll_ms / 1000,
+    )
 
 
 def pool_limits(settings: Settings, keepalive_idle_s: float, pong_timeout_s: float) -> PoolLimits:
