@@ -266,6 +266,7 @@ class Service:
         state = self.state
         return {
             "connected": state.connected,
+            "wantedChannels": list(state.wanted),
             "joinedChannels": sorted(state.joined),
             "pendingChannels": state.pending,
             "failedChannels": dict(state.failed_channels),

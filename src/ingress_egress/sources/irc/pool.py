@@ -77,7 +77,7 @@ class ChatPool:
         self.counters = counters
         self.errors = errors
         self.limits = limits or PoolLimits()
-        self.join_limiter = JoinLimiter(
+        self._join_limiter = JoinLimiter(
             self.limits.join_limit, self.limits.join_window_s, self.limits.join_allowance_s
         )
         self.connect_gate = ConnectGate(self.limits.connect_interval_s)
@@ -93,6 +93,17 @@ class ChatPool:
         self.change(add=list(channels))
         if not self.shards:
             self._new_shard()  # one connection even without channels: it reports health
+
+    @property
+    def join_limiter(self) -> JoinLimiter:
+        return self._join_limiter
+
+    @join_limiter.setter
+    def join_limiter(self, limiter: JoinLimiter) -> None:
+        """Swap the shared limiter (benchmarks use a verified bot's rate) on every shard."""
+        self._join_limiter = limiter
+        for shard in self.shards:
+            shard.join_limiter = limiter
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -252,7 +263,7 @@ class ChatPool:
                         "connected": session.logged_in,
                         "connectedSince": describe_time(since) if since is not None else None,
                         "connectedForSeconds": round(now - since, 1) if since else None,
-                        "nick": session.nick,
+                        "nick": self.state.identity,  # login or "anonymous"
                         "joinedChannels": len(session.joined),
                         "pendingChannels": len(session.pending) + len(session.queued),
                         "lastMessageAgeSeconds": round(now - session.last_read, 3),
