@@ -472,6 +472,7 @@ class TwitchIrcClient:
             return
         old.successor = new
         self._on_change()
+        dropped_before = self.state.duplicates_dropped
         waited = asyncio.ensure_future(new.settled.wait())
         ended = asyncio.ensure_future(new.finished.wait())
         try:
@@ -494,6 +495,11 @@ class TwitchIrcClient:
                 await asyncio.wait_for(old.finished.wait(), RETIRE_GRACE_S)
             except TimeoutError:
                 await old.transport.close()
+        log.info(
+            "twitch irc %s: RECONNECT overlap over; %d duplicate events dropped",
+            self.name,
+            self.state.duplicates_dropped - dropped_before,
+        )
 
     async def _successor_of(self, old: Session) -> Session | None:
         """The session that takes over from ``old``, once it is known (None: reconnect)."""

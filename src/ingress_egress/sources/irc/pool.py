@@ -198,8 +198,9 @@ class ChatPool:
             for channel in take:
                 self._owner[channel] = shard
             shard.add_channels(take)
+        before = set(self.state.wanted)
         wanted = tuple(c for c in self.state.wanted if c in self._owner) + tuple(
-            c for c in added if c not in self.state.wanted
+            c for c in added if c not in before
         )
         self.state.set_wanted(wanted)
         self._refresh()
