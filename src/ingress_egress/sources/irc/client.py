@@ -286,6 +286,9 @@ class TwitchIrcClient:
         if self._stopping.is_set():
             raise TransportClosed("stopped")
         transport = await self._open(self.endpoint, self.connect_timeout_s)
+        if self._stopping.is_set():  # stopped while connecting: leave nothing behind
+            await transport.close()
+            raise TransportClosed("stopped")
         self._sessions_opened += 1
         session = Session(self._sessions_opened, transport)
         session.nick = self._nick
