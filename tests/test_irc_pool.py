@@ -70,6 +70,41 @@ async def test_a_thousand_channels_join_across_the_pool_without_breaching_the_li
     assert delivered == {channel: len(items) for channel, items in sim.sent.items() if items}
 
 
+async def test_rejoins_after_drops_share_the_join_limit_with_first_joins() -> None:
+    # Once all 300 channels are joined, three of the six connections drop at once: their 150
+    # rejoins (more than one window's worth) go through the limiter that the first joins
+    # filled, and the simulator, counting every JOIN of the login, sees no breach.
+    channels = tuple(f"room_{i:03d}" for i in range(300))
+    faults = Faults(join_limit_per_10s=100, join_window=2.0, drop_after=5, apply_to_first=3)
+    async with ChatSimulator(count=1500, rate=1500, faults=faults) as sim:
+        publisher = MemoryPublisher()
+        settings = settings_for(
+            Settings(message_bus_driver="memory"),
+            sim.port,
+            channels,
+            twitch_bot_username="midbot",
+            irc_channels_per_connection=50,
+            irc_connect_interval_ms=50,
+            twitch_join_rate_limit=100,
+            twitch_join_rate_window_ms=2000,
+        )
+        credentials = StaticTokenProvider("midbot", "tok_mid_0123456789abcdef")
+        sim.pause()
+        async with running(settings, publisher=publisher, credentials=credentials) as s:
+            await eventually(lambda: len(s.state.joined) == 300, 60, "all joined")
+            sim.resume()
+            await eventually(lambda: s.state.reconnects == 3, 30, "three drops")
+            await eventually(lambda: len(s.state.joined) == 300, 60, "all joined again")
+            assert await sim.wait_sent(1500, timeout=60)
+            chat = lambda: sum(  # noqa: E731
+                1 for m in publisher.messages if m.type == "external.chat.message.v1"
+            )
+            await eventually(lambda: chat() >= 1500, 30, "chat published")
+            assert s.state.reconnects == 3  # the three planned drops, no breach
+    assert len(sim.joins) == 300 + 3 * 50
+    assert chat() == 1500
+
+
 def test_join_limiter_waits_out_the_allowance_and_bounds_its_memory() -> None:
     limiter = JoinLimiter(limit=5, window_s=1.0, allowance_s=0.1)
     limiter.record(0.0, 5)
