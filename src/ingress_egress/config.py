@@ -17,7 +17,9 @@ FINALIZER_TOPIC = "internal.finalizer.v1"
 
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
-SECRET_VARIABLES = frozenset({"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN"})
+SECRET_VARIABLES = frozenset(
+    {"TWITCH_CLIENT_SECRET", "TWITCH_OAUTH_TOKEN", "DEBUG_TOKEN", "ADMIN_TOKEN"}
+)
 LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 TWITCH_SOURCES = ("irc", "eventsub")
@@ -94,6 +96,17 @@ class Settings:
     twitch_source: str = "irc"
     twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
     twitch_helix_url: str = "https://api.twitch.tv/helix"
+    # Chat at scale (connection pool, JOIN pacing, dynamic channels).
+    twitch_channels_file: str = ""
+    irc_channels_per_connection: int = 50
+    irc_connect_interval_ms: int = 2000
+    twitch_join_rate_limit: int = 20
+    twitch_join_rate_window_ms: int = 10000
+    irc_join_timeout_ms: int = 15000
+    irc_failed_channel_retry_ms: int = 300000
+    admin_token: str = field(default="", repr=False)
+    twitch_channels_firestore_doc: str = ""
+    twitch_channels_firestore_poll_ms: int = 30000
 
     @property
     def ingress_subject(self) -> str:
@@ -166,7 +179,7 @@ class _Reader:
             nats_ack_linger_ms=self.integer("NATS_ACK_LINGER_MS", 2, 0, 1000),
             bus_prefix=self.bus_prefix(),
             twitch_bot_username=bot,
-            twitch_channels=parse_channels(self.env.get("TWITCH_CHANNELS", "")),
+            twitch_channels=self.channels(),
             twitch_client_id=self.raw("TWITCH_CLIENT_ID", ""),
             twitch_client_secret=self.raw("TWITCH_CLIENT_SECRET", ""),
             twitch_oauth_token=self.raw("TWITCH_OAUTH_TOKEN", ""),
@@ -201,6 +214,7 @@ class _Reader:
                 "TWITCH_EVENTSUB_WS_URL", "wss://eventsub.wss.twitch.tv/ws"
             ),
             twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
+            **self.chat_scale(),  # type: ignore[arg-type]
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
@@ -236,6 +250,44 @@ class _Reader:
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ConfigError(name, f"must be a ws(s) URL, got {url!r}")
         return url
+
+    def channels(self) -> tuple[str, ...]:
+        """``TWITCH_CHANNELS_FILE`` when set (re-read on SIGHUP), else ``TWITCH_CHANNELS``."""
+        channels_file = self.raw("TWITCH_CHANNELS_FILE", "")
+        if channels_file:
+            return read_channels_file(channels_file)
+        return parse_channels(self.env.get("TWITCH_CHANNELS", ""))
+
+    def chat_scale(self) -> dict[str, object]:
+        """Pool, JOIN pacing and dynamic-channel settings (docs/scaling.md)."""
+        return {
+            "twitch_channels_file": self.raw("TWITCH_CHANNELS_FILE", ""),
+            "irc_channels_per_connection": self.integer(
+                "IRC_CHANNELS_PER_CONNECTION", 50, 1, 10_000
+            ),
+            "irc_connect_interval_ms": self.integer("IRC_CONNECT_INTERVAL_MS", 2000, 0, 600_000),
+            "twitch_join_rate_limit": self.integer("TWITCH_JOIN_RATE_LIMIT", 20, 1, 100_000),
+            "twitch_join_rate_window_ms": self.integer(
+                "TWITCH_JOIN_RATE_WINDOW_MS", 10000, 1, 3_600_000
+            ),
+            "irc_join_timeout_ms": self.integer("IRC_JOIN_TIMEOUT_MS", 15000, 1, 3_600_000),
+            "irc_failed_channel_retry_ms": self.integer(
+                "IRC_FAILED_CHANNEL_RETRY_MS", 300000, 1, 86_400_000
+            ),
+            "admin_token": self.raw("ADMIN_TOKEN", ""),
+            "twitch_channels_firestore_doc": self.document_path("TWITCH_CHANNELS_FIRESTORE_DOC"),
+            "twitch_channels_firestore_poll_ms": self.integer(
+                "TWITCH_CHANNELS_FIRESTORE_POLL_MS", 30000, 100, 86_400_000
+            ),
+        }
+
+    def document_path(self, name: str) -> str:
+        """A Firestore document path, ``collection/document`` (or deeper, in pairs)."""
+        path = self.raw(name, "").strip("/")
+        parts = path.split("/") if path else []
+        if parts and (len(parts) % 2 or not all(parts)):
+            raise ConfigError(name, f"must be collection/document, got {path!r}")
+        return path
 
     def otel_exporter(self, name: str, signal_endpoint: str) -> str:
         """The standard ``OTEL_*_EXPORTER`` variable, but ``none`` unless something is set:
@@ -281,6 +333,11 @@ class _Reader:
         return url
 
 
+def channel_list(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The wanted channels as configured now (for a reload on SIGHUP)."""
+    return _Reader(env).channels()
+
+
 def _shown(name: str, value: str) -> str:
     return "<redacted>" if name in SECRET_VARIABLES else repr(value)
 
@@ -296,6 +353,22 @@ def parse_channels(text: str) -> tuple[str, ...]:
             raise ConfigError("TWITCH_CHANNELS", f"not a Twitch channel login: {item.strip()!r}")
         seen.setdefault(login, None)
     return tuple(seen)
+
+
+def read_channels_file(path: str) -> tuple[str, ...]:
+    """Channel logins from a text file: one per line (commas also work); a line starting
+    with ``# `` (hash, space) is a comment, ``#name`` is a channel."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(1 << 20)
+    except OSError as error:
+        raise ConfigError("TWITCH_CHANNELS_FILE", f"cannot read {path}: {error.strerror}") from None
+    lines = [line for line in text.splitlines() if not line.strip().startswith(("# ", "#\t"))]
+    lines = [line for line in lines if line.strip() != "#"]
+    try:
+        return parse_channels(",".join(lines))
+    except ConfigError as error:
+        raise ConfigError("TWITCH_CHANNELS_FILE", f"{path}: {error.problem}") from None
 
 
 def parse_irc_url(url: str) -> IrcEndpoint:

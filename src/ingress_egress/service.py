@@ -10,23 +10,27 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingress_egress import _native
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.bus.factory import build_publisher
-from ingress_egress.config import Settings
+from ingress_egress.config import ConfigError, Settings, channel_list
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.http import EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
-from ingress_egress.sources.eventsub import EventSubSource
-from ingress_egress.sources.irc import TwitchIrcClient
 from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
+from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
 from ingress_egress.status import ChatState, Counters, ErrorLog
+
+if TYPE_CHECKING:  # imported when chosen: TwitchIO costs start-up time on the IRC path
+    from ingress_egress.sources.eventsub import EventSubSource
 
 log = logging.getLogger("ingress_egress.service")
 
@@ -80,11 +84,13 @@ class Service:
             max_in_flight=settings.publish_max_in_flight,
             queue_max=settings.queue_max_messages,
         )
-        self.client: TwitchIrcClient | EventSubSource
+        self.client: ChatPool | EventSubSource
+        self.eventsub: EventSubSource | None = None
+        self.channels_doc: FirestoreChannelList | None = None
         if settings.twitch_source == "eventsub":
-            self.client = self._eventsub_source(eventsub_keepalive_s)
+            self.client = self.eventsub = self._eventsub_source(eventsub_keepalive_s)
         else:
-            self.client = TwitchIrcClient(
+            self.client = ChatPool(
                 endpoint=settings.twitch_irc_url,
                 channels=settings.twitch_channels,
                 login=settings.twitch_bot_username,
@@ -93,18 +99,21 @@ class Service:
                 state=self.state,
                 counters=self.counters,
                 errors=self.errors,
-                backoff=Backoff(
-                    settings.irc_reconnect_initial_ms / 1000, settings.irc_reconnect_max_ms / 1000
-                ),
-                keepalive_idle_s=keepalive_idle_s,
-                pong_timeout_s=pong_timeout_s,
+                limits=pool_limits(settings, keepalive_idle_s, pong_timeout_s),
             )
+            self.channels_doc = build_channels_doc(settings, self.client, self.errors)
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_traces_exporter, settings.otel_metrics_exporter
         )
         self.pipeline.observer = self.telemetry.bind(self)
         self.metrics = build_registry(self)
-        app = build_app(self, metrics=self.metrics, debug_token=settings.debug_token)
+        app = build_app(
+            self,
+            metrics=self.metrics,
+            debug_token=settings.debug_token,
+            admin=self if self.eventsub is None else None,  # dynamic channels: IRC only
+            admin_token=settings.admin_token,
+        )
         self.http = EmbeddedServer(app, settings.host, settings.port)
         self.bus_error = "connecting"
         self._started_at = time.monotonic()
@@ -113,6 +122,8 @@ class Service:
         self._stopped = asyncio.Event()
 
     def _eventsub_source(self, keepalive_s: float) -> EventSubSource:
+        from ingress_egress.sources.eventsub import EventSubSource
+
         settings = self.settings
         if self.credentials is None:  # config.py refuses this; a test may pass None
             raise CredentialsError("no_credentials", "EventSub needs the bot's token")
@@ -185,6 +196,8 @@ class Service:
                 log.error("credentials: %s", error)
         self.pipeline.start()
         self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
+        if self.channels_doc is not None:
+            self._tasks.append(asyncio.create_task(self.channels_doc.run(), name="channels-doc"))
 
     async def stop(self) -> None:
         """Stop reading, flush what is in flight (bounded), then close everything."""
@@ -213,6 +226,7 @@ class Service:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_channels)
         await self.start()
         await stop.wait()
         log.info("signal received: shutting down")
@@ -230,24 +244,52 @@ class Service:
         return self.settings.ingress_subject
 
     def connections(self) -> list[dict[str, Any]]:
-        """Per-connection detail for ``/_debug/twitch`` (one IRC connection today)."""
+        """Per-connection detail for ``/_debug/twitch``: one entry per pool connection."""
+        return self.client.connections(_iso_from_monotonic)
+
+    # -- channels at runtime (admin route, SIGHUP) ----------------------------------------
+
+    def channel_listing(self) -> dict[str, Any]:
         state = self.state
-        now = time.monotonic()
-        since = state.connected_since
-        last_read = self.client.last_read_at
-        return [
-            {
-                "endpoint": state.server or self.twitch_endpoint,
-                "connected": state.connected,
-                "connectedSince": _iso_from_monotonic(since) if since is not None else None,
-                "connectedForSeconds": round(now - since, 1) if since is not None else None,
-                "nick": state.identity,
-                "joinedChannels": len(state.joined),
-                "lastMessageAgeSeconds": (
-                    round(now - last_read, 3) if last_read is not None else None
-                ),
-            }
-        ]
+        return {
+            "wanted": list(state.wanted),
+            "joined": sorted(state.joined),
+            "pending": state.pending,
+            "failed": dict(state.failed_channels),
+        }
+
+    def change_channels(self, add: list[str], remove: list[str]) -> ChannelChange:
+        change = self.irc_pool().change(add=add, remove=remove)
+        if change.added or change.removed:
+            log.info(
+                "channels changed: +%s -%s",
+                ",".join(change.added) or "-",
+                ",".join(change.removed) or "-",
+            )
+        return change
+
+    def reload_channels(self) -> None:
+        """SIGHUP: re-read the channel list (``TWITCH_CHANNELS_FILE`` or the environment)."""
+        try:
+            channels = channel_list(os.environ)
+        except ConfigError as error:
+            self.errors.add("reload_failed", str(error))
+            log.error("channel reload failed, keeping the current list: %s", error)
+            return
+        if self.eventsub is not None:
+            log.warning("SIGHUP ignored: channels change at runtime on the IRC source only")
+            return
+        change = self.irc_pool().replace(channels)
+        log.info(
+            "channel list reloaded: %d wanted, +%d -%d",
+            len(change.wanted),
+            len(change.added),
+            len(change.removed),
+        )
+
+    def irc_pool(self) -> ChatPool:
+        assert isinstance(self.client, ChatPool), "dynamic channels are IRC-only"
+        return self.client
 
     def loop_lag_s(self) -> float:
         return max(0.0, time.monotonic() - self._beat - HEARTBEAT_S)
@@ -259,8 +301,8 @@ class Service:
         if self.credentials is not None and not self.credentials.healthy:
             status = self.credentials.status()
             reasons.append(f"credentials {status.get('state')}: {status.get('reason')}")
-        if isinstance(self.client, EventSubSource):
-            reasons.extend(self.client.degraded_reasons())
+        if self.eventsub is not None:
+            reasons.extend(self.eventsub.degraded_reasons())
         if not self.state.connected:
             reasons.append("not connected to Twitch")
         pending = self.state.pending
@@ -275,6 +317,7 @@ class Service:
         state = self.state
         snapshot = {
             "connected": state.connected,
+            "wantedChannels": list(state.wanted),
             "joinedChannels": sorted(state.joined),
             "pendingChannels": state.pending,
             "failedChannels": dict(state.failed_channels),
@@ -294,9 +337,43 @@ class Service:
             "hotPath": hot_path(),
             "connections": self.connections(),
         }
-        if isinstance(self.client, EventSubSource):
-            snapshot["eventsub"] = self.client.describe()
+        if self.eventsub is not None:
+            snapshot["eventsub"] = self.eventsub.describe()
+        else:
+            snapshot["pool"] = self.client.describe()
         return snapshot
+
+
+def build_channels_doc(
+    settings: Settings, pool: ChatPool, errors: ErrorLog
+) -> FirestoreChannelList | None:
+    """The Firestore-polled channel list, when ``TWITCH_CHANNELS_FIRESTORE_DOC`` is set."""
+    if not settings.twitch_channels_firestore_doc:
+        return None
+    from google.cloud.firestore import AsyncClient
+
+    return FirestoreChannelList(
+        AsyncClient(project=settings.google_cloud_project or None),
+        settings.twitch_channels_firestore_doc,
+        pool.replace,
+        errors,
+        poll_interval_s=settings.twitch_channels_firestore_poll_ms / 1000,
+    )
+
+
+def pool_limits(settings: Settings, keepalive_idle_s: float, pong_timeout_s: float) -> PoolLimits:
+    return PoolLimits(
+        channels_per_connection=settings.irc_channels_per_connection,
+        connect_interval_s=settings.irc_connect_interval_ms / 1000,
+        join_limit=settings.twitch_join_rate_limit,
+        join_window_s=settings.twitch_join_rate_window_ms / 1000,
+        join_timeout_s=settings.irc_join_timeout_ms / 1000,
+        failed_retry_s=settings.irc_failed_channel_retry_ms / 1000,
+        keepalive_idle_s=keepalive_idle_s,
+        pong_timeout_s=pong_timeout_s,
+        reconnect_initial_s=settings.irc_reconnect_initial_ms / 1000,
+        reconnect_max_s=settings.irc_reconnect_max_ms / 1000,
+    )
 
 
 def _iso_from_monotonic(moment: float) -> str:

@@ -71,10 +71,37 @@ class ChatState:
     last_reconnect_at: str | None = None
     connected_since: float | None = None
     server: str = ""
+    duplicates_dropped: int = 0  # overlap copies dropped after a RECONNECT (by message id)
+    # How many live connections confirmed each channel (two during a RECONNECT overlap).
+    _joined_on: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def pending(self) -> list[str]:
         return [c for c in self.wanted if c not in self.joined and c not in self.failed_channels]
+
+    def confirm_joined(self, channel: str) -> None:
+        """Twitch confirmed a JOIN (echo or ROOMSTATE) on one connection."""
+        self._joined_on[channel] = self._joined_on.get(channel, 0) + 1
+        self.joined.add(channel)
+        self.failed_channels.pop(channel, None)
+
+    def lose_joined(self, channel: str) -> None:
+        """One connection left ``channel`` (PART, disconnect); joined while another has it."""
+        left = self._joined_on.get(channel, 0) - 1
+        if left > 0:
+            self._joined_on[channel] = left
+        else:
+            self._joined_on.pop(channel, None)
+            self.joined.discard(channel)
+
+    def mark_failed(self, channel: str, reason: str) -> None:
+        self.failed_channels[channel] = reason
+
+    def set_wanted(self, channels: tuple[str, ...]) -> None:
+        self.wanted = channels
+        wanted = set(channels)
+        for channel in [c for c in self.failed_channels if c not in wanted]:
+            del self.failed_channels[channel]
 
     def mark_reconnect(self) -> None:
         self.reconnects += 1

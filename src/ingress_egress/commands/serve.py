@@ -19,6 +19,7 @@ def main() -> int:
                 settings.twitch_client_secret,
                 settings.twitch_oauth_token,
                 settings.debug_token,
+                settings.admin_token,
             ),
             log_format=settings.log_format,
             stream=logs.log_stream(settings.message_bus_driver),

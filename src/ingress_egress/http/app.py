@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,6 +26,18 @@ class ServiceView(Protocol):
         """Seconds since the event-loop heartbeat last ran late or on time."""
 
 
+class ChannelAdmin(Protocol):
+    def channel_listing(self) -> dict[str, Any]:
+        """Wanted, joined, pending and failed channels."""
+
+    def change_channels(self, add: list[str], remove: list[str]) -> Any:
+        """Apply a change; returns an object with ``added``, ``removed``, ``wanted``."""
+
+
+ADMIN_MAX_CHANNELS = 10_000  # per request: bounded work and memory
+_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
+
+
 def bearer_ok(request: Request, token: str) -> bool:
     """``Authorization: Bearer <token>``, compared in constant time. No token: open."""
     if not token:
@@ -40,6 +53,8 @@ def build_app(
     *,
     metrics: CollectorRegistry | None = None,
     debug_token: str = "",
+    admin: ChannelAdmin | None = None,
+    admin_token: str = "",
 ) -> Starlette:
     registry = metrics if metrics is not None else CollectorRegistry(auto_describe=False)
 
@@ -70,6 +85,34 @@ def build_app(
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def admin_channels(request: Request) -> JSONResponse:
+        # Secure by default: without ADMIN_TOKEN the route exists but does nothing.
+        if admin is None or not admin_token:
+            return JSONResponse({"status": "disabled"}, status_code=403)
+        if not bearer_ok(request, admin_token):
+            return JSONResponse(
+                {"status": "unauthorized"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="admin"'},
+            )
+        if request.method == "GET":
+            return JSONResponse(admin.channel_listing())
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        parsed = _channel_change(body)
+        if isinstance(parsed, str):
+            return JSONResponse({"error": parsed}, status_code=400)
+        change = admin.change_channels(*parsed)
+        return JSONResponse(
+            {
+                "added": list(change.added),
+                "removed": list(change.removed),
+                "wanted": list(change.wanted),
+            }
+        )
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -77,5 +120,25 @@ def build_app(
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
             Route("/_debug/twitch", debug_twitch),
+            Route("/_admin/channels", admin_channels, methods=["GET", "POST"]),
         ]
     )
+
+
+def _channel_change(body: Any) -> tuple[list[str], list[str]] | str:
+    """``{"add": [...], "remove": [...]}`` -> normalized logins, or what is wrong with it."""
+    if not isinstance(body, dict) or not set(body) <= {"add", "remove"}:
+        return 'expected {"add": [logins], "remove": [logins]}'
+    out: list[list[str]] = []
+    for key in ("add", "remove"):
+        items = body.get(key, [])
+        if not isinstance(items, list) or len(items) > ADMIN_MAX_CHANNELS:
+            return f"{key} must be a list of at most {ADMIN_MAX_CHANNELS} channel logins"
+        logins = []
+        for item in items:
+            login = item.strip().lstrip("#").lower() if isinstance(item, str) else ""
+            if not _LOGIN_RE.match(login):
+                return f"{key}: not a Twitch channel login: {str(item)[:40]!r}"
+            logins.append(login)
+        out.append(logins)
+    return out[0], out[1]

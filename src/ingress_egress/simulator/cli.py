@@ -83,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="close the TCP connection without goodbye after N messages",
     )
+    faults.add_argument(
+        "--reconnect-overlap",
+        action="store_true",
+        help="after RECONNECT keep sending chat until the connection closes (as Twitch does)",
+    )
     faults.add_argument("--no-pong", action="store_true", help="stop answering PING")
     faults.add_argument(
         "--reject-login", action="store_true", help="fail every login with NOTICE + close"
@@ -111,6 +116,7 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
     faults = Faults(
         reconnect_after=args.reconnect_after,
         drop_after=args.drop_after,
+        reconnect_overlap=args.reconnect_overlap,
         no_pong=args.no_pong,
         reject_login=args.reject_login,
         join_limit_per_10s=args.join_limit,

@@ -17,6 +17,10 @@ class Faults:
     ``:tmi.twitch.tv RECONNECT`` and close the connection ``reconnect_close_delay`` seconds
     later; no more chat goes to it in between.
 
+    ``reconnect_overlap``: after RECONNECT keep sending chat to that connection until it is
+    closed (by the client's QUIT or ``reconnect_close_delay`` later), as Twitch does: a client
+    that joins a replacement meanwhile gets the same channel's messages on both connections.
+
     ``drop_after``: after this many chat messages on one connection close the TCP connection
     without any goodbye (no RECONNECT, no NOTICE, no WebSocket close frame).
 
@@ -31,6 +35,9 @@ class Faults:
     ``suspended_channels``: JOINs to these channel logins (without ``#``) get a
     ``msg_channel_suspended`` NOTICE and no JOIN echo.
 
+    ``ignored_joins``: JOINs to these channel logins get no answer at all (Twitch sometimes
+    drops a JOIN silently; a client must notice the missing confirmation and retry).
+
     ``apply_to_first``: apply ``reconnect_after``, ``drop_after`` and ``reject_login`` only to
     the first N connections the simulator accepts (``None`` = every connection), so a test can
     make the first connection fail and the reconnect succeed.
@@ -44,6 +51,8 @@ class Faults:
     join_window: float = 10.0
     suspended_channels: set[str] = field(default_factory=set)
     reconnect_close_delay: float = 1.0
+    reconnect_overlap: bool = False
+    ignored_joins: set[str] = field(default_factory=set)
     apply_to_first: int | None = None
 
     def applies_to(self, connection_index: int) -> bool:

@@ -170,6 +170,7 @@ class ChatSimulator:
 
         self.sent: dict[str, list[tuple[str, str]]] = {}
         self.joins: list[tuple[int, str]] = []
+        self.parts: list[tuple[int, str]] = []
         self.logins: list[str] = []
         self.pongs: list[tuple[int, str]] = []
         self.privmsgs: list[tuple[int, str, str]] = []
@@ -509,6 +510,8 @@ class ChatSimulator:
             if not self._join_allowed(client):
                 await self._write(client, lines)
                 return False  # over Twitch's JOIN rate limit: disconnected
+            if channel in self.faults.ignored_joins:
+                continue  # dropped silently: no echo, no NOTICE, no chat
             if self.faults.is_suspended(channel):
                 lines.append(
                     f"@msg-id=msg_channel_suspended :{SERVER} NOTICE #{channel} "
@@ -548,6 +551,7 @@ class ChatSimulator:
             channel = raw.strip().lstrip("#").lower()
             if not channel:
                 continue
+            self.parts.append((client.index, channel))
             client.channels.discard(channel)
             subs = self._subs.get(channel)
             if subs is not None:
@@ -727,6 +731,10 @@ class ChatSimulator:
                     sent.setdefault(m.channel, []).append((m.msg_id, m.text))
 
     def _fire_fault(self, client: _Client) -> None:
+        if client.fault == "reconnect" and self.faults.reconnect_overlap:
+            client.budget = None  # chat keeps flowing until the connection closes
+            self._spawn(self._reconnect(client), f"chat-simulator-reconnect-{client.index}")
+            return
         self._unsubscribe(client)
         if client.fault == "drop":
             self._spawn(client.transport.close(abrupt=True), f"chat-simulator-drop-{client.index}")
@@ -737,6 +745,7 @@ class ChatSimulator:
         with contextlib.suppress(*_CLOSE_ERRORS):
             await self._write(client, [f":{SERVER} RECONNECT"])
             await asyncio.sleep(self.faults.reconnect_close_delay)
+        self._unsubscribe(client)
         await client.transport.close()
 
 

@@ -162,6 +162,24 @@ class EventSubSource:
         """Monotonic time of the last message from Twitch (None while disconnected)."""
         return self._last_read if self.state.connected else None
 
+    def connections(self, iso: Callable[[float], str]) -> list[dict[str, Any]]:
+        """``/_debug/twitch`` connection entries: one EventSub WebSocket session."""
+        state, now = self.state, time.monotonic()
+        since, last_read = state.connected_since, self.last_read_at
+        return [
+            {
+                "endpoint": state.server or self.ws_url,
+                "connected": state.connected,
+                "connectedSince": iso(since) if since is not None else None,
+                "connectedForSeconds": round(now - since, 1) if since is not None else None,
+                "nick": state.identity,
+                "joinedChannels": len(state.joined),
+                "lastMessageAgeSeconds": (
+                    round(now - last_read, 3) if last_read is not None else None
+                ),
+            }
+        ]
+
     # -- one session: token, ids, subscriptions, then supervise -------------------------
 
     async def _session(self) -> None:

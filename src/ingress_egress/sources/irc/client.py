@@ -1,23 +1,37 @@
-"""The Twitch IRC connection: log in, join, read, answer PING, and reconnect forever.
+"""One shard of the Twitch chat pool: a connection that logs in, joins its channels, reads,
+answers PING, and reconnects forever.
 
 Lines flow one way: transport -> ``parse_line`` -> typed message -> ``sink`` (the pipeline).
 Control messages (PING, RECONNECT, JOIN echoes, NOTICEs) also update the connection here.
 Nothing a single line does can stop the read loop.
+
+Each physical connection is a ``Session``. Normally a client has one; on RECONNECT it opens
+a replacement session, joins it, and only then retires the old one (make-before-break),
+dropping the overlap's duplicates (``dedup.py``). A connection that breaks without warning
+is replaced after a jittered backoff (break-before-make: there is nothing left to read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, RecentKeys, overlap_key
+from ingress_egress.sources.irc.joins import (
+    MAX_LINE_BYTES,
+    ConnectGate,
+    JoinLimiter,
+    join_lines,
+    part_lines,
+)
 from ingress_egress.sources.irc.transport import LineTransport, TransportClosed, open_transport
 from ingress_egress.status import ChatState, Counters, ErrorLog
 from ingress_egress.twitch.messages import (
@@ -33,13 +47,22 @@ from ingress_egress.twitch.messages import (
     from_irc,
 )
 
+__all__ = [
+    "CHANNEL_FAILURES",
+    "MAX_LINE_BYTES",
+    "JoinLimiter",
+    "Session",
+    "TwitchIrcClient",
+    "join_lines",
+    "part_lines",
+]
+
 log = logging.getLogger("ingress_egress.irc")
 
 Sink = Callable[[TwitchMessage, float], None]
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
 
 CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
-MAX_LINE_BYTES = 510  # IRC's 512 minus CRLF
 # NOTICE msg-ids that mean "this channel cannot be joined", reported per channel.
 CHANNEL_FAILURES = frozenset(
     {
@@ -51,41 +74,36 @@ CHANNEL_FAILURES = frozenset(
         "invalid_user",
     }
 )
+# After the replacement joined everything, keep reading the old connection this long: what
+# Twitch had already routed to it still arrives, and copies are dropped by message id.
+OVERLAP_HOLD_S = 1.0
+RETIRE_GRACE_S = 5.0  # after QUIT, how long the old connection may take to say goodbye
+DEDUP_GRACE_S = 5.0  # duplicates may still arrive this long after the overlap ends
 
 
-class JoinLimiter:
-    """Sliding window of JOINs per identity (Twitch: 20 per 10 s; 2000 for verified bots)."""
+class Session:
+    """One physical IRC connection and the channels it has joined or is joining."""
 
-    def __init__(self, limit: int = 20, window_s: float = 10.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._sent: deque[float] = deque()
-
-    def available(self, now: float) -> int:
-        while self._sent and now - self._sent[0] >= self.window_s:
-            self._sent.popleft()
-        return self.limit - len(self._sent)
-
-    def wait_s(self, now: float) -> float:
-        return 0.0 if self.available(now) > 0 else self.window_s - (now - self._sent[0])
-
-    def record(self, now: float, count: int) -> None:
-        self._sent.extend([now] * count)
-
-
-def join_lines(channels: list[str]) -> list[str]:
-    """``JOIN #a,#b,...`` lines, each within IRC's line limit."""
-    lines, batch, size = [], [], len("JOIN ")
-    for channel in channels:
-        item = f"#{channel}"
-        if batch and size + len(item) + 1 > MAX_LINE_BYTES:
-            lines.append("JOIN " + ",".join(batch))
-            batch, size = [], len("JOIN ")
-        batch.append(item)
-        size += len(item) + 1
-    if batch:
-        lines.append("JOIN " + ",".join(batch))
-    return lines
+    def __init__(self, number: int, transport: LineTransport) -> None:
+        self.number = number
+        self.transport = transport
+        self.nick = ""
+        self.logged_in = False
+        self.since: float | None = None  # monotonic time of the welcome (001)
+        self.last_read = time.monotonic()
+        self.ping_sent_at: float | None = None
+        self.joined: set[str] = set()
+        self.pending: dict[str, float] = {}  # channel -> when its JOIN was sent
+        self.queued: dict[str, None] = {}  # channels waiting for a JOIN slot, in order
+        self.wake = asyncio.Event()  # the joiner has work
+        self.settled = asyncio.Event()  # every channel joined or failed (replacement ready)
+        self.finished = asyncio.Event()  # the reader ended
+        self.retiring = False  # RECONNECT received or replaced: no new JOINs here
+        self.successor: Session | None = None
+        self.replacing: asyncio.Task[None] | None = None
+        self.end_reason = "connection closed"
+        self.invalid_counted = 0  # invalid-UTF-8 reads already added to the counters
+        self.tasks: set[asyncio.Task[None]] = set()
 
 
 class TwitchIrcClient:
@@ -105,10 +123,16 @@ class TwitchIrcClient:
         pong_timeout_s: float = 10.0,
         connect_timeout_s: float = 10.0,
         join_limiter: JoinLimiter | None = None,
+        connect_gate: ConnectGate | None = None,
+        join_timeout_s: float = 15.0,
+        failed_retry_s: float = 300.0,
+        dedup_capacity: int = DEFAULT_CAPACITY,
+        name: str = "irc-0",
+        on_change: Callable[[], None] | None = None,
         transport_factory: TransportFactory = open_transport,
     ) -> None:
         self.endpoint = endpoint
-        self.channels = channels
+        self.channels: dict[str, None] = dict.fromkeys(channels)
         self.login = login
         self.credentials = credentials
         self.sink = sink
@@ -120,17 +144,25 @@ class TwitchIrcClient:
         self.pong_timeout_s = pong_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.join_limiter = join_limiter or JoinLimiter()
+        self.connect_gate = connect_gate or ConnectGate(0.0)
+        self.join_timeout_s = join_timeout_s
+        self.failed_retry_s = failed_retry_s
+        self.dedup_capacity = dedup_capacity
+        self.name = name
+        self._on_change = on_change or (lambda: None)
         self._open = transport_factory
-        self._transport: LineTransport | None = None
+        self.current: Session | None = None
+        self.reconnects = 0
         self._stopping = asyncio.Event()
-        self._nick = ""
-        self._last_read = 0.0
-        self._ping_sent_at: float | None = None
-        self._reconnect_now = False
+        self._sessions_opened = 0
         self._login_failures = 0
-        self._invalid_before = 0  # invalid-UTF-8 reads on earlier connections
-        self._session_tasks: set[asyncio.Task[None]] = set()
-        self._control: dict[type, Callable[[object], None]] = {
+        self._reconnect_now = False
+        self._nick = ""
+        self._retry_at: dict[str, float] = {}  # failed channel -> when to try again
+        self._dedup: RecentKeys | None = None
+        self._dedup_until = 0.0  # monotonic; 0 while an overlap is still open
+        self._tasks: set[asyncio.Task[None]] = set()  # client-level (replacements)
+        self._control: dict[type, Callable[[Session, object], None]] = {
             Ping: self._on_ping,
             Pong: self._on_pong,
             Reconnect: self._on_reconnect,
@@ -149,69 +181,160 @@ class TwitchIrcClient:
             started = time.monotonic()
             reason = "connection closed"
             try:
-                await self._session()
-            except TransportClosed as error:
-                reason = str(error)
+                session = await self._start_session()
+                # Follow the chain of sessions: a RECONNECT hands over to its replacement.
+                while session is not None:
+                    self.current = session
+                    self._on_change()
+                    await session.finished.wait()
+                    reason = session.end_reason
+                    session = await self._successor_of(session)
+                    if session is not None:
+                        log.info("twitch irc %s: replacement connection took over", self.name)
             except CredentialsError as error:
                 reason = f"credentials unavailable ({error.code})"
                 self.errors.add(error.code, str(error))
-            except (OSError, TimeoutError) as error:
+            except (OSError, TimeoutError, TransportClosed) as error:
                 reason = f"connect failed: {type(error).__name__}: {error}"
             except Exception as error:
                 reason = f"unexpected {type(error).__name__}: {error}"
                 log.exception("irc session crashed; reconnecting")
-            finally:
-                await self._end_session()
+            self.current = None
+            self._on_change()
             if self._stopping.is_set():
                 break
             self.backoff.connection_ended(time.monotonic() - started)
             delay = random.uniform(0, 0.2) if self._reconnect_now else self.backoff.next_delay()
             self._reconnect_now = False
             self.errors.add("disconnected", reason)
-            log.warning("twitch irc: %s; reconnecting in %.2fs", reason, delay)
-            self.state.mark_reconnect()
-            try:
+            log.warning("twitch irc %s: %s; reconnecting in %.2fs", self.name, reason, delay)
+            self._count_reconnect()
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
-
-    @property
-    def last_read_at(self) -> float | None:
-        """Monotonic time of the last read from Twitch on this connection (None when down)."""
-        return self._last_read if self._transport is not None else None
 
     async def stop(self) -> None:
         self._stopping.set()
-        transport = self._transport
-        if transport is not None:
-            await transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in self.sessions():
+            await self._close(session)
+
+    @property
+    def connected(self) -> bool:
+        return self.current is not None and self.current.logged_in
+
+    @property
+    def last_read_at(self) -> float | None:
+        """Monotonic time of the last read from Twitch (None when down)."""
+        current = self.current
+        return current.last_read if current is not None else None
+
+    def sessions(self) -> list[Session]:
+        """The live connections: the current one and, during an overlap, its replacement."""
+        out: list[Session] = []
+        session = self.current
+        while session is not None and len(out) < 3:
+            if not session.finished.is_set():
+                out.append(session)
+            session = session.successor
+        return out
+
+    def _count_reconnect(self) -> None:
+        self.reconnects += 1
+        self.state.mark_reconnect()
+
+    # -- channels -------------------------------------------------------------------
+
+    def add_channels(self, channels: list[str]) -> None:
+        fresh = [c for c in channels if c not in self.channels]
+        self.channels.update(dict.fromkeys(fresh))
+        for session in self.sessions():
+            if session.logged_in and not session.retiring:
+                self._queue(session, fresh)
+
+    def remove_channels(self, channels: list[str]) -> None:
+        gone = [c for c in channels if c in self.channels]
+        for channel in gone:
+            del self.channels[channel]
+            self._retry_at.pop(channel, None)
+        for session in self.sessions():
+            to_part = [c for c in gone if c in session.joined or c in session.pending]
+            for channel in gone:
+                session.queued.pop(channel, None)
+                session.pending.pop(channel, None)
+                if channel in session.joined:
+                    session.joined.discard(channel)
+                    self.state.lose_joined(channel)
+            if to_part:
+                self._send_soon(session, *part_lines(to_part))
+
+    def _queue(self, session: Session, channels: list[str]) -> None:
+        for channel in channels:
+            if channel not in session.joined and channel not in session.pending:
+                session.queued[channel] = None
+        if session.queued:
+            session.wake.set()
 
     # -- one connection -------------------------------------------------------------
 
-    async def _session(self) -> None:
+    async def _start_session(self) -> Session:
+        """Open, log in (lines sent; the welcome arrives later) and start reading."""
         login = await self._login_lines()  # no socket is opened without a usable token
+        await self.connect_gate.wait()
+        if self._stopping.is_set():
+            raise TransportClosed("stopped")
         transport = await self._open(self.endpoint, self.connect_timeout_s)
-        self._transport = transport
+        if self._stopping.is_set():  # stopped while connecting: leave nothing behind
+            await transport.close()
+            raise TransportClosed("stopped")
+        self._sessions_opened += 1
+        session = Session(self._sessions_opened, transport)
+        session.nick = self._nick
         self.state.server = str(self.endpoint)
-        await transport.send_lines([f"CAP REQ :{CAPABILITIES}", *login])
-        self._last_read = time.monotonic()
-        self._ping_sent_at = None
-        self._spawn(self._keepalive(transport))
-        while True:
-            lines = await transport.read_lines()
-            self._last_read = time.monotonic()
-            self._handle(lines, time.time())
-            self.counters.invalid_utf8 = self._invalid_before + transport.invalid_utf8
+        reader = asyncio.ensure_future(self._read(session))
+        self._tasks.add(reader)
+        reader.add_done_callback(self._tasks.discard)
+        await self._send(session, f"CAP REQ :{CAPABILITIES}", *login)
+        return session
 
-    def _handle(self, lines: list[str], received_at: float) -> None:
+    async def _read(self, session: Session) -> None:
+        transport = session.transport
+        self._spawn(session, self._keepalive(session))
+        self._spawn(session, self._joiner(session))
+        try:
+            while True:
+                lines = await transport.read_lines()
+                session.last_read = time.monotonic()
+                self._handle(session, lines, time.time())
+                if transport.invalid_utf8 != session.invalid_counted:
+                    self.counters.invalid_utf8 += transport.invalid_utf8 - session.invalid_counted
+                    session.invalid_counted = transport.invalid_utf8
+        except TransportClosed as error:
+            if session.end_reason == "connection closed":  # else: we closed it, and said why
+                session.end_reason = str(error)
+        except (OSError, TimeoutError) as error:
+            session.end_reason = f"{type(error).__name__}: {error}"
+        except asyncio.CancelledError:
+            session.end_reason = "stopped"
+            raise
+        except Exception as error:  # never silently: the run loop reconnects
+            session.end_reason = f"unexpected {type(error).__name__}: {error}"
+            log.exception("irc read loop crashed; reconnecting")
+        finally:
+            await self._end_session(session)
+
+    def _handle(self, session: Session, lines: list[str], received_at: float) -> None:
         control = self._control
-        sink = self.sink
+        sink = self.sink if self._dedup is None else self._sink_once
         for line in lines:
             try:
                 typed = from_irc(parse_line(line))
                 handler = control.get(type(typed))
                 if handler is not None:
-                    handler(typed)
+                    handler(session, typed)
+                    sink = self.sink if self._dedup is None else self._sink_once
                 sink(typed, received_at)
             except IrcParseError as error:
                 self.counters.parse_errors += 1
@@ -222,6 +345,19 @@ class TwitchIrcClient:
                 self.errors.add("handler_error", "a line could not be handled")
                 log.exception("failed to handle line: %r", line[:512])
 
+    def _sink_once(self, message: TwitchMessage, received_at: float) -> None:
+        """The sink during a RECONNECT overlap: each event once, whichever connection wins."""
+        dedup = self._dedup
+        if dedup is not None:
+            if self._dedup_until and time.monotonic() > self._dedup_until:
+                self._dedup = None  # grace over: back to the plain sink, memory freed
+            else:
+                key = overlap_key(message)
+                if key is not None and not dedup.first_time(key):
+                    self.state.duplicates_dropped += 1
+                    return
+        self.sink(message, received_at)
+
     async def _login_lines(self) -> list[str]:
         if not self.login or self.credentials is None:
             self._nick = f"justinfan{random.randint(10000, 99999)}"
@@ -230,145 +366,263 @@ class TwitchIrcClient:
         self._nick = auth.login or self.login
         return [f"PASS oauth:{auth.access_token}", f"NICK {self._nick}"]
 
-    async def _end_session(self) -> None:
-        for task in list(self._session_tasks):
+    async def _end_session(self, session: Session) -> None:
+        for task in list(session.tasks):
             task.cancel()
-        if self._session_tasks:
-            await asyncio.gather(*self._session_tasks, return_exceptions=True)
-        self._session_tasks.clear()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            self._invalid_before += transport.invalid_utf8
-            await transport.close()
-        self.state.connected = False
-        self.state.logged_in = False
-        self.state.connected_since = None
-        self.state.joined.clear()
+        if session.tasks:
+            await asyncio.gather(*session.tasks, return_exceptions=True)
+        session.tasks.clear()
+        with contextlib.suppress(Exception):
+            await session.transport.close()
+        for channel in session.joined:
+            self.state.lose_joined(channel)
+        session.joined.clear()
+        session.pending.clear()
+        session.queued.clear()
+        session.logged_in = False
+        if self._dedup is not None and session.retiring:
+            self._dedup_until = time.monotonic() + DEDUP_GRACE_S
+        session.finished.set()
+        self._on_change()
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    async def _close(self, session: Session) -> None:
+        with contextlib.suppress(Exception):
+            await session.transport.close()
+
+    def _spawn(self, session: Session, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
-        self._session_tasks.add(task)
-        task.add_done_callback(self._session_tasks.discard)
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
 
-    async def _send(self, *lines: str) -> None:
-        transport = self._transport
-        if transport is not None:
-            try:
-                await transport.send_lines(list(lines))
-            except TransportClosed:
-                pass  # the read loop sees the close and reconnects
+    async def _send(self, session: Session, *lines: str) -> None:
+        try:
+            await session.transport.send_lines(list(lines))
+        except TransportClosed:
+            pass  # the read loop sees the close and reconnects
 
-    def _send_soon(self, *lines: str) -> None:
-        self._spawn(self._send(*lines))
+    def _send_soon(self, session: Session, *lines: str) -> None:
+        self._spawn(session, self._send(session, *lines))
 
-    async def _close_transport(self) -> None:
-        transport = self._transport
-        if transport is not None:
-            await transport.close()
+    # -- keepalive, joins, retries ----------------------------------------------------
 
-    # -- keepalive and joins ----------------------------------------------------------
-
-    async def _keepalive(self, transport: LineTransport) -> None:
-        """PING after a quiet period; no PONG in time means a dead (half-open) connection."""
-        tick = min(1.0, self.keepalive_idle_s / 4)
+    async def _keepalive(self, session: Session) -> None:
+        """PING after a quiet period; no PONG in time means a dead (half-open) connection.
+        The same tick retries JOINs Twitch did not confirm in time and failed channels."""
+        tick = min(1.0, self.keepalive_idle_s / 4, self.join_timeout_s / 4)
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            if self._ping_sent_at is not None:
-                if now - self._ping_sent_at > self.pong_timeout_s:
+            if session.ping_sent_at is not None:
+                if now - session.ping_sent_at > self.pong_timeout_s:
                     self.errors.add("keepalive_timeout", "no PONG from Twitch in time")
-                    log.warning("twitch irc: no PONG in %.0fs; reconnecting", self.pong_timeout_s)
-                    await transport.close()
+                    log.warning(
+                        "twitch irc %s: no PONG in %.0fs; reconnecting",
+                        self.name,
+                        self.pong_timeout_s,
+                    )
+                    session.end_reason = "keepalive timeout"
+                    await session.transport.close()
                     return
-            elif now - self._last_read > self.keepalive_idle_s:
-                self._ping_sent_at = now
-                await self._send("PING :ingress-egress")
+            elif now - session.last_read > self.keepalive_idle_s:
+                session.ping_sent_at = now
+                await self._send(session, "PING :ingress-egress")
+            if session.logged_in and not session.retiring:
+                self._retry_due(session, now)
 
-    async def _join_all(self) -> None:
-        remaining = [c for c in self.channels if c not in self.state.failed_channels]
-        while remaining:
-            now = time.monotonic()
-            room = self.join_limiter.available(now)
-            if room <= 0:
-                await asyncio.sleep(self.join_limiter.wait_s(now))
-                continue
-            batch, remaining = remaining[:room], remaining[room:]
-            self.join_limiter.record(now, len(batch))
-            await self._send(*join_lines(batch))
+    def _retry_due(self, session: Session, now: float) -> None:
+        late = [c for c, sent in session.pending.items() if now - sent > self.join_timeout_s]
+        for channel in late:
+            del session.pending[channel]
+            self.errors.add("join_timeout", f"#{channel}: JOIN not confirmed; retrying")
+        due = [c for c, at in self._retry_at.items() if at <= now]
+        for channel in due:
+            del self._retry_at[channel]
+        if late or due:
+            self._queue(session, [c for c in (*late, *due) if c in self.channels])
+
+    async def _joiner(self, session: Session) -> None:
+        """Send queued JOINs in batches, as fast as the shared per-identity limiter allows."""
+        while True:
+            await session.wake.wait()
+            session.wake.clear()
+            while session.queued:
+                granted = await self.join_limiter.acquire(len(session.queued))
+                batch = list(session.queued)[:granted]
+                if not batch:
+                    continue
+                now = time.monotonic()
+                for channel in batch:
+                    del session.queued[channel]
+                    session.pending[channel] = now
+                await self._send(session, *join_lines(batch))
+
+    def _check_settled(self, session: Session) -> None:
+        if session.logged_in and not session.queued and not session.pending:
+            session.settled.set()
+
+    # -- RECONNECT: make before break ---------------------------------------------------
+
+    async def _replace(self, old: Session) -> None:
+        """Open and join a replacement, then retire ``old`` (reading it until it closes)."""
+        try:
+            new = await self._start_session()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.errors.add("replacement_failed", f"{type(error).__name__}: {error}")
+            log.warning("twitch irc %s: replacement connection failed: %s", self.name, error)
+            self._reconnect_now = True
+            return
+        old.successor = new
+        self._on_change()
+        dropped_before = self.state.duplicates_dropped
+        waited = asyncio.ensure_future(new.settled.wait())
+        ended = asyncio.ensure_future(new.finished.wait())
+        try:
+            await asyncio.wait(
+                {waited, ended, asyncio.ensure_future(old.finished.wait())},
+                timeout=self.join_timeout_s * 2,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waited.cancel()
+            ended.cancel()
+        if new.finished.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(old.finished.wait(), OVERLAP_HOLD_S)
+        if not old.finished.is_set():
+            # QUIT and read on: everything Twitch wrote before its goodbye still arrives.
+            await self._send(old, "QUIT")
+            try:
+                await asyncio.wait_for(old.finished.wait(), RETIRE_GRACE_S)
+            except TimeoutError:
+                await old.transport.close()
+        log.info(
+            "twitch irc %s: RECONNECT overlap over; %d duplicate events dropped",
+            self.name,
+            self.state.duplicates_dropped - dropped_before,
+        )
+
+    async def _successor_of(self, old: Session) -> Session | None:
+        """The session that takes over from ``old``, once it is known (None: reconnect)."""
+        if old.replacing is not None and not old.replacing.done() and old.successor is None:
+            while old.successor is None and not old.replacing.done():
+                await asyncio.sleep(0.01)
+        new = old.successor
+        if new is None or new.finished.is_set():
+            if self._dedup is not None:
+                self._dedup_until = time.monotonic() + DEDUP_GRACE_S
+            return None
+        return new
 
     # -- control messages -------------------------------------------------------------
 
-    def _on_ping(self, ping: Ping) -> None:  # type: ignore[override]
-        self._send_soon(f"PONG :{ping.argument}")
+    def _on_ping(self, session: Session, ping: Ping) -> None:  # type: ignore[override]
+        self._send_soon(session, f"PONG :{ping.argument}")
 
-    def _on_pong(self, _pong: Pong) -> None:
-        self._ping_sent_at = None
+    def _on_pong(self, session: Session, _pong: Pong) -> None:
+        session.ping_sent_at = None
 
-    def _on_reconnect(self, _msg: Reconnect) -> None:
-        log.info("twitch irc: server asked to RECONNECT")
-        self._reconnect_now = True
-        self._spawn(self._close_transport())
+    def _on_reconnect(self, session: Session, _msg: Reconnect) -> None:
+        if session.retiring or self._stopping.is_set():
+            return
+        log.info("twitch irc %s: server asked to RECONNECT; opening a replacement", self.name)
+        session.retiring = True
+        self._count_reconnect()
+        self._dedup = RecentKeys(self.dedup_capacity)
+        self._dedup_until = 0.0
+        task = asyncio.ensure_future(self._replace(session))
+        session.replacing = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _on_membership(self, msg: Membership) -> None:
-        if msg.login != self._nick.lower():
+    def _on_membership(self, session: Session, msg: Membership) -> None:
+        if msg.login != session.nick.lower():
             return
         if msg.joined:
-            self.state.joined.add(msg.channel)
-            self.state.failed_channels.pop(msg.channel, None)
-        else:
-            self.state.joined.discard(msg.channel)
+            self._confirm(session, msg.channel)
+        elif msg.channel in session.joined:
+            session.joined.discard(msg.channel)
+            self.state.lose_joined(msg.channel)
 
-    def _on_roomstate(self, msg: Roomstate) -> None:
+    def _on_roomstate(self, session: Session, msg: Roomstate) -> None:
         if msg.is_full:
-            self.state.joined.add(msg.channel)
+            self._confirm(session, msg.channel)
 
-    def _on_notice(self, msg: Notice) -> None:
+    def _confirm(self, session: Session, channel: str) -> None:
+        session.pending.pop(channel, None)
+        session.queued.pop(channel, None)
+        if channel not in self.channels:
+            return  # removed while the JOIN was on its way: the PART follows
+        if channel not in session.joined:
+            session.joined.add(channel)
+            self.state.confirm_joined(channel)
+            self._retry_at.pop(channel, None)
+        self._check_settled(session)
+
+    def _on_notice(self, session: Session, msg: Notice) -> None:
         if msg.is_login_failure:
-            self._login_failed(msg.text)
+            self._login_failed(session, msg.text)
         elif msg.channel and msg.notice_id in CHANNEL_FAILURES:
-            self.state.failed_channels[msg.channel] = msg.notice_id
-            self.state.joined.discard(msg.channel)
-            self.errors.add(msg.notice_id, f"#{msg.channel}: {msg.text}")
+            channel = msg.channel
+            session.pending.pop(channel, None)
+            if channel in session.joined:
+                session.joined.discard(channel)
+                self.state.lose_joined(channel)
+            if channel in self.channels:
+                self.state.mark_failed(channel, msg.notice_id)
+                self._retry_at[channel] = time.monotonic() + self.failed_retry_s
+            self.errors.add(msg.notice_id, f"#{channel}: {msg.text}")
             log.warning(
-                "twitch irc: cannot join #%s: %s",
-                msg.channel,
+                "twitch irc: cannot join #%s: %s (retrying in %.0fs)",
+                channel,
                 msg.notice_id,
-                extra={"channel": msg.channel, "errorCode": msg.notice_id},
+                self.failed_retry_s,
+                extra={"channel": channel, "errorCode": msg.notice_id},
             )
+            self._check_settled(session)
 
-    def _login_failed(self, text: str) -> None:
+    def _login_failed(self, session: Session, text: str) -> None:
         self._login_failures += 1
         self.errors.add("login_failed", text)
         log.error(
             "twitch irc: login rejected: %s",
             text,
-            extra={"userLogin": self._nick, "errorCode": "login_failed"},
+            extra={"userLogin": session.nick, "errorCode": "login_failed"},
         )
+        session.end_reason = "login rejected"
         if self.credentials is not None and self._login_failures == 1:
             # Force one refresh, then reconnect at once; after that, back off as usual.
-            self._spawn(self._refresh_then_close())
+            self._spawn(session, self._refresh_then_close(session))
         else:
-            self._spawn(self._close_transport())
+            self._spawn(session, self._close(session))
 
-    async def _refresh_then_close(self) -> None:
+    async def _refresh_then_close(self, session: Session) -> None:
         assert self.credentials is not None
         try:
             await self.credentials.force_refresh(self.login)
             self._reconnect_now = True
         except CredentialsError as error:
             self.errors.add(error.code, str(error))
-        await self._close_transport()
+        await self._close(session)
 
-    def _on_numeric(self, msg: Numeric) -> None:
+    def _on_numeric(self, session: Session, msg: Numeric) -> None:
         if msg.code == "001":
             self._login_failures = 0
-            self.state.connected = True
-            self.state.logged_in = True
-            self.state.connected_since = time.monotonic()
-            log.info("twitch irc: logged in as %s on %s", self._nick, self.endpoint)
-            self._spawn(self._join_all())
+            session.logged_in = True
+            session.since = time.monotonic()
+            log.info("twitch irc %s: logged in as %s on %s", self.name, session.nick, self.endpoint)
+            now = time.monotonic()
+            # Failed channels wait for their retry time; everything else is joined now.
+            wanted = [c for c in self.channels if self._retry_at.get(c, 0.0) <= now]
+            for channel in wanted:
+                self._retry_at.pop(channel, None)
+            self._queue(session, wanted)
+            self._check_settled(session)
+            self._on_change()
 
-    def _on_capability(self, msg: Capability) -> None:
+    def _on_capability(self, session: Session, msg: Capability) -> None:
         if msg.subcommand == "NAK":
             self.errors.add("cap_nak", " ".join(msg.capabilities))
             log.error("twitch irc: capabilities refused: %s", msg.capabilities)

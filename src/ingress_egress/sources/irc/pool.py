@@ -1,0 +1,282 @@
+"""The connection pool: channels spread over several Twitch IRC connections of one identity.
+
+Each connection (a ``TwitchIrcClient`` shard) holds at most ``channels_per_connection``
+channels. All shards share one ``JoinLimiter`` (Twitch limits JOINs per identity, across
+connections) and one ``ConnectGate`` (one new connection per interval, reconnects included).
+Channels can be added and removed while running; removed ones are PARTed, new ones JOINed
+through the limiter. The pool presents what ``service.py`` needs: ``run``/``stop``, the
+shared ``ChatState`` and one entry per connection for ``/_debug/twitch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ingress_egress.config import IrcEndpoint
+from ingress_egress.credentials import CredentialsProvider
+from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.sources.irc.client import Sink, TransportFactory, TwitchIrcClient
+from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
+from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
+from ingress_egress.sources.irc.transport import open_transport
+from ingress_egress.status import ChatState, Counters, ErrorLog
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    channels_per_connection: int = 50
+    connect_interval_s: float = 2.0
+    join_limit: int = 20
+    join_window_s: float = 10.0
+    join_timeout_s: float = 15.0
+    failed_retry_s: float = 300.0
+    keepalive_idle_s: float = 30.0
+    pong_timeout_s: float = 10.0
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    dedup_capacity: int = DEFAULT_CAPACITY
+
+    @property
+    def join_allowance_s(self) -> float:
+        """Slack past the JOIN window for network delay: 10% of it, at most 1 s."""
+        return min(1.0, self.join_window_s * 0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelChange:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    wanted: tuple[str, ...]
+
+
+class ChatPool:
+    def __init__(
+        self,
+        *,
+        endpoint: IrcEndpoint,
+        channels: tuple[str, ...],
+        login: str,
+        credentials: CredentialsProvider | None,
+        sink: Sink,
+        state: ChatState,
+        counters: Counters,
+        errors: ErrorLog,
+        limits: PoolLimits | None = None,
+        transport_factory: TransportFactory = open_transport,
+    ) -> None:
+        self.endpoint = endpoint
+        self.login = login
+        self.credentials = credentials
+        self.sink = sink
+        self.state = state
+        self.counters = counters
+        self.errors = errors
+        self.limits = limits or PoolLimits()
+        self._join_limiter = JoinLimiter(
+            self.limits.join_limit, self.limits.join_window_s, self.limits.join_allowance_s
+        )
+        self.connect_gate = ConnectGate(self.limits.connect_interval_s)
+        self._open = transport_factory
+        self.shards: list[TwitchIrcClient] = []
+        self._owner: dict[str, TwitchIrcClient] = {}
+        self._runs: dict[TwitchIrcClient, asyncio.Task[None]] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        self._shards_made = 0
+        self._running = False
+        self._stopping = asyncio.Event()
+        self.state.set_wanted(())
+        self.change(add=list(channels))
+        if not self.shards:
+            self._new_shard()  # one connection even without channels: it reports health
+
+    @property
+    def join_limiter(self) -> JoinLimiter:
+        return self._join_limiter
+
+    @join_limiter.setter
+    def join_limiter(self, limiter: JoinLimiter) -> None:
+        """Swap the shared limiter (benchmarks use a verified bot's rate) on every shard."""
+        self._join_limiter = limiter
+        for shard in self.shards:
+            shard.join_limiter = limiter
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._running = True
+        for shard in self.shards:
+            self._start(shard)
+        try:
+            await self._stopping.wait()
+        finally:
+            self._running = False
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        shards = list(self.shards)
+        await asyncio.gather(*(shard.stop() for shard in shards), return_exceptions=True)
+        tasks = [*self._runs.values(), *self._retired]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runs.clear()
+        self._refresh()
+
+    def _start(self, shard: TwitchIrcClient) -> None:
+        if self._running and shard not in self._runs:
+            self._runs[shard] = asyncio.create_task(shard.run(), name=f"twitch-{shard.name}")
+
+    def _new_shard(self) -> TwitchIrcClient:
+        limits = self.limits
+        shard = TwitchIrcClient(
+            endpoint=self.endpoint,
+            channels=(),
+            login=self.login,
+            credentials=self.credentials,
+            sink=self.sink,
+            state=self.state,
+            counters=self.counters,
+            errors=self.errors,
+            backoff=Backoff(limits.reconnect_initial_s, limits.reconnect_max_s),
+            keepalive_idle_s=limits.keepalive_idle_s,
+            pong_timeout_s=limits.pong_timeout_s,
+            join_limiter=self.join_limiter,
+            connect_gate=self.connect_gate,
+            join_timeout_s=limits.join_timeout_s,
+            failed_retry_s=limits.failed_retry_s,
+            dedup_capacity=limits.dedup_capacity,
+            name=f"irc-{self._shards_made}",
+            on_change=self._refresh,
+            transport_factory=self._open,
+        )
+        self._shards_made += 1
+        self.shards.append(shard)
+        self._start(shard)
+        return shard
+
+    def _retire(self, shard: TwitchIrcClient) -> None:
+        self.shards.remove(shard)
+        run = self._runs.pop(shard, None)
+
+        async def wind_down() -> None:
+            await shard.stop()
+            if run is not None:
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+
+        task = asyncio.ensure_future(wind_down())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    # -- channels -------------------------------------------------------------------
+
+    def change(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> ChannelChange:
+        """Add and remove channels (logins, already validated); returns what changed."""
+        removed = [c for c in dict.fromkeys(remove) if c in self._owner]
+        by_shard: dict[TwitchIrcClient, list[str]] = {}
+        for channel in removed:
+            by_shard.setdefault(self._owner.pop(channel), []).append(channel)
+        for shard, channels in by_shard.items():
+            shard.remove_channels(channels)
+            if not shard.channels and len(self.shards) > 1:
+                self._retire(shard)
+        added = [c for c in dict.fromkeys(add) if c not in self._owner]
+        room = self.limits.channels_per_connection
+        pending = list(added)
+        while pending:
+            shard = next((s for s in self.shards if len(s.channels) < room), None)
+            if shard is None:
+                shard = self._new_shard()
+            free = room - len(shard.channels)
+            take, pending = pending[:free], pending[free:]
+            for channel in take:
+                self._owner[channel] = shard
+            shard.add_channels(take)
+        before = set(self.state.wanted)
+        wanted = tuple(c for c in self.state.wanted if c in self._owner) + tuple(
+            c for c in added if c not in before
+        )
+        self.state.set_wanted(wanted)
+        self._refresh()
+        return ChannelChange(tuple(added), tuple(removed), wanted)
+
+    def replace(self, channels: tuple[str, ...]) -> ChannelChange:
+        """Make ``channels`` the wanted list (SIGHUP, a watched document)."""
+        keep = set(channels)
+        return self.change(add=list(channels), remove=[c for c in self._owner if c not in keep])
+
+    # -- state ------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Fold the shards into the shared ``ChatState`` (on connection events only)."""
+        shards = self.shards
+        state = self.state
+        connected = bool(shards) and all(s.connected for s in shards)
+        state.connected = connected
+        state.logged_in = connected
+        since = [s.current.since for s in shards if s.current is not None and s.current.since]
+        state.connected_since = min(since) if connected and since else None
+
+    @property
+    def last_read_at(self) -> float | None:
+        reads = [t for t in (s.last_read_at for s in self.shards) if t is not None]
+        return max(reads) if reads else None
+
+    def connections(self, describe_time: Callable[[float], str]) -> list[dict[str, Any]]:
+        """One entry per live connection (two for a shard during a RECONNECT overlap)."""
+        now = time.monotonic()
+        out: list[dict[str, Any]] = []
+        for shard in self.shards:
+            sessions = shard.sessions()
+            base = {
+                "shard": shard.name,
+                "endpoint": str(self.endpoint),
+                "channels": len(shard.channels),
+                "reconnects": shard.reconnects,
+            }
+            if not sessions:
+                out.append(
+                    {
+                        **base,
+                        "connection": None,
+                        "connected": False,
+                        "connectedSince": None,
+                        "connectedForSeconds": None,
+                        "nick": self.state.identity,
+                        "joinedChannels": 0,
+                        "pendingChannels": 0,
+                        "lastMessageAgeSeconds": None,
+                        "replacing": False,
+                    }
+                )
+            for session in sessions:
+                since = session.since
+                out.append(
+                    {
+                        **base,
+                        "connection": session.number,
+                        "connected": session.logged_in,
+                        "connectedSince": describe_time(since) if since is not None else None,
+                        "connectedForSeconds": round(now - since, 1) if since else None,
+                        "nick": self.state.identity,  # login or "anonymous"
+                        "joinedChannels": len(session.joined),
+                        "pendingChannels": len(session.pending) + len(session.queued),
+                        "lastMessageAgeSeconds": round(now - session.last_read, 3),
+                        "replacing": session.retiring,
+                    }
+                )
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.shards),
+            "channelsPerConnection": self.limits.channels_per_connection,
+            "joinRate": self.join_limiter.describe(),
+            "duplicatesDropped": self.state.duplicates_dropped,
+        }
