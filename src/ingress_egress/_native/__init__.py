@@ -19,7 +19,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
-ABI_VERSION = 1  # must match _speedups.c; a stale build is refused (rebuild: make install)
+ABI_VERSION = 2  # must match _speedups.c; a stale build is refused (rebuild: make install)
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
@@ -39,7 +39,8 @@ if not FORCE_PURE_PYTHON:
             )
             speedups = None
 
-# Which layers registered with the extension: "protocol", "messages", "envelope".
+# Which layers registered with the extension: "protocol", "messages", "ids", "envelope",
+# "outbound".
 ACTIVE: set[str] = set()
 
 
