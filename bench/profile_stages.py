@@ -1,7 +1,7 @@
 """Where the time goes: us/message per stage of the hot path, and a profile of the service.
 
     .venv/bin/python bench/profile_stages.py stages [--lines 20000] [--rounds 5]
-    .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25]
+    .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25] [--fused]
 
 ``stages`` times each step of what the read loop and ``Pipeline.submit`` do per PRIVMSG
 (process CPU time, best of the rounds, each stage over the same inputs), including the
@@ -9,6 +9,8 @@ fused C conversion (typed message -> ``OutboundMessage``) when the extension has
 ``service`` runs the memory-bus service against the simulator (its own process) once
 without and once under cProfile, and prints the functions with the most own time per
 message (cProfile inflates Python calls; read it for shares, the first run for the rate).
+``--fused`` first swaps ``Pipeline.submit`` for ``fused_submit`` below: the change proposed
+for pipeline.py (one ``message_to_outbound`` call instead of ``build`` + ``to_outbound``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline import outbound
+from ingress_egress.pipeline.pipeline import Pipeline, log
 from ingress_egress.protocol import parse_line
-from ingress_egress.twitch.messages import from_irc
+from ingress_egress.twitch.messages import TwitchMessage, from_irc
 
 
 def best_us(step: Callable[[Any], Any], items: list[Any], rounds: int) -> float:
@@ -46,6 +49,34 @@ def best_us(step: Callable[[Any], Any], items: list[Any], rounds: int) -> float:
             step(item)
         best = min(best, time.process_time() - start)
     return best / len(items) * 1e6
+
+
+def fused_submit(self: Pipeline, message: TwitchMessage, received_at: float) -> None:
+    """``Pipeline.submit`` with the fused conversion (what pipeline.py should do)."""
+    out = outbound.message_to_outbound(
+        self.builder, message, received_at, self._ids, time.monotonic()
+    )
+    if out is None:
+        return
+    self.counters.received += 1
+    if len(self._queue) >= self.queue_max:
+        self.counters.dropped += 1
+        self.counters.failed += 1
+        self.errors.add("queue_full", f"envelope {out.envelope_id} dropped: queue full")
+        log.error(
+            "queue full (%d): envelope %s not published",
+            self.queue_max,
+            out.envelope_id,
+            extra={
+                "eventId": out.envelope_id,
+                "channel": out.channel,
+                "errorCode": "queue_full",
+                "traceId": out.traceparent[3:35],
+            },
+        )
+        return
+    self._queue.append(out)
+    self._has_work.set()
 
 
 def stages(args: argparse.Namespace) -> None:
@@ -101,6 +132,8 @@ def service(args: argparse.Namespace) -> None:
             publish_max_in_flight=4096,
         )
 
+    if args.fused:
+        Pipeline.submit = fused_submit  # type: ignore[method-assign]
     for profiled in (False, True):
         sim, port = simulator(args.count, None)
         profile = cProfile.Profile() if profiled else None
@@ -138,6 +171,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--fused", action="store_true", help="service: use fused_submit")
     args = parser.parse_args()
     stages(args) if args.what == "stages" else service(args)
 

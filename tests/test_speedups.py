@@ -125,9 +125,10 @@ def test_extension_is_built_and_active() -> None:
         assert parse_line is _parse_line_py
         return
     assert speedups is not None, f"the C extension did not import: {_native.IMPORT_ERROR}"
-    import ingress_egress.pipeline.outbound  # noqa: F401  (registers the last layer)
+    import ingress_egress.pipeline.outbound  # noqa: F401  (these register the last layers)
+    import ingress_egress.sources.irc.transport  # noqa: F401
 
-    assert {"protocol", "messages", "ids", "envelope", "outbound"} == _native.ACTIVE
+    assert {"protocol", "messages", "ids", "envelope", "outbound", "lines"} == _native.ACTIVE
     assert parse_line is speedups.parse_line
     assert from_irc is speedups.from_irc
     assert stable_uuid is speedups.stable_uuid

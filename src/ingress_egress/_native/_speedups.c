@@ -9,6 +9,8 @@
  *                                  _message_to_outbound_py; a PRIVMSG's JSON written here,
  *                                  byte for byte what orjson makes of the envelope dict)
  *   stable_uuid(name)           -> UUIDv5 string      (ids.py: _stable_uuid_py)
+ *   split_lines(chunk)          -> (lines, invalid)   (sources/irc/transport.py:
+ *                                  _split_lines_py)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
@@ -3566,6 +3568,79 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* a chunk of bytes read from Twitch -> its lines (reference: sources/irc/transport.py    */
+/* _split_lines_py: decode the chunk, split on LF, drop one trailing CR, skip empties)    */
+
+static PyObject *F_split_lines_py = NULL;
+
+/* Each line is decoded on its own (LF never occurs inside a UTF-8 sequence, so the lines
+ * and their replacement characters are those of decoding the whole chunk), which gives
+ * every line its own narrowest string kind instead of one wide chunk sliced up. */
+static PyObject *
+sp_split_lines(PyObject *module, PyObject *chunk)
+{
+    if (UNLIKELY(!g_enabled || F_split_lines_py == NULL || !PyBytes_CheckExact(chunk))) {
+        if (F_split_lines_py == NULL) {
+            return not_configured("split_lines");
+        }
+        return PyObject_CallOneArg(F_split_lines_py, chunk);
+    }
+    const char *p = PyBytes_AS_STRING(chunk);
+    Py_ssize_t n = PyBytes_GET_SIZE(chunk), start = 0;
+    int invalid = 0;
+    PyObject *lines = PyList_New(0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        const char *nl = memchr(p + start, '\n', (size_t)(n - start));
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - p) : n, len = end - start;
+        const char *a = p + start;
+        if (len > 1 || (len == 1 && a[0] != '\r')) {
+            if (a[len - 1] == '\r') {
+                len--;
+            }
+            PyObject *line = PyUnicode_DecodeUTF8(a, len, NULL);
+            if (line == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                invalid = 1;
+                line = PyUnicode_DecodeUTF8(a, len, "replace");
+            }
+            if (line == NULL || PyList_Append(lines, line) < 0) {
+                Py_XDECREF(line);
+                Py_DECREF(lines);
+                return NULL;
+            }
+            Py_DECREF(line);
+        }
+        if (nl == NULL) {
+            break;
+        }
+        start = end + 1;
+    }
+    PyObject *flag = PyLong_FromLong(invalid);
+    if (flag == NULL) {
+        Py_DECREF(lines);
+        return NULL;
+    }
+    PyObject *result = PyTuple_Pack(2, lines, flag);
+    Py_DECREF(lines);
+    Py_DECREF(flag);
+    return result;
+}
+
+static PyObject *
+sp_configure_lines(PyObject *module, PyObject *reference)
+{
+    if (!PyCallable_Check(reference)) {
+        PyErr_SetString(PyExc_TypeError, "configure_lines: the reference must be callable");
+        return NULL;
+    }
+    set_ref(&F_split_lines_py, reference);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* configuration entry points                                                            */
 
 static PyObject *
@@ -3851,6 +3926,12 @@ static PyMethodDef module_methods[] = {
     {"configure_outbound", sp_configure_outbound, METH_VARARGS,
      "Register OutboundMessage (direct: its slots are the 9 known fields) and the "
      "reference conversion."},
+    {"split_lines", sp_split_lines, METH_O,
+     "split_lines($module, chunk, /)\n--\n\n"
+     "(lines, 1 if some bytes were not UTF-8 else 0) of a chunk of LF-terminated lines (the "
+     "C twin of sources.irc.transport._split_lines_py)."},
+    {"configure_lines", sp_configure_lines, METH_O,
+     "Register the reference split_lines."},
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},
