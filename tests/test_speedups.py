@@ -125,7 +125,8 @@ def test_extension_is_built_and_active() -> None:
         assert parse_line is _parse_line_py
         return
     assert speedups is not None, f"the C extension did not import: {_native.IMPORT_ERROR}"
-    import ingress_egress.pipeline.outbound  # noqa: F401  (these register the last layers)
+    # these modules register the last layers
+    import ingress_egress.pipeline.outbound
     import ingress_egress.sources.irc.transport  # noqa: F401
 
     assert {"protocol", "messages", "ids", "envelope", "outbound", "lines"} == _native.ACTIVE

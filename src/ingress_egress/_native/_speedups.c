@@ -11,6 +11,7 @@
  *   stable_uuid(name)           -> UUIDv5 string      (ids.py: _stable_uuid_py)
  *   split_lines(chunk)          -> (lines, invalid)   (sources/irc/transport.py:
  *                                  _split_lines_py)
+ *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
@@ -3641,6 +3642,113 @@ sp_configure_lines(PyObject *module, PyObject *reference)
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* the NATS HPUB frame of an OutboundMessage (reference: bus/nats.py hpub_frame)          */
+
+/* s as a header value when the reference would copy it unchanged: printable ASCII, no
+ * spaces (nothing to strip, no CR/LF to replace). */
+static int
+plain_header_value(PyObject *s)
+{
+    if (s == NULL || !STR_EXACT(s) || !PyUnicode_IS_ASCII(s)) {
+        return 0;
+    }
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(s); i++) {
+        if (p[i] <= ' ' || p[i] >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static char *
+put_text(char *q, const char *text, size_t n)
+{
+    memcpy(q, text, n);
+    return q + n;
+}
+
+static char *
+put_str(char *q, PyObject *s)
+{
+    return put_text(q, (const char *)PyUnicode_1BYTE_DATA(s), (size_t)PyUnicode_GET_LENGTH(s));
+}
+
+static char *
+put_size(char *q, Py_ssize_t value)
+{
+    char digits[24];
+    int n = sizeof(digits);
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return put_text(q, digits + n, sizeof(digits) - (size_t)n);
+}
+
+#define HDR_1 "NATS/1.0\r\nNats-Msg-Id: "
+#define HDR_2 "\r\ntraceparent: "
+#define HDR_3 "\r\nEnvelope-Type: "
+#define HDR_4 "\r\n\r\n"
+#define LIT_LEN(text) (sizeof(text) - 1)
+
+/* hpub_frame(subject, message): the frame, or None when the reference must build it (a
+ * header value it would normalize, another class, the C paths switched off). */
+static PyObject *
+sp_hpub_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hpub_frame() takes exactly 2 arguments");
+        return NULL;
+    }
+    PyObject *subject = args[0], *message = args[1];
+    if (!g_enabled || !g_outbound_direct || Py_TYPE(message) != T_OutboundMessage ||
+        !PyBytes_CheckExact(subject)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *data = slot_get(message, off_om[OM_DATA]);
+    PyObject *dedup = slot_get(message, off_om[OM_DEDUP_ID]);
+    PyObject *trace = slot_get(message, off_om[OM_TRACEPARENT]);
+    PyObject *type = slot_get(message, off_om[OM_TYPE]);
+    if (data == NULL || !PyBytes_CheckExact(data) || !plain_header_value(dedup) ||
+        !plain_header_value(trace) || !plain_header_value(type)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t header = (Py_ssize_t)(LIT_LEN(HDR_1) + LIT_LEN(HDR_2) + LIT_LEN(HDR_3) +
+                                     LIT_LEN(HDR_4)) +
+                        PyUnicode_GET_LENGTH(dedup) + PyUnicode_GET_LENGTH(trace) +
+                        PyUnicode_GET_LENGTH(type);
+    Py_ssize_t body = PyBytes_GET_SIZE(data);
+    /* "HPUB <subject>  <header> <total>\r\n" <header> <data> "\r\n" */
+    Py_ssize_t room = 5 + PyBytes_GET_SIZE(subject) + 2 + 20 + 1 + 20 + 2 + header + body + 2;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, room);
+    if (frame == NULL) {
+        return NULL;
+    }
+    char *start = PyBytes_AS_STRING(frame), *q = start;
+    q = put_text(q, "HPUB ", 5);
+    q = put_text(q, PyBytes_AS_STRING(subject), (size_t)PyBytes_GET_SIZE(subject));
+    q = put_text(q, "  ", 2);
+    q = put_size(q, header);
+    *q++ = ' ';
+    q = put_size(q, header + body);
+    q = put_text(q, "\r\n", 2);
+    q = put_text(q, HDR_1, LIT_LEN(HDR_1));
+    q = put_str(q, dedup);
+    q = put_text(q, HDR_2, LIT_LEN(HDR_2));
+    q = put_str(q, trace);
+    q = put_text(q, HDR_3, LIT_LEN(HDR_3));
+    q = put_str(q, type);
+    q = put_text(q, HDR_4, LIT_LEN(HDR_4));
+    q = put_text(q, PyBytes_AS_STRING(data), (size_t)body);
+    q = put_text(q, "\r\n", 2);
+    if (_PyBytes_Resize(&frame, q - start) < 0) {
+        return NULL;
+    }
+    return frame;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* configuration entry points                                                            */
 
 static PyObject *
@@ -3932,6 +4040,10 @@ static PyMethodDef module_methods[] = {
      "C twin of sources.irc.transport._split_lines_py)."},
     {"configure_lines", sp_configure_lines, METH_O,
      "Register the reference split_lines."},
+    {"hpub_frame", (PyCFunction)(void (*)(void))sp_hpub_frame, METH_FASTCALL,
+     "hpub_frame($module, subject, message, /)\n--\n\n"
+     "The NATS HPUB frame of an OutboundMessage, byte for byte bus.nats.hpub_frame's, or "
+     "None when that reference must build it (header values it would normalize)."},
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},
