@@ -10,7 +10,9 @@ fused C conversion (typed message -> ``OutboundMessage``) when the extension has
 without and once under cProfile, and prints the functions with the most own time per
 message (cProfile inflates Python calls; read it for shares, the first run for the rate).
 ``--fused`` first swaps ``Pipeline.submit`` for ``fused_submit`` below: the change proposed
-for pipeline.py (one ``message_to_outbound`` call instead of ``build`` + ``to_outbound``).
+for pipeline.py (one ``message_to_outbound`` call instead of ``build`` + ``to_outbound``);
+``--batched`` also swaps the client's ``_handle`` for ``batched_handle`` (one
+``lines_to_outbound`` call per read, PRIVMSGs straight into the queue).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_normalize import corpus
 from bench_service import CHANNELS, measure, simulator, stop
 from ingress_egress import _native
+from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline import outbound
 from ingress_egress.pipeline.pipeline import Pipeline, log
 from ingress_egress.protocol import parse_line
+from ingress_egress.sources.irc.client import TwitchIrcClient
 from ingress_egress.twitch.messages import TwitchMessage, from_irc
 
 
@@ -77,6 +81,35 @@ def fused_submit(self: Pipeline, message: TwitchMessage, received_at: float) -> 
         return
     self._queue.append(out)
     self._has_work.set()
+
+
+def batched_handle(self: TwitchIrcClient, lines: list[str], received_at: float) -> None:
+    """``TwitchIrcClient._handle`` with one ``lines_to_outbound`` call per read (a
+    prototype of a change to client.py + pipeline.py: PRIVMSGs go straight to the queue)."""
+    pipeline: Pipeline = self.sink.__self__  # type: ignore[attr-defined]
+    items = outbound.lines_to_outbound(
+        lines, pipeline.builder, received_at, pipeline._ids, time.monotonic()
+    )
+    queue, counters, control = pipeline._queue, pipeline.counters, self._control
+    for line, item in zip(lines, items, strict=True):
+        if type(item) is OutboundMessage:
+            counters.received += 1
+            if len(queue) < pipeline.queue_max:
+                queue.append(item)
+            else:
+                counters.dropped += 1
+                counters.failed += 1
+                pipeline.errors.add("queue_full", f"envelope {item.envelope_id} dropped")
+        elif isinstance(item, Exception):
+            self.counters.parse_errors += 1
+            self.errors.add("parse_error", str(item))
+            log.warning("unparseable line: %r", line[:512])
+        else:
+            handler = control.get(type(item))
+            if handler is not None:
+                handler(item)
+            self.sink(item, received_at)
+    pipeline._has_work.set()
 
 
 def stages(args: argparse.Namespace) -> None:
@@ -132,8 +165,10 @@ def service(args: argparse.Namespace) -> None:
             publish_max_in_flight=4096,
         )
 
-    if args.fused:
+    if args.fused or args.batched:
         Pipeline.submit = fused_submit  # type: ignore[method-assign]
+    if args.batched:
+        TwitchIrcClient._handle = batched_handle  # type: ignore[method-assign]
     for profiled in (False, True):
         sim, port = simulator(args.count, None)
         profile = cProfile.Profile() if profiled else None
@@ -172,6 +207,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--fused", action="store_true", help="service: use fused_submit")
+    parser.add_argument("--batched", action="store_true", help="service: batched_handle too")
     args = parser.parse_args()
     stages(args) if args.what == "stages" else service(args)
 

@@ -32,8 +32,12 @@ from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope import ids as ids_module
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline import outbound
-from ingress_egress.pipeline.outbound import _message_to_outbound_py, message_to_outbound
-from ingress_egress.protocol import IrcParseError, escape_tag_value, parse_line
+from ingress_egress.pipeline.outbound import (
+    _message_to_outbound_py,
+    lines_to_outbound,
+    message_to_outbound,
+)
+from ingress_egress.protocol import IrcMessage, IrcParseError, escape_tag_value, parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import Privmsg, from_irc
 from tests.test_speedups import privmsg_lines, twitch_like_lines
@@ -433,3 +437,70 @@ def test_no_leak() -> None:
         finally:
             tracemalloc.stop()
     assert grown < 64 * 1024, f"{grown} bytes kept"
+
+
+# -- lines_to_outbound: a read loop's batch in one call ---------------------------------------
+
+
+def comparable(item: Any) -> Any:
+    """Exceptions and parsed lines (IrcMessage has no __eq__) as comparable values."""
+    if isinstance(item, Exception):
+        return (type(item), item.args, getattr(item, "reason", None))
+    if isinstance(item, IrcMessage):
+        return tuple(getattr(item, name) for name in IrcMessage.__slots__)
+    if dataclasses.is_dataclass(item) and not isinstance(item, OutboundMessage):
+        fields = dataclasses.fields(item)
+        return (type(item), *(comparable(getattr(item, field.name)) for field in fields))
+    return item
+
+
+def check_batch(lines: list[str], received_at: float | None = RECEIVED) -> list[Any]:
+    (builder_py, span_py), (builder_c, span_c) = twins()
+    with implementation(False):
+        want = lines_to_outbound(lines, builder_py, received_at, span_py, MONOTONIC)
+    with implementation(True):
+        got = lines_to_outbound(lines, builder_c, received_at, span_c, MONOTONIC)
+    assert [comparable(item) for item in got] == [comparable(item) for item in want]
+    assert builder_c._ids.trace_id() == builder_py._ids.trace_id()
+    assert span_c.span_id() == span_py.span_id()
+    return got
+
+
+def test_lines_to_outbound_items() -> None:
+    lines = [CORPUS[0], "PING :tmi.twitch.tv", "@bad\\", "", CORPUS[1]]
+    (builder, span), _ = twins()
+    items = lines_to_outbound(lines, builder, RECEIVED, span, MONOTONIC)
+    assert [type(item).__name__ for item in items] == [
+        "OutboundMessage",
+        "Ping",
+        "IrcParseError",
+        "IrcParseError",
+        "OutboundMessage",
+    ]
+
+
+@needs_c
+def test_lines_to_outbound_wired() -> None:
+    assert lines_to_outbound is speedups.lines_to_outbound
+
+
+@needs_c
+def test_batches_agree() -> None:
+    check_batch(FIXTURE_LINES)
+    check_batch(FIXTURE_LINES, None)
+    check_batch([*CORPUS, "\ud800", "@id=;bits=1 :a!a@a PRIVMSG #c :Cheer1 \ud800", *CORPUS[:3]])
+    check_batch([])
+
+
+@needs_c
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(rich_privmsgs(), twitch_like_lines()), max_size=8))
+def test_generated_batches_agree(lines: list[str]) -> None:
+    check_batch(lines)
+
+
+@needs_c
+def test_batch_of_non_list_goes_to_the_reference() -> None:
+    (builder, span), _ = twins()
+    items = lines_to_outbound(tuple(CORPUS[:2]), builder, RECEIVED, span, MONOTONIC)  # type: ignore[arg-type]
+    assert [type(item) for item in items] == [OutboundMessage, OutboundMessage]

@@ -129,7 +129,8 @@ def test_extension_is_built_and_active() -> None:
     import ingress_egress.pipeline.outbound
     import ingress_egress.sources.irc.transport  # noqa: F401
 
-    assert {"protocol", "messages", "ids", "envelope", "outbound", "lines"} == _native.ACTIVE
+    expected = {"protocol", "messages", "ids", "envelope", "outbound", "lines_to_outbound", "lines"}
+    assert expected == _native.ACTIVE
     assert parse_line is speedups.parse_line
     assert from_irc is speedups.from_irc
     assert stable_uuid is speedups.stable_uuid

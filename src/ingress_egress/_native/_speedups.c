@@ -12,6 +12,8 @@
  *   split_lines(chunk)          -> (lines, invalid)   (sources/irc/transport.py:
  *                                  _split_lines_py)
  *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
+ *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
+ *                                  _lines_to_outbound_py; a read loop's batch in one call)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
@@ -3749,6 +3751,95 @@ sp_hpub_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* a batch of lines -> what the read loop hands on (reference: pipeline/outbound.py       */
+/* _lines_to_outbound_py)                                                                 */
+
+static PyObject *F_lines_py = NULL;
+
+/* Append the raised exception (an Exception; anything else stays raised: -1). */
+static int
+append_raised(PyObject *out)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    int rc = value != NULL ? PyList_Append(out, value) : -1;
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return rc;
+}
+
+/* lines_to_outbound(lines, builder, received_at, span_ids, monotonic) -> list, one item
+ * per line: its OutboundMessage (a PRIVMSG), its typed message (any other line), or the
+ * exception its parsing or conversion raised. */
+static PyObject *
+sp_lines_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "lines_to_outbound() takes exactly 5 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (F_lines_py == NULL) {
+        return not_configured("lines_to_outbound");
+    }
+    PyObject *lines = args[0];
+    if (UNLIKELY(!g_enabled || !PyList_CheckExact(lines))) {
+        return PyObject_Vectorcall(F_lines_py, args, 5, NULL);
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *line = Py_NewRef(PyList_GET_ITEM(lines, i));
+        PyObject *msg = sp_parse_line(module, line);
+        Py_DECREF(line);
+        PyObject *item = msg ? sp_from_irc(module, msg) : NULL;
+        Py_XDECREF(msg);
+        if (item != NULL && Py_TYPE(item) == T_Privmsg) {
+            PyObject *call[5] = {args[1], item, args[2], args[3], args[4]};
+            PyObject *converted = sp_message_to_outbound(module, call, 5);
+            if (converted != Py_None) { /* None: not published, the typed message stays */
+                Py_SETREF(item, converted);
+            }
+            else {
+                Py_DECREF(converted);
+            }
+        }
+        int rc = item != NULL ? PyList_Append(out, item) : append_raised(out);
+        Py_XDECREF(item);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static PyObject *
+sp_configure_lines_to_outbound(PyObject *module, PyObject *reference)
+{
+    if (!PyCallable_Check(reference)) {
+        PyErr_SetString(PyExc_TypeError, "the reference must be callable");
+        return NULL;
+    }
+    if (T_OutboundMessage == NULL) {
+        return not_configured("outbound (configure_outbound first)");
+    }
+    set_ref(&F_lines_py, reference);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* configuration entry points                                                            */
 
 static PyObject *
@@ -4044,6 +4135,12 @@ static PyMethodDef module_methods[] = {
      "hpub_frame($module, subject, message, /)\n--\n\n"
      "The NATS HPUB frame of an OutboundMessage, byte for byte bus.nats.hpub_frame's, or "
      "None when that reference must build it (header values it would normalize)."},
+    {"lines_to_outbound", (PyCFunction)(void (*)(void))sp_lines_to_outbound, METH_FASTCALL,
+     "lines_to_outbound($module, lines, builder, received_at, span_ids, monotonic, /)\n--\n\n"
+     "Per line: its OutboundMessage (PRIVMSG), typed message (other lines) or the exception "
+     "raised (the C twin of pipeline.outbound._lines_to_outbound_py)."},
+    {"configure_lines_to_outbound", sp_configure_lines_to_outbound, METH_O,
+     "Register the reference lines_to_outbound."},
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},

@@ -16,7 +16,8 @@ from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, traceparent
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.twitch.messages import TwitchMessage
+from ingress_egress.protocol import parse_line
+from ingress_egress.twitch.messages import Privmsg, TwitchMessage, from_irc
 
 
 def to_outbound(envelope: dict[str, Any], span_id: str, received_at: float) -> OutboundMessage:
@@ -73,3 +74,39 @@ if "envelope" in _native.ACTIVE and _native.configure(
     "outbound", "configure_outbound", OutboundMessage, _direct, _message_to_outbound_py
 ):  # pragma: no branch
     message_to_outbound = _native.speedups.message_to_outbound  # type: ignore[union-attr]
+
+
+def _lines_to_outbound_py(
+    lines: list[str],
+    builder: EnvelopeBuilder,
+    received_at: float | None,
+    span_ids: RandomIds,
+    monotonic: float,
+) -> list[OutboundMessage | TwitchMessage | Exception]:
+    """A read loop's batch in one call: per line, its ``OutboundMessage`` (a PRIVMSG,
+    converted as ``message_to_outbound`` does), its typed message (any other line: control
+    handlers and ``Pipeline.submit`` take it from there) or the exception that parsing or
+    converting it raised (``IrcParseError`` for a line that is not IRC)."""
+    out: list[OutboundMessage | TwitchMessage | Exception] = []
+    for line in lines:
+        try:
+            typed = from_irc(parse_line(line))
+            if type(typed) is Privmsg:
+                converted = message_to_outbound(builder, typed, received_at, span_ids, monotonic)
+                out.append(typed if converted is None else converted)
+            else:
+                out.append(typed)
+        except Exception as error:
+            out.append(error)
+    return out
+
+
+LinesToOutbound = Callable[
+    [list[str], EnvelopeBuilder, "float | None", RandomIds, float],
+    "list[OutboundMessage | TwitchMessage | Exception]",
+]
+lines_to_outbound: LinesToOutbound = _lines_to_outbound_py
+if "outbound" in _native.ACTIVE and _native.configure(
+    "lines_to_outbound", "configure_lines_to_outbound", _lines_to_outbound_py
+):  # pragma: no branch
+    lines_to_outbound = _native.speedups.lines_to_outbound  # type: ignore[union-attr]
