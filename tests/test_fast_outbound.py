@@ -69,9 +69,10 @@ def outcome(work: Callable[[], Any]) -> tuple[str, Any]:
         return "error", (type(error), str(error))
 
 
-def twins(shared: bool = False) -> list[tuple[EnvelopeBuilder, RandomIds]]:
-    """Two (builder, span ids) pairs drawing the same ids; ``shared``: one RandomIds each."""
-    block, span_block = os.urandom(16 * 256).hex(), os.urandom(16 * 256).hex()
+def twins(shared: bool = False, head: str = "") -> list[tuple[EnvelopeBuilder, RandomIds]]:
+    """Two (builder, span ids) pairs drawing the same ids; ``shared``: one RandomIds each;
+    ``head``: the first characters of the builders' id block."""
+    block, span_block = head + os.urandom(16 * 256).hex(), os.urandom(16 * 256).hex()
     pairs = []
     for _ in range(2):
         ids = RandomIds()
@@ -91,9 +92,11 @@ def typed_of(line: str) -> Any:
         return None
 
 
-def check_message(typed: Any, received_at: float | None = RECEIVED, shared: bool = False) -> Any:
+def check_message(
+    typed: Any, received_at: float | None = RECEIVED, shared: bool = False, head: str = ""
+) -> Any:
     """The C conversion equals the reference (value, bytes, ids drawn afterwards)."""
-    (builder_py, span_py), (builder_c, span_c) = twins(shared)
+    (builder_py, span_py), (builder_c, span_c) = twins(shared, head)
     with implementation(False):
         want = outcome(
             lambda: _message_to_outbound_py(builder_py, typed, received_at, span_py, MONOTONIC)
@@ -338,6 +341,18 @@ def test_unencodable_text_fails_like_the_reference_and_draws_nothing() -> None:
     typed = typed_of("@id=;bits=1 :a!a@a PRIVMSG #c :Cheer1 \ud800")
     got = check_message(typed)
     assert got[0] == "error" and "surrogates" in got[1][1]
+
+
+@needs_c
+@pytest.mark.parametrize("head", ["0" * 32, "f" * 32 + "0" * 32, "0" * 64])
+def test_an_all_zero_trace_id_is_skipped_as_the_reference_does(head: str) -> None:
+    with_id = typed_of(CORPUS[7])
+    without_id = typed_of(CORPUS[7].replace(";id=", ";x-id="))
+    assert with_id.message_id and not without_id.message_id
+    for typed in (with_id, without_id):
+        for shared in (False, True):
+            got = check_message(typed, shared=shared, head=head)
+            assert orjson.loads(got[1].data)["traceId"] != "0" * 32
 
 
 @needs_c

@@ -3419,10 +3419,8 @@ c_outbound(PyObject *attrs, PyObject *msg, PyObject *stamp, PyObject *span_ids,
         goto out;
     }
     const Py_UCS1 *trace = h + 32 * need_uuid;
-    int zero = 1;
-    for (int i = 0; i < 32; i++) {
-        zero &= trace[i] == '0';
-    }
+    static const char zeros[32] = "0000000000000000000000000000000";
+    int zero = memcmp(trace, zeros, 31) == 0 && trace[31] == '0';
     if (zero || (need_uuid && hex_value(h[16]) < 0)) {
         rc = J_OTHER; /* the reference draws again / refuses */
         goto out;
