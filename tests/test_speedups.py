@@ -125,7 +125,12 @@ def test_extension_is_built_and_active() -> None:
         assert parse_line is _parse_line_py
         return
     assert speedups is not None, f"the C extension did not import: {_native.IMPORT_ERROR}"
-    assert {"protocol", "messages", "ids", "envelope"} == _native.ACTIVE
+    # these modules register the last layers
+    import ingress_egress.pipeline.outbound
+    import ingress_egress.sources.irc.transport  # noqa: F401
+
+    expected = {"protocol", "messages", "ids", "envelope", "outbound", "lines_to_outbound", "lines"}
+    assert expected == _native.ACTIVE
     assert parse_line is speedups.parse_line
     assert from_irc is speedups.from_irc
     assert stable_uuid is speedups.stable_uuid

@@ -1,10 +1,13 @@
 """The optional C fast path of the hot path (``_speedups.c``), and the switch between the two.
 
 The pure-Python functions stay the reference and the fallback. When the extension imports,
-``protocol.irc``, ``twitch.messages`` and ``envelope`` register their classes and reference
-functions with it (``configure_*``) and bind their public names (``parse_line``,
-``from_irc``, ``Privmsg.from_irc``, ``EnvelopeBuilder.build``, ``stable_uuid``) to the C
-entry points, which return exactly what the references return.
+``protocol.irc``, ``twitch.messages``, ``envelope``, ``pipeline.outbound`` and
+``sources.irc.transport`` register their classes and reference functions with it
+(``configure_*``) and bind their public names (``parse_line``, ``from_irc``,
+``Privmsg.from_irc``, ``EnvelopeBuilder.build``, ``stable_uuid``, ``message_to_outbound``,
+``lines_to_outbound``, ``split_lines``) to the C entry points, which return exactly what the
+references return. ``speedups.hpub_frame`` is the C twin of ``bus.nats.hpub_frame`` (it
+answers None where that reference must run).
 
 * ``INGRESS_EGRESS_PURE_PYTHON=1`` (any value but "" and "0") in the environment: the
   extension is not even imported; every public name is the Python reference.
@@ -19,7 +22,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
-ABI_VERSION = 1  # must match _speedups.c; a stale build is refused (rebuild: make install)
+ABI_VERSION = 2  # must match _speedups.c; a stale build is refused (rebuild: make install)
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
@@ -39,7 +42,8 @@ if not FORCE_PURE_PYTHON:
             )
             speedups = None
 
-# Which layers registered with the extension: "protocol", "messages", "envelope".
+# Which layers registered with the extension: "protocol", "messages", "ids", "envelope",
+# "outbound".
 ACTIVE: set[str] = set()
 
 

@@ -5,7 +5,15 @@
  *   from_irc(msg)               -> typed message      (twitch/messages: _from_irc_py)
  *   Privmsg.from_irc(msg)       -> Privmsg            (privmsg.py: _privmsg_from_irc_py)
  *   EnvelopeBuilder.build(...)  -> envelope dict      (builder.py: _build_py / _message)
+ *   message_to_outbound(...)    -> OutboundMessage    (pipeline/outbound.py:
+ *                                  _message_to_outbound_py; a PRIVMSG's JSON written here,
+ *                                  byte for byte what orjson makes of the envelope dict)
  *   stable_uuid(name)           -> UUIDv5 string      (ids.py: _stable_uuid_py)
+ *   split_lines(chunk)          -> (lines, invalid)   (sources/irc/transport.py:
+ *                                  _split_lines_py)
+ *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
+ *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
+ *                                  _lines_to_outbound_py; a read loop's batch in one call)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
@@ -30,7 +38,7 @@
  * change, so a stale build is refused by ingress_egress._native (pure Python, with a warning)
  * instead of being half-configured.
  */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -1981,8 +1989,17 @@ sp_stable_uuid(PyObject *module, PyObject *name)
 
 /* The next 32 characters of a RandomIds block, without taking them: 1 with *p set, 0 when
  * the Python method must run (a refill, or state the fast path does not know). */
+static int ids_peek_n(PyObject *ids, Py_ssize_t need, const Py_UCS1 **p, Py_ssize_t *pos);
+
 static int
 ids_peek(PyObject *ids, const Py_UCS1 **p, Py_ssize_t *pos)
+{
+    return ids_peek_n(ids, 32, p, pos);
+}
+
+/* ids_peek for the next `need` characters (several ids drawn in a row). */
+static int
+ids_peek_n(PyObject *ids, Py_ssize_t need, const Py_UCS1 **p, Py_ssize_t *pos)
 {
     if (Py_TYPE(ids) != T_RandomIds) {
         return 0;
@@ -1996,7 +2013,7 @@ ids_peek(PyObject *ids, const Py_UCS1 **p, Py_ssize_t *pos)
     int overflow;
     long long start = PyLong_AsLongLongAndOverflow(at, &overflow);
     Py_ssize_t n = PyUnicode_GET_LENGTH(hex);
-    if (overflow || start < 0 || start >= n || n - start < 32) {
+    if (overflow || start < 0 || start >= n || n - start < need) {
         if (start == -1 && PyErr_Occurred()) {
             PyErr_Clear();
         }
@@ -2005,6 +2022,17 @@ ids_peek(PyObject *ids, const Py_UCS1 **p, Py_ssize_t *pos)
     *p = PyUnicode_1BYTE_DATA(hex) + start;
     *pos = (Py_ssize_t)start;
     return 1;
+}
+
+static int
+ids_advance_by(PyObject *ids, Py_ssize_t pos, Py_ssize_t taken)
+{
+    PyObject *next = PyLong_FromSsize_t(pos + taken);
+    if (next == NULL) {
+        return -1;
+    }
+    slot_put(ids, off_ri[RI_POS], next);
+    return 0;
 }
 
 static int
@@ -2668,6 +2696,1148 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* typed PRIVMSG -> OutboundMessage, the JSON written here (reference:                   */
+/* pipeline/outbound.py _message_to_outbound_py = builder.build + to_outbound)           */
+
+/* The JSON writer produces exactly what orjson.dumps produces for the values it accepts
+ * (compact, UTF-8, only '"', '\\' and C0 controls escaped; \b \t \n \f \r short, the rest
+ * as \u00xx). Anything else (a float, a subclass, a lone surrogate, an int beyond 64 bits)
+ * makes it answer J_OTHER: the caller then runs the reference, which encodes or raises. */
+#define J_OTHER 1
+#define J_MAX_DEPTH 32
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+    char stack[2048];
+} jbuf;
+
+static void
+jb_init(jbuf *jb)
+{
+    jb->p = jb->stack;
+    jb->len = 0;
+    jb->cap = (Py_ssize_t)sizeof(jb->stack);
+}
+
+static void
+jb_free(jbuf *jb)
+{
+    if (jb->p != jb->stack) {
+        PyMem_Free(jb->p);
+    }
+    jb->p = jb->stack;
+}
+
+static int
+jb_grow(jbuf *jb, Py_ssize_t extra)
+{
+    if (extra > PY_SSIZE_T_MAX / 2 - jb->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t cap = jb->cap * 2;
+    if (cap < jb->len + extra) {
+        cap = jb->len + extra;
+    }
+    char *p = PyMem_Malloc((size_t)cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(p, jb->p, (size_t)jb->len);
+    jb_free(jb);
+    jb->p = p;
+    jb->cap = cap;
+    return 0;
+}
+
+static ALWAYS_INLINE int
+jb_reserve(jbuf *jb, Py_ssize_t extra)
+{
+    return LIKELY(jb->cap - jb->len >= extra) ? 0 : jb_grow(jb, extra);
+}
+
+static ALWAYS_INLINE int
+jb_raw(jbuf *jb, const char *text, Py_ssize_t n)
+{
+    if (jb_reserve(jb, n) < 0) {
+        return -1;
+    }
+    memcpy(jb->p + jb->len, text, (size_t)n);
+    jb->len += n;
+    return 0;
+}
+
+#define JLIT(jb, text) jb_raw((jb), (text), (Py_ssize_t)(sizeof(text) - 1))
+
+/* For ASCII: 0 = as is, 'u' = \u00xx, else the letter after the backslash. */
+static const char JSON_ESCAPE[128] = {
+    ['\0'] = 'u', [1] = 'u', [2] = 'u', [3] = 'u', [4] = 'u', [5] = 'u', [6] = 'u', [7] = 'u',
+    ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [11] = 'u', ['\f'] = 'f', ['\r'] = 'r', [14] = 'u',
+    [15] = 'u', [16] = 'u', [17] = 'u', [18] = 'u', [19] = 'u', [20] = 'u', [21] = 'u',
+    [22] = 'u', [23] = 'u', [24] = 'u', [25] = 'u', [26] = 'u', [27] = 'u', [28] = 'u',
+    [29] = 'u', [30] = 'u', [31] = 'u', ['"'] = '"', ['\\'] = '\\'};
+
+/* One code point, UTF-8 and escaped; room for 6 bytes was reserved. J_OTHER: surrogate. */
+static ALWAYS_INLINE int
+jb_char(char *q, Py_ssize_t *at, Py_UCS4 ch)
+{
+    Py_ssize_t k = *at;
+    if (ch < 0x80) {
+        char e = JSON_ESCAPE[ch];
+        if (LIKELY(e == 0)) {
+            q[k++] = (char)ch;
+        }
+        else if (e == 'u') {
+            memcpy(q + k, "\\u00", 4);
+            q[k + 4] = HEX[ch >> 4];
+            q[k + 5] = HEX[ch & 15];
+            k += 6;
+        }
+        else {
+            q[k++] = '\\';
+            q[k++] = e;
+        }
+    }
+    else if (ch < 0x800) {
+        q[k++] = (char)(0xC0 | (ch >> 6));
+        q[k++] = (char)(0x80 | (ch & 0x3F));
+    }
+    else if (ch < 0x10000) {
+        if (UNLIKELY(ch >= 0xD800 && ch <= 0xDFFF)) {
+            return J_OTHER;
+        }
+        q[k++] = (char)(0xE0 | (ch >> 12));
+        q[k++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+        q[k++] = (char)(0x80 | (ch & 0x3F));
+    }
+    else {
+        q[k++] = (char)(0xF0 | (ch >> 18));
+        q[k++] = (char)(0x80 | ((ch >> 12) & 0x3F));
+        q[k++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+        q[k++] = (char)(0x80 | (ch & 0x3F));
+    }
+    *at = k;
+    return 0;
+}
+
+/* The JSON string of s[a:b] (s an exact, ready str). */
+static int
+jb_str_range(jbuf *jb, PyObject *s, Py_ssize_t a, Py_ssize_t b)
+{
+    Py_ssize_t n = b - a;
+    if (n > (PY_SSIZE_T_MAX - 2) / 6 || jb_reserve(jb, 6 * n + 2) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        return -1;
+    }
+    char *q = jb->p;
+    Py_ssize_t k = jb->len;
+    q[k++] = '"';
+    const int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *c = (const Py_UCS1 *)data;
+        Py_ssize_t i = a;
+#define JB_BYTE(ch)                                                        \
+    if (LIKELY((ch) >= 0x20 && (ch) < 0x80 && (ch) != '"' && (ch) != '\\')) { \
+        q[k++] = (char)(ch);                                               \
+    }                                                                      \
+    else {                                                                 \
+        jb_char(q, &k, (ch));                                              \
+    }
+#ifdef HAVE_SWAR
+        /* 8 characters at a time while none is a control, '"', '\\' or beyond ASCII */
+        const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+        while (i + 8 <= b) {
+            uint64_t x;
+            memcpy(&x, c + i, 8);
+            uint64_t odd = ((x - ones * 0x20) & ~x & highs) | (x & highs) |
+                           swar_eq(x, '"', ones, highs) | swar_eq(x, '\\', ones, highs);
+            if (LIKELY(!odd)) {
+                memcpy(q + k, &x, 8);
+                k += 8;
+                i += 8;
+                continue;
+            }
+            for (Py_ssize_t stop = i + 8; i < stop; i++) {
+                JB_BYTE(c[i])
+            }
+        }
+#endif
+        for (; i < b; i++) {
+            JB_BYTE(c[i])
+        }
+#undef JB_BYTE
+    }
+    else {
+        for (Py_ssize_t i = a; i < b; i++) {
+            if (jb_char(q, &k, READ(i)) != 0) {
+                return J_OTHER;
+            }
+        }
+    }
+    q[k++] = '"';
+    jb->len = k;
+    return 0;
+}
+
+static ALWAYS_INLINE int
+jb_str(jbuf *jb, PyObject *s)
+{
+    if (UNLIKELY(!STR_EXACT(s))) {
+        return J_OTHER;
+    }
+    return jb_str_range(jb, s, 0, PyUnicode_GET_LENGTH(s));
+}
+
+static int
+jb_ll(jbuf *jb, long long value)
+{
+    char digits[24];
+    int n = sizeof(digits);
+    unsigned long long u = value < 0 ? 0ull - (unsigned long long)value : (unsigned long long)value;
+    do {
+        digits[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (value < 0) {
+        digits[--n] = '-';
+    }
+    return jb_raw(jb, digits + n, (Py_ssize_t)sizeof(digits) - n);
+}
+
+static int jb_value(jbuf *jb, PyObject *v, int depth);
+
+/* A dict with exact-str keys, in its order. */
+static int
+jb_dict(jbuf *jb, PyObject *d, int depth)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    if (JLIT(jb, "{") < 0) {
+        return -1;
+    }
+    int first = 1;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        int rc;
+        if ((!first && JLIT(jb, ",") < 0)) {
+            return -1;
+        }
+        first = 0;
+        if ((rc = jb_str(jb, key)) != 0 || JLIT(jb, ":") < 0 ||
+            (rc = jb_value(jb, value, depth + 1)) != 0) {
+            return rc ? rc : -1;
+        }
+    }
+    return JLIT(jb, "}");
+}
+
+/* str, int (64-bit), bool, None, and exact lists and dicts of them. */
+static int
+jb_value(jbuf *jb, PyObject *v, int depth)
+{
+    if (STR_EXACT(v)) {
+        return jb_str_range(jb, v, 0, PyUnicode_GET_LENGTH(v));
+    }
+    if (v == Py_None) {
+        return JLIT(jb, "null");
+    }
+    if (v == Py_True) {
+        return JLIT(jb, "true");
+    }
+    if (v == Py_False) {
+        return JLIT(jb, "false");
+    }
+    if (depth > J_MAX_DEPTH) {
+        return J_OTHER;
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return overflow ? J_OTHER : jb_ll(jb, value);
+    }
+    if (PyList_CheckExact(v)) {
+        if (JLIT(jb, "[") < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            int rc;
+            if ((i > 0 && JLIT(jb, ",") < 0)) {
+                return -1;
+            }
+            if ((rc = jb_value(jb, PyList_GET_ITEM(v, i), depth + 1)) != 0) {
+                return rc;
+            }
+        }
+        return JLIT(jb, "]");
+    }
+    if (PyDict_CheckExact(v)) {
+        return jb_dict(jb, v, depth);
+    }
+    return J_OTHER;
+}
+
+/* `value or None` */
+static int
+jb_or_null(jbuf *jb, PyObject *value, int truth)
+{
+    return truth ? jb_value(jb, value, 1) : JLIT(jb, "null");
+}
+
+/* dict(pairs) of a badge tuple (exact str pairs): first position, last value. */
+static int
+jb_badge_dict(jbuf *jb, PyObject *badges)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(badges);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(badges, i), 0);
+        for (Py_ssize_t j = 0; j < i; j++) {
+            PyObject *other = PyTuple_GET_ITEM(PyTuple_GET_ITEM(badges, j), 0);
+            if (name == other || (PyUnicode_GET_LENGTH(name) == PyUnicode_GET_LENGTH(other) &&
+                                  PyUnicode_Compare(name, other) == 0)) {
+                PyObject *d = badge_dict(badges); /* a repeated name: let a dict decide */
+                if (d == NULL) {
+                    return -1;
+                }
+                int rc = jb_dict(jb, d, 1);
+                Py_DECREF(d);
+                return rc;
+            }
+        }
+    }
+    if (JLIT(jb, "{") < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(badges, i);
+        int rc;
+        if ((i > 0 && JLIT(jb, ",") < 0)) {
+            return -1;
+        }
+        if ((rc = jb_str(jb, PyTuple_GET_ITEM(pair, 0))) != 0 || JLIT(jb, ":") < 0 ||
+            (rc = jb_str(jb, PyTuple_GET_ITEM(pair, 1))) != 0) {
+            return rc ? rc : -1;
+        }
+    }
+    return JLIT(jb, "}");
+}
+
+/* _emotes(text, emotes) written directly; 0 / -1 / J_OTHER (odd ranges: the caller asks
+ * the reference for the list instead). */
+static int
+jb_emotes(jbuf *jb, PyObject *text, PyObject *emotes)
+{
+    Py_ssize_t n = PyList_GET_SIZE(emotes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(emotes, i);
+        if (Py_TYPE(e) != T_EmoteRange) {
+            return J_OTHER;
+        }
+        PyObject *id = slot_get(e, off_er[ER_ID]);
+        PyObject *start = slot_get(e, off_er[ER_START]);
+        PyObject *end = slot_get(e, off_er[ER_END]);
+        if (id == NULL || start == NULL || end == NULL || !PyLong_CheckExact(start) ||
+            !PyLong_CheckExact(end)) {
+            return J_OTHER;
+        }
+        int o1, o2;
+        long long s = PyLong_AsLongLongAndOverflow(start, &o1);
+        long long t = PyLong_AsLongLongAndOverflow(end, &o2);
+        if (o1 || o2 || s < 0 || t >= LLONG_MAX) {
+            return J_OTHER;
+        }
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    if (JLIT(jb, "[") < 0) {
+        return -1;
+    }
+    int first = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(emotes, i);
+        long long s = PyLong_AsLongLong(slot_get(e, off_er[ER_START]));
+        long long t = PyLong_AsLongLong(slot_get(e, off_er[ER_END]));
+        if (!(s < size && s <= t)) {
+            continue;
+        }
+        Py_ssize_t stop = t + 1 > size ? size : (Py_ssize_t)(t + 1);
+        int rc;
+        if ((!first && JLIT(jb, ",") < 0) || JLIT(jb, "{\"id\":") < 0) {
+            return -1;
+        }
+        first = 0;
+        if ((rc = jb_value(jb, slot_get(e, off_er[ER_ID]), 2)) != 0 ||
+            JLIT(jb, ",\"start\":") < 0 || jb_ll(jb, s) < 0 || JLIT(jb, ",\"end\":") < 0 ||
+            jb_ll(jb, (long long)stop - 1) < 0 || JLIT(jb, ",\"name\":") < 0 ||
+            (rc = jb_str_range(jb, text, (Py_ssize_t)s, stop)) != 0 || JLIT(jb, "}") < 0) {
+            return rc ? rc : -1;
+        }
+    }
+    return JLIT(jb, "]");
+}
+
+/* The outbound message class and the reference conversion. */
+static PyTypeObject *T_OutboundMessage = NULL;
+static PyObject *F_outbound_py = NULL;
+static int g_outbound_direct = 0; /* the class is exactly the 9 slots below */
+enum { OM_DATA, OM_ENVELOPE_ID, OM_DEDUP_ID, OM_TYPE, OM_TRACEPARENT, OM_ORDERING_KEY,
+       OM_TIME, OM_CHANNEL, OM_RECEIVED_AT, OM_N };
+static const char *const OM_NAMES[OM_N] = {"data", "envelope_id", "dedup_id",
+                                           "type", "traceparent", "ordering_key",
+                                           "time", "channel",     "received_at"};
+static Py_ssize_t off_om[OM_N];
+
+static PyObject *
+new_outbound(PyObject **values) /* steals values */
+{
+    if (g_outbound_direct) {
+        PyObject *obj = build_instance(T_OutboundMessage, off_om, values, OM_N);
+        if (obj != NULL && PyObject_GC_IsTracked(obj)) {
+            /* bytes, str and a float only: it cannot be part of a reference cycle */
+            PyObject_GC_UnTrack(obj);
+        }
+        return obj;
+    }
+    PyObject *obj = NULL;
+    for (int i = 0; i < OM_N; i++) {
+        if (values[i] == NULL) {
+            goto out;
+        }
+    }
+    obj = PyObject_Vectorcall((PyObject *)T_OutboundMessage, values, OM_N, NULL);
+out:
+    for (int i = 0; i < OM_N; i++) {
+        Py_CLEAR(values[i]);
+    }
+    return obj;
+}
+
+static PyObject *
+call_outbound_py(PyObject *const *args)
+{
+    if (F_outbound_py == NULL) {
+        return not_configured("message_to_outbound");
+    }
+    return PyObject_Vectorcall(F_outbound_py, args, 5, NULL);
+}
+
+/* Everything the Privmsg's envelope needs that may run Python code, gathered before any
+ * id is drawn (so that falling back to the reference leaves no trace). */
+typedef struct {
+    PyObject *sent_at;      /* str or None */
+    PyObject *cheers;       /* list, or NULL for [] */
+    PyObject *emotes;       /* the reference's list when the direct writer declines */
+    PyObject *reply[RP_N];  /* NULLs when there is no reply */
+    PyObject *shared[2];    /* room_id, message_id; NULLs when none */
+    int room_id, reward, kind, thread_id, thread_login;
+} pm_extras;
+
+static void
+pm_extras_clear(pm_extras *x)
+{
+    Py_CLEAR(x->sent_at);
+    Py_CLEAR(x->cheers);
+    Py_CLEAR(x->emotes);
+    for (int i = 0; i < RP_N; i++) {
+        Py_CLEAR(x->reply[i]);
+    }
+    Py_CLEAR(x->shared[0]);
+    Py_CLEAR(x->shared[1]);
+}
+
+static const char *const RP_ATTR[RP_N] = {"message_id",   "user_id", "user_login",
+                                          "display_name", "text",    "thread_message_id",
+                                          "thread_user_login"};
+
+/* The JSON of the envelope of a Privmsg (f, c: its fields and its chatter's). */
+static int
+write_privmsg(jbuf *jb, PyObject **f, PyObject **c, PyObject *id, const Py_UCS1 *trace,
+              PyObject *stamp, PyObject *transport, pm_extras *x)
+{
+    int rc = 0;
+#define W(expr)                       \
+    do {                              \
+        if ((rc = (expr)) != 0) {     \
+            return rc < 0 ? -1 : rc;  \
+        }                             \
+    } while (0)
+    W(JLIT(jb, "{\"v\":\"1\",\"id\":"));
+    W(jb_str(jb, id));
+    W(JLIT(jb, ",\"correlationId\":"));
+    W(jb_str(jb, id));
+    W(JLIT(jb, ",\"traceId\":\""));
+    W(jb_raw(jb, (const char *)trace, 32));
+    W(JLIT(jb, "\",\"timestamp\":"));
+    W(jb_value(jb, stamp, 1));
+    W(JLIT(jb, ",\"type\":"));
+    W(jb_value(jb, O_MESSAGE, 1));
+    W(JLIT(jb, ",\"source\":{\"platform\":\"twitch\",\"channel\":"));
+    W(jb_value(jb, f[PM_CHANNEL], 2));
+    W(JLIT(jb, ",\"channelId\":"));
+    W(jb_or_null(jb, f[PM_ROOM_ID], x->room_id));
+    W(JLIT(jb, "},\"user\":{\"id\":"));
+    W(jb_value(jb, c[CH_USER_ID], 2));
+    W(JLIT(jb, ",\"name\":"));
+    W(jb_value(jb, c[CH_LOGIN], 2));
+    W(JLIT(jb, ",\"displayName\":"));
+    W(jb_value(jb, c[CH_DISPLAY_NAME], 2));
+    W(JLIT(jb, ",\"profileImageUrl\":\"\",\"role\":\"\"},\"routingSlip\":[],"
+               "\"finalizationDestination\":"));
+    W(jb_value(jb, O_FINALIZER, 1));
+    W(JLIT(jb, ",\"payload\":{\"text\":"));
+    W(jb_str(jb, f[PM_TEXT]));
+    W(JLIT(jb, ",\"messageId\":"));
+    W(jb_str(jb, f[PM_MESSAGE_ID]));
+    W(JLIT(jb, ",\"badges\":["));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c[CH_BADGES]); i++) {
+        if (i > 0) {
+            W(JLIT(jb, ","));
+        }
+        W(jb_str(jb, PyTuple_GET_ITEM(PyTuple_GET_ITEM(c[CH_BADGES], i), 0)));
+    }
+    W(JLIT(jb, "],\"isMod\":"));
+    W(jb_value(jb, f[PM_IS_MOD], 2));
+    W(JLIT(jb, ",\"isSubscriber\":"));
+    W(jb_value(jb, f[PM_IS_SUBSCRIBER], 2));
+    W(JLIT(jb, ",\"color\":"));
+    W(jb_value(jb, c[CH_COLOR], 2));
+    W(JLIT(jb, ",\"emotes\":"));
+    W(x->emotes ? jb_value(jb, x->emotes, 2) : jb_emotes(jb, f[PM_TEXT], f[PM_EMOTES]));
+    W(JLIT(jb, ",\"raw\":{\"tags\":"));
+    W(jb_value(jb, slot_get(f[PM_IRC], off_im[IM_TAGS]), 3));
+    W(JLIT(jb, "},\"isAction\":"));
+    W(jb_value(jb, f[PM_IS_ACTION], 2));
+    W(JLIT(jb, ",\"bits\":"));
+    W(jb_value(jb, f[PM_BITS], 2));
+    W(JLIT(jb, ",\"cheers\":"));
+    W(x->cheers ? jb_value(jb, x->cheers, 2) : JLIT(jb, "[]"));
+    W(JLIT(jb, ",\"badgeInfo\":"));
+    W(jb_badge_dict(jb, c[CH_BADGE_INFO]));
+    W(JLIT(jb, ",\"badgeVersions\":"));
+    W(jb_badge_dict(jb, c[CH_BADGES]));
+    W(JLIT(jb, ",\"isVip\":"));
+    W(has_badge(c[CH_BADGES], S_vip) ? JLIT(jb, "true") : JLIT(jb, "false"));
+    W(JLIT(jb, ",\"isBroadcaster\":"));
+    W(has_badge(c[CH_BADGES], S_broadcaster) ? JLIT(jb, "true") : JLIT(jb, "false"));
+    W(JLIT(jb, ",\"firstMessage\":"));
+    W(jb_value(jb, f[PM_FIRST_MESSAGE], 2));
+    W(JLIT(jb, ",\"returningChatter\":"));
+    W(jb_value(jb, f[PM_RETURNING], 2));
+    W(JLIT(jb, ",\"customRewardId\":"));
+    W(jb_or_null(jb, f[PM_REWARD], x->reward));
+    W(JLIT(jb, ",\"messageKind\":"));
+    W(jb_or_null(jb, f[PM_MESSAGE_KIND], x->kind));
+    W(JLIT(jb, ",\"reply\":"));
+    if (x->reply[0] == NULL) {
+        W(JLIT(jb, "null"));
+    }
+    else {
+        W(JLIT(jb, "{\"parentMessageId\":"));
+        W(jb_value(jb, x->reply[RP_MESSAGE_ID], 3));
+        W(JLIT(jb, ",\"parentUserId\":"));
+        W(jb_value(jb, x->reply[RP_USER_ID], 3));
+        W(JLIT(jb, ",\"parentUserLogin\":"));
+        W(jb_value(jb, x->reply[RP_USER_LOGIN], 3));
+        W(JLIT(jb, ",\"parentDisplayName\":"));
+        W(jb_value(jb, x->reply[RP_DISPLAY_NAME], 3));
+        W(JLIT(jb, ",\"parentText\":"));
+        W(jb_value(jb, x->reply[RP_TEXT], 3));
+        W(JLIT(jb, ",\"threadParentMessageId\":"));
+        W(jb_or_null(jb, x->reply[RP_THREAD_ID], x->thread_id));
+        W(JLIT(jb, ",\"threadParentUserLogin\":"));
+        W(jb_or_null(jb, x->reply[RP_THREAD_LOGIN], x->thread_login));
+        W(JLIT(jb, "}"));
+    }
+    W(JLIT(jb, ",\"sharedChat\":"));
+    if (x->shared[0] == NULL) {
+        W(JLIT(jb, "null"));
+    }
+    else {
+        W(JLIT(jb, "{\"sourceRoomId\":"));
+        W(jb_value(jb, x->shared[0], 3));
+        W(JLIT(jb, ",\"sourceMessageId\":"));
+        W(jb_value(jb, x->shared[1], 3));
+        W(JLIT(jb, "}"));
+    }
+    W(JLIT(jb, ",\"sentAt\":"));
+    W(jb_value(jb, x->sent_at, 2));
+    W(JLIT(jb, ",\"transport\":"));
+    W(jb_value(jb, transport, 2));
+    W(JLIT(jb, "}}"));
+#undef W
+    return 0;
+}
+
+/* Gather pm_extras; 0, -1 (error) or J_OTHER (odd fields: use the reference). */
+static int
+gather_extras(pm_extras *x, PyObject **f, PyObject *sent)
+{
+    if ((x->room_id = PyObject_IsTrue(f[PM_ROOM_ID])) < 0 ||
+        (x->reward = PyObject_IsTrue(f[PM_REWARD])) < 0 ||
+        (x->kind = PyObject_IsTrue(f[PM_MESSAGE_KIND])) < 0) {
+        return -1;
+    }
+    x->sent_at = sent_at(sent, f[PM_SENT_AT_MS]);
+    if (x->sent_at == NULL) {
+        return -1;
+    }
+    int bits = PyObject_IsTrue(f[PM_BITS]);
+    if (bits < 0) {
+        return -1;
+    }
+    if (bits && (x->cheers = PyObject_CallOneArg(F_cheers_py, f[PM_TEXT])) == NULL) {
+        return -1;
+    }
+    /* the direct emote writer declines what envelope_emotes hands to Python: same test */
+    PyObject *emotes = f[PM_EMOTES];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(emotes); i++) {
+        PyObject *e = PyList_GET_ITEM(emotes, i);
+        PyObject *start = Py_TYPE(e) == T_EmoteRange ? slot_get(e, off_er[ER_START]) : NULL;
+        PyObject *end = Py_TYPE(e) == T_EmoteRange ? slot_get(e, off_er[ER_END]) : NULL;
+        int o1 = 1, o2 = 1;
+        long long s = 0, t = 0;
+        if (start != NULL && end != NULL && PyLong_CheckExact(start) && PyLong_CheckExact(end)) {
+            s = PyLong_AsLongLongAndOverflow(start, &o1);
+            t = PyLong_AsLongLongAndOverflow(end, &o2);
+        }
+        if (o1 || o2 || s < 0 || t >= LLONG_MAX || slot_get(e, off_er[ER_ID]) == NULL) {
+            x->emotes = envelope_emotes(f[PM_TEXT], emotes);
+            if (x->emotes == NULL) {
+                return -1;
+            }
+            break;
+        }
+    }
+    PyObject *reply = f[PM_REPLY];
+    if (reply != Py_None) {
+        for (int i = 0; i < RP_N; i++) {
+            if (Py_TYPE(reply) == T_ReplyParent) {
+                x->reply[i] = Py_XNewRef(slot_get(reply, off_rp[i]));
+            }
+            if (x->reply[i] == NULL) {
+                x->reply[i] = PyObject_GetAttrString(reply, RP_ATTR[i]);
+                if (x->reply[i] == NULL) {
+                    return -1;
+                }
+            }
+        }
+        if ((x->thread_id = PyObject_IsTrue(x->reply[RP_THREAD_ID])) < 0 ||
+            (x->thread_login = PyObject_IsTrue(x->reply[RP_THREAD_LOGIN])) < 0) {
+            return -1;
+        }
+    }
+    PyObject *shared = f[PM_SHARED];
+    if (shared != Py_None) {
+        if ((x->shared[0] = PyObject_GetAttr(shared, S_a_room_id)) == NULL ||
+            (x->shared[1] = PyObject_GetAttr(shared, S_a_message_id)) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The OutboundMessage of an exact Privmsg for an exact EnvelopeBuilder whose _builders
+ * maps Privmsg to its own _message; NULL with an error, or Py_NotImplemented (new ref)
+ * when the reference must run instead (nothing was drawn from either RandomIds). */
+static PyObject *
+c_outbound(PyObject *attrs, PyObject *msg, PyObject *stamp, PyObject *span_ids,
+           PyObject *monotonic)
+{
+    PyObject *f[PM_N], *c[CH_N];
+    for (int i = 0; i < PM_N; i++) {
+        f[i] = slot_get(msg, off_pm[i]);
+        if (f[i] == NULL) {
+            return Py_NewRef(Py_NotImplemented);
+        }
+    }
+    PyObject *chatter = f[PM_CHATTER];
+    if (Py_TYPE(chatter) != T_Chatter) {
+        return Py_NewRef(Py_NotImplemented);
+    }
+    for (int i = 0; i < CH_N; i++) {
+        c[i] = slot_get(chatter, off_ch[i]);
+        if (c[i] == NULL) {
+            return Py_NewRef(Py_NotImplemented);
+        }
+    }
+    PyObject *transport = PyDict_GetItemWithError(attrs, S_k_transport);
+    PyObject *ids = transport ? PyDict_GetItemWithError(attrs, S_a_ids) : NULL;
+    PyObject *sent = ids ? PyDict_GetItemWithError(attrs, S_a_sent) : NULL;
+    if (sent == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_NotImplemented);
+    }
+    if (!STR_EXACT(f[PM_MESSAGE_ID]) || !STR_EXACT(f[PM_TEXT]) ||
+        !PyList_CheckExact(f[PM_EMOTES]) ||
+        (f[PM_SENT_AT_MS] != Py_None && !PyLong_CheckExact(f[PM_SENT_AT_MS])) ||
+        !is_badge_tuple(c[CH_BADGES]) || !is_badge_tuple(c[CH_BADGE_INFO]) ||
+        Py_TYPE(f[PM_IRC]) != T_IrcMessage || slot_get(f[PM_IRC], off_im[IM_TAGS]) == NULL ||
+        Py_TYPE(ids) != T_RandomIds || Py_TYPE(span_ids) != T_RandomIds) {
+        return Py_NewRef(Py_NotImplemented);
+    }
+    for (int i = 0; i < PM_N; i++) {
+        Py_INCREF(f[i]);
+    }
+    for (int i = 0; i < CH_N; i++) {
+        Py_INCREF(c[i]);
+    }
+    Py_INCREF(transport);
+    Py_INCREF(ids);
+    Py_INCREF(sent);
+    PyObject *result = NULL, *id = NULL;
+    pm_extras x = {0};
+    jbuf jb;
+    jb_init(&jb);
+    int rc = gather_extras(&x, f, sent);
+    if (rc < 0 && PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* raised by Python code (the reference's helpers): let the reference raise it,
+         * after drawing the ids it draws first */
+        PyErr_Clear();
+        rc = J_OTHER;
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    /* the ids, as the reference draws them: [uuid4], trace id (builder), span id */
+    int need_uuid = PyUnicode_GET_LENGTH(f[PM_MESSAGE_ID]) == 0;
+    int same = ids == span_ids;
+    const Py_UCS1 *h, *sh;
+    Py_ssize_t pos, span_pos = 0;
+    if (!ids_peek_n(ids, 32 * (need_uuid + 1 + same), &h, &pos)) {
+        rc = J_OTHER;
+        goto out;
+    }
+    if (same) {
+        sh = h + 32 * (need_uuid + 1);
+    }
+    else if (!ids_peek_n(span_ids, 32, &sh, &span_pos)) {
+        rc = J_OTHER;
+        goto out;
+    }
+    const Py_UCS1 *trace = h + 32 * need_uuid;
+    static const char zeros[32] = "0000000000000000000000000000000";
+    int zero = memcmp(trace, zeros, 31) == 0 && trace[31] == '0';
+    if (zero || (need_uuid && hex_value(h[16]) < 0)) {
+        rc = J_OTHER; /* the reference draws again / refuses */
+        goto out;
+    }
+    if (need_uuid) {
+        id = PyUnicode_New(36, 127);
+        if (id == NULL) {
+            goto out;
+        }
+        Py_UCS1 *q = PyUnicode_1BYTE_DATA(id);
+        memcpy(q, h, 8);
+        q[8] = '-';
+        memcpy(q + 9, h + 8, 4);
+        q[13] = '-';
+        q[14] = '4';
+        memcpy(q + 15, h + 13, 3);
+        q[18] = '-';
+        q[19] = (Py_UCS1) "89ab"[hex_value(h[16]) & 3];
+        memcpy(q + 20, h + 17, 3);
+        q[23] = '-';
+        memcpy(q + 24, h + 20, 12);
+    }
+    else {
+        id = stable_uuid_of(S_twitch_colon, f[PM_MESSAGE_ID]);
+        if (id == NULL) {
+            goto out;
+        }
+    }
+    PyObject *traceparent = PyUnicode_New(55, 127);
+    if (traceparent == NULL) {
+        goto out;
+    }
+    Py_UCS1 *tp = PyUnicode_1BYTE_DATA(traceparent);
+    memcpy(tp, "00-", 3);
+    memcpy(tp + 3, trace, 32);
+    tp[35] = '-';
+    memcpy(tp + 36, sh, 16);
+    memcpy(tp + 52, "-01", 3);
+    /* no Python code runs from here to the end */
+    rc = write_privmsg(&jb, f, c, id, trace, stamp, transport, &x);
+    if (rc != 0) {
+        Py_DECREF(traceparent);
+        goto out;
+    }
+    PyObject *values[OM_N];
+    values[OM_DATA] = PyBytes_FromStringAndSize(jb.p, jb.len);
+    values[OM_ENVELOPE_ID] = Py_NewRef(id);
+    values[OM_DEDUP_ID] = Py_NewRef(need_uuid ? id : f[PM_MESSAGE_ID]);
+    values[OM_TYPE] = Py_NewRef(O_MESSAGE);
+    values[OM_TRACEPARENT] = traceparent;
+    values[OM_ORDERING_KEY] = Py_NewRef(x.room_id ? f[PM_ROOM_ID] : f[PM_CHANNEL]);
+    values[OM_TIME] = Py_NewRef(stamp);
+    values[OM_CHANNEL] = Py_NewRef(f[PM_CHANNEL]);
+    values[OM_RECEIVED_AT] = Py_NewRef(monotonic);
+    if (values[OM_DATA] == NULL) {
+        for (int i = 0; i < OM_N; i++) {
+            Py_CLEAR(values[i]);
+        }
+        goto out;
+    }
+    /* take the ids (the span id last, as the pipeline draws it after the envelope) */
+    if (ids_advance_by(ids, pos, 32 * (need_uuid + 1 + same)) < 0 ||
+        (!same && ids_advance_by(span_ids, span_pos, 32) < 0)) {
+        for (int i = 0; i < OM_N; i++) {
+            Py_CLEAR(values[i]);
+        }
+        goto out;
+    }
+    result = new_outbound(values);
+out:
+    jb_free(&jb);
+    pm_extras_clear(&x);
+    Py_XDECREF(id);
+    for (int i = 0; i < PM_N; i++) {
+        Py_DECREF(f[i]);
+    }
+    for (int i = 0; i < CH_N; i++) {
+        Py_DECREF(c[i]);
+    }
+    Py_DECREF(transport);
+    Py_DECREF(ids);
+    Py_DECREF(sent);
+    if (result == NULL && rc == J_OTHER) {
+        return Py_NewRef(Py_NotImplemented);
+    }
+    return result;
+}
+
+/* message_to_outbound(builder, message, received_at, span_ids, monotonic) */
+static PyObject *
+sp_message_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "message_to_outbound() takes exactly 5 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    PyObject *self = args[0], *message = args[1], *received_at = args[2];
+    if (UNLIKELY(!g_enabled || T_OutboundMessage == NULL || Py_TYPE(self) != T_EnvelopeBuilder ||
+                 Py_TYPE(message) != T_Privmsg)) {
+        return call_outbound_py(args);
+    }
+    PyObject *attrs = PyObject_GenericGetDict(self, NULL);
+    if (attrs == NULL) {
+        return NULL;
+    }
+    PyObject *result = NULL, *builder = NULL, *now = NULL, *stamp = NULL;
+    PyObject *builders = PyDict_GetItemWithError(attrs, S_a_builders);
+    PyObject *received = builders ? PyDict_GetItemWithError(attrs, S_a_received) : NULL;
+    PyObject *clock = received ? PyDict_GetItemWithError(attrs, S_a_clock) : NULL;
+    if (clock == NULL || !PyDict_CheckExact(builders)) {
+        Py_DECREF(attrs);
+        return PyErr_Occurred() ? NULL : call_outbound_py(args);
+    }
+    builder = PyDict_GetItemWithError(builders, (PyObject *)T_Privmsg);
+    if (builder == NULL || !PyMethod_Check(builder) ||
+        PyMethod_GET_FUNCTION(builder) != F_message_py || PyMethod_GET_SELF(builder) != self) {
+        Py_DECREF(attrs);
+        return PyErr_Occurred() ? NULL : call_outbound_py(args);
+    }
+    Py_INCREF(builder);
+    Py_INCREF(received);
+    /* the receipt time is read once: a fallback below gets the same value */
+    now = received_at == Py_None ? PyObject_CallNoArgs(clock) : Py_NewRef(received_at);
+    if (now == NULL) {
+        goto done;
+    }
+    stamp = clock_format(received, now);
+    if (stamp == NULL) {
+        goto done;
+    }
+    result = c_outbound(attrs, message, stamp, args[3], args[4]);
+    if (result == Py_NotImplemented) {
+        Py_DECREF(result);
+        PyObject *again[5] = {self, message, now, args[3], args[4]};
+        result = call_outbound_py(again);
+    }
+done:
+    Py_XDECREF(stamp);
+    Py_XDECREF(now);
+    Py_DECREF(received);
+    Py_DECREF(builder);
+    Py_DECREF(attrs);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* a chunk of bytes read from Twitch -> its lines (reference: sources/irc/transport.py    */
+/* _split_lines_py: decode the chunk, split on LF, drop one trailing CR, skip empties)    */
+
+static PyObject *F_split_lines_py = NULL;
+
+/* Each line is decoded on its own (LF never occurs inside a UTF-8 sequence, so the lines
+ * and their replacement characters are those of decoding the whole chunk), which gives
+ * every line its own narrowest string kind instead of one wide chunk sliced up. */
+static PyObject *
+sp_split_lines(PyObject *module, PyObject *chunk)
+{
+    if (UNLIKELY(!g_enabled || F_split_lines_py == NULL || !PyBytes_CheckExact(chunk))) {
+        if (F_split_lines_py == NULL) {
+            return not_configured("split_lines");
+        }
+        return PyObject_CallOneArg(F_split_lines_py, chunk);
+    }
+    const char *p = PyBytes_AS_STRING(chunk);
+    Py_ssize_t n = PyBytes_GET_SIZE(chunk), start = 0;
+    int invalid = 0;
+    PyObject *lines = PyList_New(0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        const char *nl = memchr(p + start, '\n', (size_t)(n - start));
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - p) : n, len = end - start;
+        const char *a = p + start;
+        if (len > 1 || (len == 1 && a[0] != '\r')) {
+            if (a[len - 1] == '\r') {
+                len--;
+            }
+            PyObject *line = PyUnicode_DecodeUTF8(a, len, NULL);
+            if (line == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                invalid = 1;
+                line = PyUnicode_DecodeUTF8(a, len, "replace");
+            }
+            if (line == NULL || PyList_Append(lines, line) < 0) {
+                Py_XDECREF(line);
+                Py_DECREF(lines);
+                return NULL;
+            }
+            Py_DECREF(line);
+        }
+        if (nl == NULL) {
+            break;
+        }
+        start = end + 1;
+    }
+    PyObject *flag = PyLong_FromLong(invalid);
+    if (flag == NULL) {
+        Py_DECREF(lines);
+        return NULL;
+    }
+    PyObject *result = PyTuple_Pack(2, lines, flag);
+    Py_DECREF(lines);
+    Py_DECREF(flag);
+    return result;
+}
+
+static PyObject *
+sp_configure_lines(PyObject *module, PyObject *reference)
+{
+    if (!PyCallable_Check(reference)) {
+        PyErr_SetString(PyExc_TypeError, "configure_lines: the reference must be callable");
+        return NULL;
+    }
+    set_ref(&F_split_lines_py, reference);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* the NATS HPUB frame of an OutboundMessage (reference: bus/nats.py hpub_frame)          */
+
+/* s as a header value when the reference would copy it unchanged: printable ASCII, no
+ * spaces (nothing to strip, no CR/LF to replace). */
+static int
+plain_header_value(PyObject *s)
+{
+    if (s == NULL || !STR_EXACT(s) || !PyUnicode_IS_ASCII(s)) {
+        return 0;
+    }
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(s); i++) {
+        if (p[i] <= ' ' || p[i] >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static char *
+put_text(char *q, const char *text, size_t n)
+{
+    memcpy(q, text, n);
+    return q + n;
+}
+
+static char *
+put_str(char *q, PyObject *s)
+{
+    return put_text(q, (const char *)PyUnicode_1BYTE_DATA(s), (size_t)PyUnicode_GET_LENGTH(s));
+}
+
+static char *
+put_size(char *q, Py_ssize_t value)
+{
+    char digits[24];
+    int n = sizeof(digits);
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return put_text(q, digits + n, sizeof(digits) - (size_t)n);
+}
+
+#define HDR_1 "NATS/1.0\r\nNats-Msg-Id: "
+#define HDR_2 "\r\ntraceparent: "
+#define HDR_3 "\r\nEnvelope-Type: "
+#define HDR_4 "\r\n\r\n"
+#define LIT_LEN(text) (sizeof(text) - 1)
+
+/* hpub_frame(subject, message): the frame, or None when the reference must build it (a
+ * header value it would normalize, another class, the C paths switched off). */
+static PyObject *
+sp_hpub_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hpub_frame() takes exactly 2 arguments");
+        return NULL;
+    }
+    PyObject *subject = args[0], *message = args[1];
+    if (!g_enabled || !g_outbound_direct || Py_TYPE(message) != T_OutboundMessage ||
+        !PyBytes_CheckExact(subject)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *data = slot_get(message, off_om[OM_DATA]);
+    PyObject *dedup = slot_get(message, off_om[OM_DEDUP_ID]);
+    PyObject *trace = slot_get(message, off_om[OM_TRACEPARENT]);
+    PyObject *type = slot_get(message, off_om[OM_TYPE]);
+    if (data == NULL || !PyBytes_CheckExact(data) || !plain_header_value(dedup) ||
+        !plain_header_value(trace) || !plain_header_value(type)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t header = (Py_ssize_t)(LIT_LEN(HDR_1) + LIT_LEN(HDR_2) + LIT_LEN(HDR_3) +
+                                     LIT_LEN(HDR_4)) +
+                        PyUnicode_GET_LENGTH(dedup) + PyUnicode_GET_LENGTH(trace) +
+                        PyUnicode_GET_LENGTH(type);
+    Py_ssize_t body = PyBytes_GET_SIZE(data);
+    /* "HPUB <subject>  <header> <total>\r\n" <header> <data> "\r\n" */
+    Py_ssize_t room = 5 + PyBytes_GET_SIZE(subject) + 2 + 20 + 1 + 20 + 2 + header + body + 2;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, room);
+    if (frame == NULL) {
+        return NULL;
+    }
+    char *start = PyBytes_AS_STRING(frame), *q = start;
+    q = put_text(q, "HPUB ", 5);
+    q = put_text(q, PyBytes_AS_STRING(subject), (size_t)PyBytes_GET_SIZE(subject));
+    q = put_text(q, "  ", 2);
+    q = put_size(q, header);
+    *q++ = ' ';
+    q = put_size(q, header + body);
+    q = put_text(q, "\r\n", 2);
+    q = put_text(q, HDR_1, LIT_LEN(HDR_1));
+    q = put_str(q, dedup);
+    q = put_text(q, HDR_2, LIT_LEN(HDR_2));
+    q = put_str(q, trace);
+    q = put_text(q, HDR_3, LIT_LEN(HDR_3));
+    q = put_str(q, type);
+    q = put_text(q, HDR_4, LIT_LEN(HDR_4));
+    q = put_text(q, PyBytes_AS_STRING(data), (size_t)body);
+    q = put_text(q, "\r\n", 2);
+    if (_PyBytes_Resize(&frame, q - start) < 0) {
+        return NULL;
+    }
+    return frame;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* a batch of lines -> what the read loop hands on (reference: pipeline/outbound.py       */
+/* _lines_to_outbound_py)                                                                 */
+
+static PyObject *F_lines_py = NULL;
+
+/* Append the raised exception (an Exception; anything else stays raised: -1). */
+static int
+append_raised(PyObject *out)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    int rc = value != NULL ? PyList_Append(out, value) : -1;
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return rc;
+}
+
+/* lines_to_outbound(lines, builder, received_at, span_ids, monotonic) -> list, one item
+ * per line: its OutboundMessage (a PRIVMSG), its typed message (any other line), or the
+ * exception its parsing or conversion raised. */
+static PyObject *
+sp_lines_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "lines_to_outbound() takes exactly 5 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (F_lines_py == NULL) {
+        return not_configured("lines_to_outbound");
+    }
+    PyObject *lines = args[0];
+    if (UNLIKELY(!g_enabled || !PyList_CheckExact(lines))) {
+        return PyObject_Vectorcall(F_lines_py, args, 5, NULL);
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *line = Py_NewRef(PyList_GET_ITEM(lines, i));
+        PyObject *msg = sp_parse_line(module, line);
+        Py_DECREF(line);
+        PyObject *item = msg ? sp_from_irc(module, msg) : NULL;
+        Py_XDECREF(msg);
+        if (item != NULL && Py_TYPE(item) == T_Privmsg) {
+            PyObject *call[5] = {args[1], item, args[2], args[3], args[4]};
+            PyObject *converted = sp_message_to_outbound(module, call, 5);
+            if (converted != Py_None) { /* None: not published, the typed message stays */
+                Py_SETREF(item, converted);
+            }
+            else {
+                Py_DECREF(converted);
+            }
+        }
+        int rc = item != NULL ? PyList_Append(out, item) : append_raised(out);
+        Py_XDECREF(item);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static PyObject *
+sp_configure_lines_to_outbound(PyObject *module, PyObject *reference)
+{
+    if (!PyCallable_Check(reference)) {
+        PyErr_SetString(PyExc_TypeError, "the reference must be callable");
+        return NULL;
+    }
+    if (T_OutboundMessage == NULL) {
+        return not_configured("outbound (configure_outbound first)");
+    }
+    set_ref(&F_lines_py, reference);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* configuration entry points                                                            */
 
 static PyObject *
@@ -2826,6 +3996,34 @@ sp_configure_envelope(PyObject *module, PyObject *args)
     return descr;
 }
 
+static PyObject *
+sp_configure_outbound(PyObject *module, PyObject *args)
+{
+    PyObject *cls, *reference;
+    int direct;
+    if (!PyArg_ParseTuple(args, "OpO:configure_outbound", &cls, &direct, &reference)) {
+        return NULL;
+    }
+    if (T_EnvelopeBuilder == NULL || F_message_py == NULL) {
+        return not_configured("envelope (configure_envelope first)");
+    }
+    if (!PyType_Check(cls) || !PyCallable_Check(reference)) {
+        PyErr_SetString(PyExc_TypeError, "configure_outbound: bad arguments");
+        return NULL;
+    }
+    Py_ssize_t om[OM_N];
+    if (direct && resolve_slots(cls, OM_NAMES, OM_N, om, 1) < 0) {
+        return NULL;
+    }
+    if (direct) {
+        memcpy(off_om, om, sizeof(om));
+    }
+    g_outbound_direct = direct;
+    set_type(&T_OutboundMessage, cls);
+    set_ref(&F_outbound_py, reference);
+    Py_RETURN_NONE;
+}
+
 /* SHA-1 of data with the portable block function and with the CPU's (if any): tests. */
 static PyObject *
 sp_sha1_variants(PyObject *module, PyObject *arg)
@@ -2917,6 +4115,30 @@ static PyMethodDef module_methods[] = {
      "Register RandomIds, IsoClock, the UUID namespace and the reference stable_uuid."},
     {"configure_envelope", sp_configure_envelope, METH_VARARGS,
      "Register the envelope classes and references; returns EnvelopeBuilder.build."},
+    {"message_to_outbound", (PyCFunction)(void (*)(void))sp_message_to_outbound, METH_FASTCALL,
+     "message_to_outbound($module, builder, message, received_at, span_ids, monotonic, /)\n"
+     "--\n\n"
+     "The OutboundMessage of a typed message, or None (a PRIVMSG's JSON written in C; the "
+     "C twin of pipeline.outbound._message_to_outbound_py)."},
+    {"configure_outbound", sp_configure_outbound, METH_VARARGS,
+     "Register OutboundMessage (direct: its slots are the 9 known fields) and the "
+     "reference conversion."},
+    {"split_lines", sp_split_lines, METH_O,
+     "split_lines($module, chunk, /)\n--\n\n"
+     "(lines, 1 if some bytes were not UTF-8 else 0) of a chunk of LF-terminated lines (the "
+     "C twin of sources.irc.transport._split_lines_py)."},
+    {"configure_lines", sp_configure_lines, METH_O,
+     "Register the reference split_lines."},
+    {"hpub_frame", (PyCFunction)(void (*)(void))sp_hpub_frame, METH_FASTCALL,
+     "hpub_frame($module, subject, message, /)\n--\n\n"
+     "The NATS HPUB frame of an OutboundMessage, byte for byte bus.nats.hpub_frame's, or "
+     "None when that reference must build it (header values it would normalize)."},
+    {"lines_to_outbound", (PyCFunction)(void (*)(void))sp_lines_to_outbound, METH_FASTCALL,
+     "lines_to_outbound($module, lines, builder, received_at, span_ids, monotonic, /)\n--\n\n"
+     "Per line: its OutboundMessage (PRIVMSG), typed message (other lines) or the exception "
+     "raised (the C twin of pipeline.outbound._lines_to_outbound_py)."},
+    {"configure_lines_to_outbound", sp_configure_lines_to_outbound, METH_O,
+     "Register the reference lines_to_outbound."},
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},

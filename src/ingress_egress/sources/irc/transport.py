@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from ingress_egress import _native
 from ingress_egress.config import IrcEndpoint
 
 READ_SIZE = 1 << 16
@@ -49,6 +50,20 @@ def _split(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines if line not in ("", "\r")]
 
 
+def _split_lines_py(chunk: bytes) -> tuple[list[str], int]:
+    """(the chunk's lines, 1 if it held bytes that are not UTF-8 (replaced) else 0)."""
+    try:
+        return _split(chunk.decode("utf-8")), 0
+    except UnicodeDecodeError:
+        return _split(chunk.decode("utf-8", errors="replace")), 1
+
+
+# The C twin decodes line by line (each line its own narrowest str), same result.
+split_lines = _split_lines_py
+if _native.configure("lines", "configure_lines", _split_lines_py):  # pragma: no branch
+    split_lines = _native.speedups.split_lines  # type: ignore[union-attr]
+
+
 class StreamTransport(LineTransport):
     """IRC over TCP, optionally TLS (``irc://``, ``ircs://``)."""
 
@@ -83,7 +98,9 @@ class StreamTransport(LineTransport):
                 continue
             chunk = self._tail + data[: end + 1] if self._tail else data[: end + 1]
             self._tail = data[end + 1 :]
-            return _split(_decode(chunk, self))
+            lines, invalid = split_lines(chunk)
+            self.invalid_utf8 += invalid
+            return lines
 
     async def send_lines(self, lines: list[str]) -> None:
         if self._writer.is_closing():

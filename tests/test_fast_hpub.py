@@ -1,0 +1,83 @@
+"""``_native.speedups.hpub_frame``: the C twin of ``bus.nats.hpub_frame``.
+
+It returns the same bytes as the reference, or None (the reference must build the frame)
+for header values the reference would normalize; tests/test_bus_nats.py ties the reference
+to nats-py's own encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from ingress_egress import _native
+from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.bus.nats import hpub_frame
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.pipeline.outbound import message_to_outbound
+from ingress_egress.protocol import parse_line
+from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.twitch.messages import from_irc
+
+speedups = _native.speedups
+pytestmark = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
+
+HEADER_VALUE = st.one_of(
+    st.uuids().map(str),
+    st.text(max_size=40),
+    st.sampled_from(["", " x", "x ", "a\r\nb", "\x1f", "é", "\x7f", "a b", "x\ud800"]),
+)
+SUBJECT = st.sampled_from([b"internal.ingress.v1", b"", b"bench.internal.ingress.v1"])
+
+
+def messages(count: int) -> list[OutboundMessage]:
+    generator = TrafficGenerator(seed=31)
+    builder, span = EnvelopeBuilder(), RandomIds()
+    out = []
+    for i in range(count):
+        typed = from_irc(parse_line(generator.privmsg(f"chan{i % 3}")[0]))
+        out.append(message_to_outbound(builder, typed, None, span, 1.0))
+    return out
+
+
+def test_generated_messages_take_the_c_path_and_agree() -> None:
+    assert speedups is not None
+    for message in messages(200):
+        frame = speedups.hpub_frame(b"internal.ingress.v1", message)
+        assert frame is not None
+        assert frame == hpub_frame(b"internal.ingress.v1", message)
+
+
+BASE = messages(1)[0]
+
+
+@settings(max_examples=500, deadline=None)
+@given(HEADER_VALUE, HEADER_VALUE, HEADER_VALUE, st.binary(max_size=64), SUBJECT)
+@example("id", "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "t", b"", b"s")
+def test_any_header_values_agree_or_defer(
+    dedup: str, trace: str, kind: str, data: bytes, subject: bytes
+) -> None:
+    assert speedups is not None
+    message = dataclasses.replace(BASE, dedup_id=dedup, traceparent=trace, type=kind, data=data)
+    frame = speedups.hpub_frame(subject, message)
+    if frame is not None:
+        assert frame == hpub_frame(subject, message)
+    plain = all(v.isascii() and v.isprintable() and " " not in v for v in (dedup, trace, kind))
+    assert (frame is not None) == plain
+
+
+def test_defers_when_disabled_or_not_an_outbound_message() -> None:
+    assert speedups is not None
+    _native.set_enabled(False)
+    try:
+        assert speedups.hpub_frame(b"s", BASE) is None
+    finally:
+        _native.set_enabled(True)
+    assert speedups.hpub_frame(b"s", object()) is None
+    assert speedups.hpub_frame("s", BASE) is None
+    with pytest.raises(TypeError):
+        speedups.hpub_frame(b"s")
