@@ -29,7 +29,7 @@ from nats.errors import ConnectionClosedError, ConnectionDrainingError, Outbound
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 
@@ -66,7 +66,14 @@ def hpub_frame(subject: bytes, message: OutboundMessage) -> bytes:
     )
 
 
-DUPLICATE_WINDOW_S = 120.0
+# How long JetStream remembers a Nats-Msg-Id. A re-send is de-duplicated only within it, so
+# it bounds how long an outage may last before a batch whose ack was lost (at most
+# PUBLISH_MAX_IN_FLIGHT envelopes) could be stored twice on recovery (docs/delivery.md).
+DUPLICATE_WINDOW_S = 300.0
+# Each-mode sends wait at most this long for a free slot among the outstanding acks; then
+# the send fails (and is retried) instead of stalling the sender forever.
+STALL_WAIT_S = 5.0
+SIDE_PUBLISH_TIMEOUT_S = 5.0
 
 
 class NatsPublisher(Publisher):
@@ -84,6 +91,7 @@ class NatsPublisher(Publisher):
         ack_mode: str = "batch",
         ack_batch: int = 256,
         ack_linger_s: float = 0.002,
+        duplicate_window_s: float = DUPLICATE_WINDOW_S,
     ) -> None:
         self.url = url
         self.subject = subject
@@ -99,6 +107,7 @@ class NatsPublisher(Publisher):
         self.ack_mode = ack_mode
         self.ack_batch = max(1, ack_batch)
         self.ack_linger_s = ack_linger_s
+        self.duplicate_window_s = duplicate_window_s
         self._batch: asyncio.Future[Any] | None = None  # shared by the open batch's messages
         self._batch_size = 0
         self._batch_last: tuple[bytes, dict[str, str]] | None = None
@@ -144,17 +153,25 @@ class NatsPublisher(Publisher):
                 StreamConfig(
                     name=self.stream,
                     subjects=list(self.subjects),
-                    duplicate_window=DUPLICATE_WINDOW_S,
+                    duplicate_window=self.duplicate_window_s,
                 )
             )
             log.info("created JetStream stream %s for %s", self.stream, ", ".join(self.subjects))
             return
         covered = set(info.config.subjects or [])
         missing = [s for s in self.subjects if s not in covered]
-        if missing:
+        too_short = (info.config.duplicate_window or 0) < self.duplicate_window_s
+        if missing or too_short:
             info.config.subjects = [*(info.config.subjects or []), *missing]
+            if too_short:
+                info.config.duplicate_window = self.duplicate_window_s
             await self._js.update_stream(info.config)
-            log.info("added %s to JetStream stream %s", ", ".join(missing), self.stream)
+            log.info(
+                "JetStream stream %s updated: subjects %s, duplicate window %.0fs",
+                self.stream,
+                ", ".join(info.config.subjects),
+                self.duplicate_window_s,
+            )
 
     async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
         js = self._js
@@ -167,7 +184,9 @@ class NatsPublisher(Publisher):
         }  # each header costs ~3 us in nats-py; the envelope id is in the body
         try:
             if self.ack_mode == "each":
-                return await js.publish_async(self.subject, message.data, headers=headers)
+                return await js.publish_async(
+                    self.subject, message.data, headers=headers, wait_stall=STALL_WAIT_S
+                )
             await self._publish_frame(message)
         except NatsError as error:
             raise BusError(f"NATS publish failed: {error}") from error
@@ -235,6 +254,22 @@ class NatsPublisher(Publisher):
             batch.set_result(ack)
         else:
             batch.set_exception(error)
+
+    async def publish_to(
+        self, destination: str, data: bytes, *, message_id: str, event_type: str
+    ) -> None:
+        """An acked JetStream publish: a subject no stream covers is unreachable (permanent)."""
+        js = self._js
+        if js is None:
+            raise BusError("NATS publisher not started")
+        headers = {"Nats-Msg-Id": message_id, "Envelope-Type": event_type}
+        try:
+            await js.publish(destination, data, timeout=SIDE_PUBLISH_TIMEOUT_S, headers=headers)
+        except NoStreamResponseError as error:
+            raise BusError(f"no JetStream stream covers {destination}", permanent=True) from error
+        except (NatsError, TimeoutError) as error:
+            reason = str(error) or type(error).__name__
+            raise BusError(f"NATS publish to {destination} failed: {reason}") from error
 
     async def close(self) -> None:
         self._closing = True

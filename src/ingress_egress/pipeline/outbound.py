@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import encode_envelope, traceparent
 
@@ -22,3 +24,11 @@ def to_outbound(envelope: dict[str, Any], span_id: str, received_at: float) -> O
         channel=source["channel"],
         received_at=received_at,
     )
+
+
+def from_spooled(data: bytes, span_id: str, received_at: float) -> OutboundMessage:
+    """A spooled envelope read back: the metadata is derived by ``to_outbound`` (one place),
+    the bytes stay exactly those first written (so ids and payload never change on replay)."""
+    message = to_outbound(orjson.loads(data), span_id, received_at)
+    message.data = data
+    return message
