@@ -164,8 +164,7 @@ class DeadLetters:
             )
         else:
             self.counters.dead_lettered += 1
-            self.errors.add("dead_lettered", f"envelope {message.envelope_id}: {reason}")
-            log.error(
+            log.info(
                 "envelope %s rejected by the bus (%s): sent to %s",
                 message.envelope_id,
                 reason,
@@ -196,7 +195,7 @@ class DeadLetters:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries),
             wait=wait_exponential_jitter(
-                initial=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
+                multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
             ),
             retry=retry_if_exception(
                 lambda error: not (isinstance(error, BusError) and error.permanent)

@@ -398,26 +398,25 @@ class Pipeline:
         state = RetryCallState(AsyncRetrying(), None, (), {})
         state.attempt_number = attempt
         wait = wait_exponential_jitter(
-            initial=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
+            multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
         )
         return min(self.retry_max_s, wait(state))
 
     def _reject(self, message: OutboundMessage, error: BaseException) -> None:
-        """A permanent rejection: dead-lettered (when configured), counted, never retried."""
+        """A permanent rejection: logged, counted, dead-lettered (when configured), never
+        retried."""
         self.counters.failed += 1
         if self.observer is not None:
             self.observer(message, time.monotonic(), error)
-        if self.dead_letters is not None:
-            self.dead_letters.submit(message, error, self._failed_rounds + 1)
-            return
         reason = f"{type(error).__name__}: {error}"
         self.errors.add("publish_failed", f"envelope {message.envelope_id}: {reason}")
         log.error(
-            "publish failed for envelope %s (%s, channel %s): %s",
+            "publish failed for envelope %s (%s, channel %s): %s%s",
             message.envelope_id,
             message.type,
             message.channel,
             reason,
+            "; dead-lettering it" if self.dead_letters is not None else "",
             extra={
                 "eventId": message.envelope_id,
                 "channel": message.channel,
@@ -426,6 +425,8 @@ class Pipeline:
                 "spanId": message.traceparent[36:52],
             },
         )
+        if self.dead_letters is not None:
+            self.dead_letters.submit(message, error, self._failed_rounds + 1)
 
     # -- the spool ----------------------------------------------------------------------
 
