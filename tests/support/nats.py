@@ -25,8 +25,12 @@ def nats_server_binary() -> str:
 class NatsServer:
     """nats-server -js on 127.0.0.1, a free port and a private store; stopped by PID."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: str = "") -> None:
+        """``config``: nats-server configuration text (e.g. ``max_payload: 4096``)."""
         self.port = free_port()
+        self.config = workdir / "nats-server.conf" if config else None
+        if self.config is not None:
+            self.config.write_text(config)
         self.store = workdir / "jetstream"
         self.log = workdir / "nats-server.log"
         self.process: ServerProcess | None = None
@@ -45,6 +49,7 @@ class NatsServer:
             str(self.port),
             "-sd",
             str(self.store),
+            *(["-c", str(self.config)] if self.config is not None else []),
         ]
         self.process = ServerProcess(argv, self.port, self.log).start()
         return self

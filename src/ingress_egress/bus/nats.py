@@ -25,7 +25,12 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    MaxPayloadError,
+    OutboundBufferLimitError,
+)
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
@@ -182,6 +187,12 @@ class NatsPublisher(Publisher):
             "traceparent": message.traceparent,
             "Envelope-Type": message.type,
         }  # each header costs ~3 us in nats-py; the envelope id is in the body
+        if len(message.data) > self._nc.max_payload:
+            raise BusError(
+                f"envelope of {len(message.data)} bytes exceeds NATS max_payload "
+                f"({self._nc.max_payload})",
+                permanent=True,
+            )
         try:
             if self.ack_mode == "each":
                 return await js.publish_async(
@@ -267,6 +278,8 @@ class NatsPublisher(Publisher):
             await js.publish(destination, data, timeout=SIDE_PUBLISH_TIMEOUT_S, headers=headers)
         except NoStreamResponseError as error:
             raise BusError(f"no JetStream stream covers {destination}", permanent=True) from error
+        except MaxPayloadError as error:
+            raise BusError(f"{len(data)} bytes exceed NATS max_payload", permanent=True) from error
         except (NatsError, TimeoutError) as error:
             reason = str(error) or type(error).__name__
             raise BusError(f"NATS publish to {destination} failed: {reason}") from error

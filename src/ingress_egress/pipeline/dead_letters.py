@@ -43,7 +43,13 @@ def _iso(epoch: float) -> str:
 
 
 def dead_letter_record(
-    message: OutboundMessage, reason: str, attempts: int, destination: str, now: float
+    message: OutboundMessage,
+    reason: str,
+    attempts: int,
+    destination: str,
+    now: float,
+    *,
+    embed: bool = True,
 ) -> bytes:
     """The DLQ record (JSON), the original envelope embedded as-is when small enough."""
     fields: dict[str, Any] = {
@@ -60,7 +66,7 @@ def dead_letter_record(
         "channel": message.channel,
         "envelopeBytes": len(message.data),
     }
-    if len(message.data) <= EMBED_MAX_BYTES:
+    if embed and len(message.data) <= EMBED_MAX_BYTES:
         head = orjson.dumps(fields)
         return head[:-1] + b',"envelope":' + bytes(message.data) + b"}"
     fields["envelope"] = None
@@ -145,10 +151,19 @@ class DeadLetters:
             "channel": message.channel,
             "traceId": message.traceparent[3:35],
         }
-        record = dead_letter_record(message, reason, attempts, self.destination, now)
         dead_letter: str | None = self.dlq_subject
         try:
-            await self._publish(self.dlq_subject, record, f"dlq:{message.dedup_id}")
+            try:
+                record = dead_letter_record(message, reason, attempts, self.destination, now)
+                await self._publish(self.dlq_subject, record, f"dlq:{message.dedup_id}")
+            except BusError as error:
+                if not error.permanent:
+                    raise
+                # Too large with the envelope inside (the usual reason): describe it instead.
+                record = dead_letter_record(
+                    message, reason, attempts, self.destination, now, embed=False
+                )
+                await self._publish(self.dlq_subject, record, f"dlq:{message.dedup_id}")
         except Exception as error:
             dead_letter = None
             self.counters.dead_letter_failed += 1
