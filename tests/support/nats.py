@@ -77,6 +77,11 @@ class NatsHarness:
         self.stream = stream
         self.subject = subject
 
+    async def _count(self, js: nats.js.JetStreamContext) -> int:
+        """Messages of this harness's subject (a stream may cover several subjects)."""
+        info = await js.stream_info(self.stream, subjects_filter=self.subject)
+        return (info.state.subjects or {}).get(self.subject, 0)
+
     async def received(self, n: int, timeout: float = 10.0, settle: float = 0.3) -> list[Received]:
         """Everything in the stream once at least ``n`` messages are there (then ``settle``
         seconds more, so that duplicates beyond ``n`` would be seen too)."""
@@ -87,15 +92,13 @@ class NatsHarness:
             deadline = loop.time() + timeout
             while loop.time() < deadline:
                 try:
-                    info = await js.stream_info(self.stream)
-                    if info.state.messages >= n:
+                    if await self._count(js) >= n:
                         break
                 except nats.js.errors.NotFoundError:
                     pass
                 await asyncio.sleep(0.05)
             await asyncio.sleep(settle)
-            info = await js.stream_info(self.stream)
-            total = info.state.messages
+            total = await self._count(js)
             sub = await js.pull_subscribe(
                 self.subject,
                 stream=self.stream,
