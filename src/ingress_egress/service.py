@@ -33,7 +33,7 @@ log = logging.getLogger("ingress_egress.service")
 
 HEARTBEAT_S = 0.5
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
-SPOOLED_SHUTDOWN_GRACE_S = 5.0  # with a spool, what is not acked by then is kept in it
+SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
 
 
 def hot_path() -> str:
@@ -177,7 +177,10 @@ class Service:
         self._stopped.set()
         await self.client.stop()
         spooled = self.pipeline.spool is not None
-        left = await self.pipeline.drain(SPOOLED_SHUTDOWN_GRACE_S if spooled else SHUTDOWN_GRACE_S)
+        if spooled:
+            left = await self.pipeline.drain(SPOOLED_SHUTDOWN_GRACE_S, in_flight_only=True)
+        else:
+            left = await self.pipeline.drain(SHUTDOWN_GRACE_S)
         if left and not spooled:
             log.error("shutdown: %d envelopes were not acknowledged in time", left)
             self.errors.add("shutdown_unflushed", f"{left} envelopes not acknowledged")

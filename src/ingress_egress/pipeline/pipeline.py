@@ -218,10 +218,22 @@ class Pipeline:
             "deadLetters": self.dead_letters.describe() if self.dead_letters else None,
         }
 
-    async def drain(self, timeout_s: float) -> int:
-        """Wait until everything held is acknowledged (or timeout); returns what is left."""
+    async def drain(self, timeout_s: float, *, in_flight_only: bool = False) -> int:
+        """Wait until everything held is acknowledged (or timeout); returns what is left.
+
+        ``in_flight_only`` (shutdown with a spool): stop sending first and wait only for the
+        acks of what was already sent; the rest is safe in the spool for the next start.
+        """
         deadline = time.monotonic() + timeout_s
-        while self._held() and time.monotonic() < deadline:
+        if in_flight_only and self._tasks:
+            self._tasks[0].cancel()  # the sender
+            await asyncio.gather(self._tasks[0], return_exceptions=True)
+        while time.monotonic() < deadline:
+            if in_flight_only:
+                if not self._unacked or self._failure is not None:
+                    break
+            elif not self._held():
+                break
             await asyncio.sleep(0.01)
         if self.dead_letters is not None:
             await self.dead_letters.wait(max(0.0, deadline - time.monotonic()))
