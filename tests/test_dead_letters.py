@@ -52,9 +52,10 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
             async with running(settings) as service:
                 await eventually(lambda: service.counters.published >= 3, 30, "good ones")
                 await eventually(
-                    lambda: service.counters.finalizer_statuses
-                    + service.counters.finalizer_unreachable
-                    >= 1,
+                    lambda: (
+                        service.counters.finalizer_statuses + service.counters.finalizer_unreachable
+                        >= 1
+                    ),
                     30,
                     "finalizer attempt",
                 )
@@ -67,9 +68,9 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
                     assert (counters.finalizer_statuses, counters.finalizer_unreachable) == (1, 0)
                 else:
                     assert (counters.finalizer_statuses, counters.finalizer_unreachable) == (0, 1)
-                    assert "no JetStream stream" in debug["queue"]["deadLetters"][
-                        "finalizerLastError"
-                    ]
+                    assert (
+                        "no JetStream stream" in debug["queue"]["deadLetters"]["finalizerLastError"]
+                    )
         (dead,) = await NatsHarness(server.url, "INGRESS", base.dlq_subject).received(1)
         record = json.loads(dead.data)
         assert record["type"] == DLQ_RECORD_TYPE
@@ -85,9 +86,9 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
         texts = [json.loads(m.data)["payload"].get("text") for m in stored]
         assert texts[-2:] == ["before", "after"]  # order kept around the rejected one
         if finalizer_stream:
-            (status,) = await NatsHarness(
-                server.url, "FINALIZER", base.finalizer_subject
-            ).received(1)
+            (status,) = await NatsHarness(server.url, "FINALIZER", base.finalizer_subject).received(
+                1
+            )
             body = json.loads(status.data)
             assert body["type"] == FAILURE_STATUS_TYPE
             assert body["status"] == "failed"

@@ -15,7 +15,7 @@ from ingress_egress.config import Settings
 from ingress_egress.service import Service
 from ingress_egress.simulator import ChatSimulator
 from tests.support.nats import NatsHarness, NatsServer, Received
-from tests.support.service import eventually, running, settings_for
+from tests.support.service import eventually, get, running, settings_for
 from tests.support.slow_proxy import SlowProxy
 
 pytestmark = pytest.mark.timeout(420)
@@ -136,6 +136,21 @@ async def test_a_slow_bus_keeps_twitch_connected_and_memory_bounded(tmp_path: Pa
                     assert service.counters.spilled > 1000
                     assert service.state.connected and service.state.reconnects == 0
                     assert service.loop_lag_s() < 1.0
+                    # Back-pressure is visible: /_debug/twitch and /metrics.
+                    debug = (await get(service, "/_debug/twitch")).json()
+                    assert debug["queue"]["spool"]["records"] > 1000
+                    assert debug["queue"]["spool"]["oldestAgeSeconds"] > 0
+                    assert debug["counters"]["spilled"] > 1000
+                    metrics = {
+                        line.split(" ")[0]: float(line.split(" ")[1])
+                        for line in (await get(service, "/metrics")).text.splitlines()
+                        if line.startswith("ingress_")
+                    }
+                    assert metrics["ingress_spool_records"] > 1000
+                    assert metrics["ingress_spool_bytes"] > 100_000
+                    assert metrics["ingress_spool_oldest_age"] > 0
+                    assert metrics["ingress_queue_depth"] > 1000
+                    assert metrics["ingress_spool_refused_total"] == 0
                     proxy.delay_s = 0.0
                     assert await sim.wait_sent(count, timeout=60)
                     await eventually(lambda: all_published(service, count), 120, "all delivered")
