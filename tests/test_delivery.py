@@ -160,3 +160,55 @@ async def test_a_slow_bus_keeps_twitch_connected_and_memory_bounded(tmp_path: Pa
             assert_same(stored, sent_ids(sim))
     finally:
         server.stop()
+
+
+async def test_a_full_spool_refuses_loudly_and_keeps_what_it_took(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path).start()
+    try:
+        base = Settings(
+            message_bus_driver="nats",
+            nats_url=server.url,
+            spool_dir=str(tmp_path / "spool"),
+            spool_max_bytes=1 << 20,
+            queue_max_messages=100,
+        )
+        async with ChatSimulator(count=3000, rate=1000) as sim:
+            settings = settings_for(base, sim.port, CHANNELS)
+            async with running(settings) as service:
+                await eventually(lambda: service.counters.published >= 100, 30, "first acks")
+                server.kill()
+                await eventually(lambda: service.counters.refused > 0, 30, "spool full")
+                debug = (await get(service, "/_debug/twitch")).json()
+                assert debug["counters"]["refused"] > 0
+                assert any(e["code"] == "spool_full" for e in debug["recentErrors"])
+                spool = debug["queue"]["spool"]
+                assert spool["bytes"] <= 1 << 20 and spool["records"] > 0
+                held = spool["records"]
+                server.start()
+                assert await sim.wait_sent(3000, timeout=30)
+                await eventually(lambda: settled(service), 60, "spool drained")
+                counters = service.counters
+                # What the spool took was delivered; what it refused was counted, not lost
+                # silently: together they are everything read.
+                assert counters.published + counters.refused == counters.received
+                assert counters.published >= held
+    finally:
+        server.stop()
+
+
+async def test_an_unusable_spool_dir_is_reported_and_the_service_still_publishes(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    base = Settings(message_bus_driver="memory", spool_dir=str(blocker / "spool"))
+    async with ChatSimulator(count=50, rate=1000) as sim:
+        service = Service(settings_for(base, sim.port, CHANNELS))
+        await service.start()
+        try:
+            await eventually(lambda: service.counters.published >= 50, 30, "published")
+            debug = (await get(service, "/_debug/twitch")).json()
+            assert debug["queue"]["spool"] is None
+            assert any(e["code"] == "spool_unavailable" for e in debug["recentErrors"])
+        finally:
+            await service.stop()
