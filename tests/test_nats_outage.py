@@ -1,7 +1,8 @@
 """The bus goes away mid-stream and comes back: nothing is lost, nothing is stored twice.
 
 Real nats-server, killed (SIGKILL) and restarted on the same port and store by the test;
-both ack modes. (The longer 30 s / 1,000 msg/s outage test belongs to the delivery issue.)
+both ack modes, without a spool (memory only): messages read during the outage wait and are
+delivered later. The 30 s / 1,000 msg/s outage with the spool is tests/test_delivery.py.
 """
 
 from __future__ import annotations
