@@ -1,8 +1,8 @@
 """The bus goes away mid-stream and comes back: nothing is lost, nothing is stored twice.
 
 Real nats-server, killed (SIGKILL) and restarted on the same port and store by the test;
-both ack modes, without a spool (memory only): messages read during the outage wait and are
-delivered later. The 30 s / 1,000 msg/s outage with the spool is tests/test_delivery.py.
+both ack modes, with and without the spool: messages read during the outage wait and are
+delivered later, in order. The 30 s / 1,000 msg/s outage is tests/test_delivery.py.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -23,15 +24,17 @@ CHANNELS = ("alpha", "beta")
 COUNT = 1500
 
 
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
 @pytest.mark.parametrize("ack_mode", ["batch", "each"])
 async def test_bus_outage_loses_nothing_and_duplicates_nothing(
-    nats_server: NatsServer, ack_mode: str
+    nats_server: NatsServer, ack_mode: str, spooled: bool, tmp_path: Path
 ) -> None:
     base = Settings(
         message_bus_driver="nats",
         nats_url=nats_server.url,
         nats_ack_mode=ack_mode,
         publish_max_retries=8,
+        spool_dir=str(tmp_path / "spool") if spooled else "",
     )
     async with ChatSimulator(count=COUNT, rate=500) as sim:
         settings = settings_for(base, sim.port, CHANNELS)
@@ -56,6 +59,15 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
     chat = {json.loads(i.data)["payload"].get("messageId") for i in stored}
     for channel in CHANNELS:
         assert {mid for mid, _ in sim.sent[channel]} <= chat
+    by_channel: dict[str, list[str]] = {}
+    for item in stored:
+        envelope = json.loads(item.data)
+        if envelope["type"] == "external.chat.message.v1":
+            by_channel.setdefault(envelope["source"]["channel"], []).append(
+                envelope["payload"]["messageId"]
+            )
+    for channel in CHANNELS:  # each channel in the order it was sent
+        assert by_channel[channel] == [mid for mid, _ in sim.sent[channel]]
 
 
 def test_settings_default_to_batched_acks() -> None:

@@ -33,6 +33,7 @@ log = logging.getLogger("ingress_egress.service")
 
 HEARTBEAT_S = 0.5
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
+PUBLISHER_CLOSE_S = 4.0
 SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
 
 
@@ -188,8 +189,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.publisher.close()
+        with contextlib.suppress(Exception):  # bounded: Cloud Run's 10 s include this
+            await asyncio.wait_for(self.publisher.close(), PUBLISHER_CLOSE_S)
         if self.credentials is not None:
             with contextlib.suppress(Exception):
                 await self.credentials.close()

@@ -79,6 +79,7 @@ DUPLICATE_WINDOW_S = 300.0
 # the send fails (and is retried) instead of stalling the sender forever.
 STALL_WAIT_S = 5.0
 SIDE_PUBLISH_TIMEOUT_S = 5.0
+BARRIER_ACK_TIMEOUT_S = 15.0
 
 
 class NatsPublisher(Publisher):
@@ -202,6 +203,9 @@ class NatsPublisher(Publisher):
         except NatsError as error:
             raise BusError(f"NATS publish failed: {error}") from error
         future = self._batch
+        if future is not None and future.done():  # given up by the pipeline (cancelled)
+            self._close_batch()
+            future = None
         if future is None:
             future = self._batch = asyncio.get_running_loop().create_future()
             self._linger = asyncio.get_running_loop().call_later(
@@ -254,7 +258,12 @@ class NatsPublisher(Publisher):
         ack: Any = None
         try:
             assert self._js is not None
-            ack = await (await self._js.publish_async(self.subject, data, headers=dict(headers)))
+            acked = await self._js.publish_async(
+                self.subject, data, headers=dict(headers), wait_stall=STALL_WAIT_S
+            )
+            # Bounded: an ack lost with the connection would otherwise hold one of nats-py's
+            # outstanding-ack slots forever (wait_for cancels it, which frees the slot).
+            ack = await asyncio.wait_for(acked, BARRIER_ACK_TIMEOUT_S)
         except asyncio.CancelledError:
             error = BusError("publisher closed before the batch was acknowledged")
         except Exception as failure:

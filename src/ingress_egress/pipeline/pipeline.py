@@ -398,6 +398,11 @@ class Pipeline:
             )
         await asyncio.sleep(delay)
         # Whatever was acked meanwhile has been settled by _on_settled; the rest goes again.
+        # The failed round's pending acks are given up (a driver frees what it holds for
+        # them, e.g. nats-py's slots for outstanding acks).
+        for batch in self._batches:
+            if not batch.future.done():
+                batch.future.cancel()
         self.counters.retries += len(unacked)
         unsent.extendleft(reversed(unacked))
         unacked.clear()
