@@ -10,7 +10,8 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.pubsub import PubSubPublisher
 from ingress_egress.config import Settings
 from ingress_egress.pipeline.dead_letters import (
     DLQ_RECORD_TYPE,
@@ -117,3 +118,32 @@ def test_a_small_envelope_is_embedded_whole_in_its_dead_letter() -> None:
     assert record["attempts"] == 2
     assert record["traceId"] == "a" * 32
     assert record["deadLetteredAt"] == "1970-01-01T00:00:00.000Z"
+
+
+async def test_pubsub_side_destinations_reachable_or_permanently_not(pubsub) -> None:
+    """Pub/Sub: a dead letter reaches an existing topic with its id attribute; a topic that
+    does not exist (no finalizer deployed) is a permanent, countable failure."""
+    settings = pubsub.settings()
+    pubsub.create_topic()
+    dlq_topic = f"projects/{pubsub.project}/topics/{settings.dlq_subject}"
+    pubsub.publisher.create_topic(request={"name": dlq_topic})
+    subscription = f"projects/{pubsub.project}/subscriptions/{pubsub.prefix}dlq"
+    pubsub.subscriber.create_subscription(request={"name": subscription, "topic": dlq_topic})
+    pubsub.subscription = subscription
+    publisher = PubSubPublisher(settings)
+    await publisher.start()
+    try:
+        await publisher.publish_to(
+            settings.dlq_subject, b'{"type":"x"}', message_id="dlq:m1", event_type=DLQ_RECORD_TYPE
+        )
+        (got,) = await pubsub.received(1, 30)
+        assert got.data == b'{"type":"x"}'
+        assert got.attributes == {"id": "dlq:m1", "type": DLQ_RECORD_TYPE}
+        with pytest.raises(BusError) as failure:
+            await publisher.publish_to(
+                settings.finalizer_subject, b"{}", message_id="f", event_type=FAILURE_STATUS_TYPE
+            )
+        assert failure.value.permanent
+        assert "does not exist" in str(failure.value)
+    finally:
+        await publisher.close()
