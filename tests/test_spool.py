@@ -3,6 +3,7 @@ segment deletion, locking, and records read back before they were ever written."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,23 @@ def test_an_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(SpoolError, match="a-file"):
         Spool(blocker / "spool", 1 << 20).open()
+
+
+async def test_a_flush_cancelled_mid_write_still_accounts_for_it(tmp_path: Path) -> None:
+    """Shutdown cancels the flusher: the write in progress completes and is recorded, so the
+    final flush numbers the next block correctly."""
+    spool = await opened(tmp_path)
+    for i in range(500):
+        spool.append(record(i))
+    task = asyncio.ensure_future(spool.flush())
+    await asyncio.sleep(0)  # the write has started in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for i in range(500, 510):
+        spool.append(record(i))
+    await spool.close()
+    again = await opened(tmp_path)
+    assert await again.read(0, 1000) == [(i, record(i)) for i in range(510)]
+    assert again.torn_blocks == 0
+    await again.close()
