@@ -47,18 +47,23 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
             await asyncio.sleep(2.0)
             nats_server.start()
             assert await sim.wait_sent(COUNT, timeout=60)
+            # Every chat message read (and each channel's ROOMSTATE: one per JOIN) is acked.
+            joins = len(CHANNELS) * (1 + service.state.reconnects)
             await eventually(
-                lambda: service.counters.published >= COUNT + len(CHANNELS), 90, "all acked"
+                lambda: (
+                    service.counters.published >= COUNT + joins
+                    and service.pipeline.depth == 0
+                    and service.pipeline.in_flight == 0
+                ),
+                90,
+                "all acked",
             )
             assert service.counters.failed == 0
     stored = await NatsHarness(nats_server.url, "INGRESS", base.ingress_subject).received(
         COUNT + len(CHANNELS)
     )
     ids = [json.loads(item.data)["id"] for item in stored]
-    assert len(ids) == len(set(ids)) == COUNT + len(CHANNELS)
-    chat = {json.loads(i.data)["payload"].get("messageId") for i in stored}
-    for channel in CHANNELS:
-        assert {mid for mid, _ in sim.sent[channel]} <= chat
+    assert len(ids) == len(set(ids))  # nothing stored twice
     by_channel: dict[str, list[str]] = {}
     for item in stored:
         envelope = json.loads(item.data)
@@ -66,7 +71,7 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
             by_channel.setdefault(envelope["source"]["channel"], []).append(
                 envelope["payload"]["messageId"]
             )
-    for channel in CHANNELS:  # each channel in the order it was sent
+    for channel in CHANNELS:  # every message, once, in the order it was sent
         assert by_channel[channel] == [mid for mid, _ in sim.sent[channel]]
 
 

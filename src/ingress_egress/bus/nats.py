@@ -15,6 +15,13 @@ Two ack modes (``NATS_ACK_MODE``):
   de-duplicates the repeat, so that ack (a "barrier") confirms the whole batch. If it fails
   or never comes, every message of the batch fails and the pipeline re-sends them; the
   de-duplication window makes those re-sends idempotent.
+
+Order across reconnects: TCP hands the server a prefix of what was written on a connection,
+so what JetStream stored from it is a prefix too. The driver keeps it that way: it never
+buffers publishes while disconnected (nats-py's reconnect buffer would replay a *later* part
+of the stream before the pipeline re-sends the lost part) and drops what nats-py still held
+unsent when the connection broke; outstanding acks fail at once, and the pipeline re-sends
+from the oldest unacknowledged envelope, in order (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ class NatsPublisher(Publisher):
         self._batch_last: tuple[bytes, dict[str, str]] | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._barriers: set[asyncio.Task[None]] = set()
+        self._awaiting: set[asyncio.Future[Any]] = set()  # batches whose barrier is out
 
     async def start(self) -> None:
         try:
@@ -183,6 +191,9 @@ class NatsPublisher(Publisher):
         js = self._js
         if js is None or self._nc is None:
             raise BusError("NATS publisher not started")
+        if not self._nc.is_connected:
+            # Never into nats-py's reconnect buffer: see _on_disconnected.
+            raise BusError("NATS not connected")
         headers = {
             "Nats-Msg-Id": message.dedup_id,
             "traceparent": message.traceparent,
@@ -248,6 +259,8 @@ class NatsPublisher(Publisher):
         batch, last = self._batch, self._batch_last
         self._batch, self._batch_last, self._batch_size = None, None, 0
         if batch is not None and last is not None:
+            self._awaiting.add(batch)
+            batch.add_done_callback(self._awaiting.discard)
             task = asyncio.ensure_future(self._barrier(batch, *last))
             self._barriers.add(task)
             task.add_done_callback(self._barriers.discard)
@@ -257,7 +270,9 @@ class NatsPublisher(Publisher):
         error: BaseException | None = None
         ack: Any = None
         try:
-            assert self._js is not None
+            assert self._js is not None and self._nc is not None
+            if not self._nc.is_connected:
+                raise BusError("NATS not connected")
             acked = await self._js.publish_async(
                 self.subject, data, headers=dict(headers), wait_stall=STALL_WAIT_S
             )
@@ -324,8 +339,29 @@ class NatsPublisher(Publisher):
         self.last_error = f"{type(error).__name__}: {error}"
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
-            log.warning("NATS disconnected; reconnecting")
+        """The connection broke: drop what nats-py has not written yet (sent after a reconnect
+        it would land *before* the re-sent remainder of what the broken connection lost) and
+        fail every outstanding ack now, so the pipeline re-sends in order without waiting
+        for ack timeouts."""
+        if self._closing:
+            return
+        log.warning("NATS disconnected; reconnecting")
+        nc = self._nc
+        if nc is not None:  # private names of the pinned nats-py, as in _publish_frame
+            nc._pending = []
+            nc._pending_data_size = 0
+        lost = BusError("NATS connection lost before the ack")
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        batch, self._batch, self._batch_last, self._batch_size = self._batch, None, None, 0
+        outstanding = [batch, *self._awaiting]
+        if self._js is not None:
+            outstanding += list(getattr(self._js, "_publish_async_futures", {}).values())
+        for future in outstanding:
+            if future is not None and not future.done():
+                future.set_exception(lost)
+                future.exception()  # seen: a future nobody awaits any more logs nothing
 
     async def _on_reconnected(self) -> None:
         log.info("NATS reconnected")
