@@ -10,7 +10,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from ingress_egress.bus.base import BusError
-from ingress_egress.bus.nats import NatsPublisher, hpub_frame
+from ingress_egress.bus.nats import DUPLICATE_WINDOW_S, NatsPublisher, hpub_frame
 from tests.support.nats import NatsHarness, NatsServer
 from tests.support.processes import free_port
 from tests.test_bus_contract import outbound
@@ -27,7 +27,7 @@ async def test_creates_the_stream_with_a_dedup_window(nats_server: NatsServer) -
     info = await nc.jetstream().stream_info("ING")
     await nc.close()
     assert set(info.config.subjects) == {SUBJECT, "dev.dlq"}
-    assert info.config.duplicate_window == pytest.approx(120.0)
+    assert info.config.duplicate_window == pytest.approx(DUPLICATE_WINDOW_S)
 
 
 async def test_same_message_id_is_stored_once(nats_server: NatsServer) -> None:

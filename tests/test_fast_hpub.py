@@ -81,3 +81,12 @@ def test_defers_when_disabled_or_not_an_outbound_message() -> None:
     assert speedups.hpub_frame("s", BASE) is None
     with pytest.raises(TypeError):
         speedups.hpub_frame(b"s")
+
+
+def test_the_nats_driver_frames_with_the_c_twin_and_falls_back() -> None:
+    from ingress_egress.bus import nats as nats_driver
+
+    assert nats_driver.frame_for is nats_driver._frame_c_or_python
+    odd = dataclasses.replace(BASE, dedup_id=" id with spaces\r\n")  # the twin declines
+    for message in (BASE, odd):
+        assert nats_driver.frame_for(b"s", message) == hpub_frame(b"s", message)

@@ -32,6 +32,7 @@ async def test_serve_publishes_to_stdout_and_stops_cleanly_on_sigterm(tmp_path) 
             "TWITCH_IRC_URL": f"irc://127.0.0.1:{sim.port}",
             "PORT": str(port),
             "HOST": "127.0.0.1",
+            "SPOOL_DIR": str(tmp_path / "spool"),
         }
         out_file = out_path.open("wb")
         proc = subprocess.Popen(

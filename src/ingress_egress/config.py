@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 INGRESS_TOPIC = "internal.ingress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
+# Cloud Run's /tmp is in memory: the spool survives a process restart within an instance.
+DEFAULT_SPOOL_DIR = "/tmp/ingress-egress-spool"
 
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
@@ -107,6 +109,12 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     twitch_channels_firestore_doc: str = ""
     twitch_channels_firestore_poll_ms: int = 30000
+    # The durable spool (docs/delivery.md). Empty = none (memory only): the default when
+    # Settings are built in code; SPOOL_DIR's default applies when read from the environment.
+    spool_dir: str = ""
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_fsync_ms: int = 50
+    nats_duplicate_window_s: int = 300
 
     @property
     def ingress_subject(self) -> str:
@@ -115,6 +123,10 @@ class Settings:
     @property
     def dlq_subject(self) -> str:
         return f"{self.bus_prefix}{DLQ_TOPIC}"
+
+    @property
+    def finalizer_subject(self) -> str:
+        return f"{self.bus_prefix}{FINALIZER_TOPIC}"
 
     @property
     def identity(self) -> str:
@@ -215,6 +227,10 @@ class _Reader:
             ),
             twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
             **self.chat_scale(),  # type: ignore[arg-type]
+            spool_dir=self.spool_dir(),
+            spool_max_bytes=self.integer("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 65536, 1 << 40),
+            spool_fsync_ms=self.integer("SPOOL_FSYNC_MS", 50, 1, 10_000),
+            nats_duplicate_window_s=self.integer("NATS_DUPLICATE_WINDOW_S", 300, 1, 86_400),
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
@@ -288,6 +304,15 @@ class _Reader:
         if parts and (len(parts) % 2 or not all(parts)):
             raise ConfigError(name, f"must be collection/document, got {path!r}")
         return path
+
+    def spool_dir(self) -> str:
+        """A directory path, or ``off`` (no spool: memory only, nothing survives a restart)."""
+        value = self.raw("SPOOL_DIR", DEFAULT_SPOOL_DIR)
+        if value.lower() == "off":
+            return ""
+        if not value.startswith("/"):
+            raise ConfigError("SPOOL_DIR", f"must be an absolute path or off, got {value!r}")
+        return value
 
     def otel_exporter(self, name: str, signal_endpoint: str) -> str:
         """The standard ``OTEL_*_EXPORTER`` variable, but ``none`` unless something is set:

@@ -1,6 +1,7 @@
 """The composition root: every component is built and wired here, and nowhere else.
 
-source (TwitchIrcClient) -> envelope (EnvelopeBuilder) -> pipeline (Pipeline) -> bus (Publisher)
+source (ChatPool of IRC connections, or EventSubSource) -> envelope (EnvelopeBuilder)
+-> pipeline (Pipeline, spooled) -> bus (Publisher)
 with the HTTP surface reading their state through ``Service`` (a ``ServiceView``).
 """
 
@@ -24,9 +25,11 @@ from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.http import EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
+from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
 from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
+from ingress_egress.spool import Spool
 from ingress_egress.status import ChatState, Counters, ErrorLog
 
 if TYPE_CHECKING:  # imported when chosen: TwitchIO costs start-up time on the IRC path
@@ -36,6 +39,8 @@ log = logging.getLogger("ingress_egress.service")
 
 HEARTBEAT_S = 0.5
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
+PUBLISHER_CLOSE_S = 4.0
+SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
 
 
 def hot_path() -> str:
@@ -43,6 +48,12 @@ def hot_path() -> str:
     pure-Python reference (about 4x slower) must be visible."""
     layers = sorted(_native.ACTIVE)
     return f"C ({', '.join(layers)})" if layers else "pure Python"
+
+
+def build_spool(settings: Settings) -> Spool | None:
+    if not settings.spool_dir:
+        return None
+    return Spool(settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync_ms / 1000)
 
 
 def build_credentials(settings: Settings) -> CredentialsProvider | None:
@@ -83,6 +94,16 @@ class Service:
             max_retries=settings.publish_max_retries,
             max_in_flight=settings.publish_max_in_flight,
             queue_max=settings.queue_max_messages,
+            spool=build_spool(settings),
+            dead_letters=DeadLetters(
+                self.publisher,
+                self.counters,
+                self.errors,
+                destination=settings.ingress_subject,
+                dlq_subject=settings.dlq_subject,
+                finalizer_subject=settings.finalizer_subject,
+                max_retries=settings.publish_max_retries,
+            ),
         )
         self.client: ChatPool | EventSubSource
         self.eventsub: EventSubSource | None = None
@@ -194,6 +215,7 @@ class Service:
             except CredentialsError as error:
                 self.errors.add(error.code, str(error))
                 log.error("credentials: %s", error)
+        await self.pipeline.prepare()  # opens the spool: what a previous run left goes first
         self.pipeline.start()
         self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
         if self.channels_doc is not None:
@@ -205,16 +227,20 @@ class Service:
             return
         self._stopped.set()
         await self.client.stop()
-        left = await self.pipeline.drain(SHUTDOWN_GRACE_S)
-        if left:
+        spooled = self.pipeline.spool is not None
+        if spooled:
+            left = await self.pipeline.drain(SPOOLED_SHUTDOWN_GRACE_S, in_flight_only=True)
+        else:
+            left = await self.pipeline.drain(SHUTDOWN_GRACE_S)
+        if left and not spooled:
             log.error("shutdown: %d envelopes were not acknowledged in time", left)
             self.errors.add("shutdown_unflushed", f"{left} envelopes not acknowledged")
-        await self.pipeline.stop()
+        await self.pipeline.stop()  # with a spool: fsynced there, sent first by the next start
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.publisher.close()
+        with contextlib.suppress(Exception):  # bounded: Cloud Run's 10 s include this
+            await asyncio.wait_for(self.publisher.close(), PUBLISHER_CLOSE_S)
         if self.credentials is not None:
             with contextlib.suppress(Exception):
                 await self.credentials.close()
@@ -330,7 +356,7 @@ class Service:
             "identity": state.identity,
             "endpoint": self.twitch_endpoint,
             "bus": self.publisher.describe(),
-            "queue": {"depth": self.pipeline.depth, "inFlight": self.pipeline.in_flight},
+            "queue": self.pipeline.describe(),  # depth, inFlight, spool, deadLetters
             "publishLatencyMs": self.pipeline.latency.summary_ms(),
             "credentials": self.credentials.status() if self.credentials else None,
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),

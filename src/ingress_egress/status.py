@@ -21,6 +21,14 @@ class Counters:
     retries: int = 0  # publish attempts beyond the first
     dropped: int = 0  # envelopes that found the queue full (never silent: logged too)
     invalid_utf8: int = 0  # reads whose bytes were not UTF-8 (replaced, still processed)
+    # delivery guarantees (docs/delivery.md)
+    refused: int = 0  # envelopes the full spool could not take (never silent: logged too)
+    spilled: int = 0  # envelopes kept only in the spool while the memory queue was full
+    replayed: int = 0  # envelopes read back from the spool (spilled, or left by a restart)
+    dead_lettered: int = 0  # permanently rejected envelopes published to the DLQ
+    dead_letter_failed: int = 0  # ... whose dead letter could not be published either
+    finalizer_statuses: int = 0  # failure statuses sent towards the finalizer
+    finalizer_unreachable: int = 0  # failure statuses the finalizer destination refused
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -31,6 +39,13 @@ class Counters:
             "retries": self.retries,
             "dropped": self.dropped,
             "invalidUtf8": self.invalid_utf8,
+            "refused": self.refused,
+            "spilled": self.spilled,
+            "replayed": self.replayed,
+            "deadLettered": self.dead_lettered,
+            "deadLetterFailed": self.dead_letter_failed,
+            "finalizerStatuses": self.finalizer_statuses,
+            "finalizerUnreachable": self.finalizer_unreachable,
         }
 
 

@@ -25,8 +25,12 @@ def nats_server_binary() -> str:
 class NatsServer:
     """nats-server -js on 127.0.0.1, a free port and a private store; stopped by PID."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: str = "") -> None:
+        """``config``: nats-server configuration text (e.g. ``max_payload: 4096``)."""
         self.port = free_port()
+        self.config = workdir / "nats-server.conf" if config else None
+        if self.config is not None:
+            self.config.write_text(config)
         self.store = workdir / "jetstream"
         self.log = workdir / "nats-server.log"
         self.process: ServerProcess | None = None
@@ -45,6 +49,7 @@ class NatsServer:
             str(self.port),
             "-sd",
             str(self.store),
+            *(["-c", str(self.config)] if self.config is not None else []),
         ]
         self.process = ServerProcess(argv, self.port, self.log).start()
         return self
@@ -72,6 +77,11 @@ class NatsHarness:
         self.stream = stream
         self.subject = subject
 
+    async def _count(self, js: nats.js.JetStreamContext) -> int:
+        """Messages of this harness's subject (a stream may cover several subjects)."""
+        info = await js.stream_info(self.stream, subjects_filter=self.subject)
+        return (info.state.subjects or {}).get(self.subject, 0)
+
     async def received(self, n: int, timeout: float = 10.0, settle: float = 0.3) -> list[Received]:
         """Everything in the stream once at least ``n`` messages are there (then ``settle``
         seconds more, so that duplicates beyond ``n`` would be seen too)."""
@@ -82,15 +92,13 @@ class NatsHarness:
             deadline = loop.time() + timeout
             while loop.time() < deadline:
                 try:
-                    info = await js.stream_info(self.stream)
-                    if info.state.messages >= n:
+                    if await self._count(js) >= n:
                         break
                 except nats.js.errors.NotFoundError:
                     pass
                 await asyncio.sleep(0.05)
             await asyncio.sleep(settle)
-            info = await js.stream_info(self.stream)
-            total = info.state.messages
+            total = await self._count(js)
             sub = await js.pull_subscribe(
                 self.subject,
                 stream=self.stream,

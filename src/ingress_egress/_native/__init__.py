@@ -22,7 +22,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
-ABI_VERSION = 2  # must match _speedups.c; a stale build is refused (rebuild: make install)
+ABI_VERSION = 3  # must match _speedups.c; a stale build is refused (rebuild: make install)
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None

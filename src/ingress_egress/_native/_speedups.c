@@ -38,7 +38,7 @@
  * change, so a stale build is refused by ingress_egress._native (pure Python, with a warning)
  * instead of being half-configured.
  */
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -3084,12 +3084,12 @@ jb_emotes(jbuf *jb, PyObject *text, PyObject *emotes)
 /* The outbound message class and the reference conversion. */
 static PyTypeObject *T_OutboundMessage = NULL;
 static PyObject *F_outbound_py = NULL;
-static int g_outbound_direct = 0; /* the class is exactly the 9 slots below */
+static int g_outbound_direct = 0; /* the class is exactly the 10 slots below */
 enum { OM_DATA, OM_ENVELOPE_ID, OM_DEDUP_ID, OM_TYPE, OM_TRACEPARENT, OM_ORDERING_KEY,
-       OM_TIME, OM_CHANNEL, OM_RECEIVED_AT, OM_N };
-static const char *const OM_NAMES[OM_N] = {"data", "envelope_id", "dedup_id",
-                                           "type", "traceparent", "ordering_key",
-                                           "time", "channel",     "received_at"};
+       OM_TIME, OM_CHANNEL, OM_RECEIVED_AT, OM_SEQ, OM_N };
+static const char *const OM_NAMES[OM_N] = {
+    "data", "envelope_id", "dedup_id", "type",        "traceparent",
+    "ordering_key", "time", "channel", "received_at", "seq"};
 static Py_ssize_t off_om[OM_N];
 
 static PyObject *
@@ -3098,7 +3098,7 @@ new_outbound(PyObject **values) /* steals values */
     if (g_outbound_direct) {
         PyObject *obj = build_instance(T_OutboundMessage, off_om, values, OM_N);
         if (obj != NULL && PyObject_GC_IsTracked(obj)) {
-            /* bytes, str and a float only: it cannot be part of a reference cycle */
+            /* bytes, str, a float and an int only: it cannot be part of a reference cycle */
             PyObject_GC_UnTrack(obj);
         }
         return obj;
@@ -3475,7 +3475,8 @@ c_outbound(PyObject *attrs, PyObject *msg, PyObject *stamp, PyObject *span_ids,
     values[OM_TIME] = Py_NewRef(stamp);
     values[OM_CHANNEL] = Py_NewRef(f[PM_CHANNEL]);
     values[OM_RECEIVED_AT] = Py_NewRef(monotonic);
-    if (values[OM_DATA] == NULL) {
+    values[OM_SEQ] = PyLong_FromLong(-1); /* the spool numbers it, when there is one */
+    if (values[OM_DATA] == NULL || values[OM_SEQ] == NULL) {
         for (int i = 0; i < OM_N; i++) {
             Py_CLEAR(values[i]);
         }
@@ -4121,7 +4122,7 @@ static PyMethodDef module_methods[] = {
      "The OutboundMessage of a typed message, or None (a PRIVMSG's JSON written in C; the "
      "C twin of pipeline.outbound._message_to_outbound_py)."},
     {"configure_outbound", sp_configure_outbound, METH_VARARGS,
-     "Register OutboundMessage (direct: its slots are the 9 known fields) and the "
+     "Register OutboundMessage (direct: its slots are the 10 known fields) and the "
      "reference conversion."},
     {"split_lines", sp_split_lines, METH_O,
      "split_lines($module, chunk, /)\n--\n\n"

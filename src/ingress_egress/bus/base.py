@@ -33,6 +33,7 @@ class OutboundMessage:
     time: str  # envelope timestamp, ISO 8601 UTC
     channel: str
     received_at: float = 0.0  # monotonic receipt time, for latency measurements
+    seq: int = -1  # the spool's sequence number (-1 when there is no spool)
 
 
 class Publisher(ABC):
@@ -65,6 +66,14 @@ class Publisher(ABC):
     def describe(self) -> dict[str, Any]:
         """Non-secret state for ``/_debug/twitch`` and ``/readyz``."""
         return {"driver": self.name, "connected": self.connected}
+
+    async def publish_to(
+        self, destination: str, data: bytes, *, message_id: str, event_type: str
+    ) -> None:
+        """Publish one message to another destination of this bus (dead letters, the
+        finalizer) and wait for its acknowledgement. ``message_id`` is the de-duplication
+        id. Raises ``BusError``: ``permanent`` when the destination does not exist."""
+        raise BusError(f"the {self.name} bus has no destination {destination}", permanent=True)
 
 
 def settled(value: Any = None) -> asyncio.Future[Any]:

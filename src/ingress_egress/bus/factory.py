@@ -20,6 +20,7 @@ def build_publisher(settings: Settings) -> Publisher:
             ack_mode=settings.nats_ack_mode,
             ack_batch=settings.nats_ack_batch,
             ack_linger_s=settings.nats_ack_linger_ms / 1000,
+            duplicate_window_s=settings.nats_duplicate_window_s,
         )
     if driver == "pubsub":
         from ingress_egress.bus.pubsub import PubSubPublisher

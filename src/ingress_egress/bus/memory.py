@@ -14,6 +14,7 @@ class MemoryPublisher(Publisher):
     def __init__(self, keep: int | None = None) -> None:
         """``keep``: retain at most this many messages (None = all); ``count`` counts all."""
         self.messages: list[OutboundMessage] = []
+        self.side: list[tuple[str, bytes, str]] = []  # (destination, data, message id)
         self.count = 0
         self.keep = keep
         self._connected = False
@@ -29,6 +30,11 @@ class MemoryPublisher(Publisher):
         if self._done is None:
             self._done = settled()  # one resolved future serves every message
         return self._done
+
+    async def publish_to(
+        self, destination: str, data: bytes, *, message_id: str, event_type: str
+    ) -> None:
+        self.side.append((destination, data, message_id))
 
     async def close(self) -> None:
         self._connected = False

@@ -293,6 +293,32 @@ class PubSubPublisher(Publisher):
         acked.add_done_callback(lambda done: self._settle(done, result, message.ordering_key))
         return result
 
+    async def publish_to(
+        self, destination: str, data: bytes, *, message_id: str, event_type: str
+    ) -> None:
+        """One unordered publish to another topic of the project, awaited (bounded). A topic
+        that does not exist is unreachable (permanent); consumers de-duplicate by ``id``."""
+        client = self._client
+        if client is None or not self._connected or self._closing:
+            raise BusError("pubsub publisher is not started")
+        topic = topic_path(self._project, destination)
+        try:
+            published = client.publish(
+                topic,
+                data,
+                retry=None,
+                timeout=self._publish_timeout,
+                id=message_id,
+                type=event_type,
+            )
+            await asyncio.wait_for(asyncio.wrap_future(published), self._publish_timeout + 5)
+        except api_exceptions.NotFound as error:
+            raise BusError(f"Pub/Sub topic {topic} does not exist", permanent=True) from error
+        except TimeoutError as error:
+            raise BusError(f"Pub/Sub publish to {topic} timed out") from error
+        except Exception as error:
+            raise classify(error, topic) from error
+
     async def close(self) -> None:
         """Stop accepting sends, wait (bounded) for in-flight publishes, stop the client."""
         if self._closing:

@@ -29,6 +29,13 @@ class StdoutPublisher(Publisher):
             self._done = settled()  # one resolved future serves every message
         return self._done
 
+    async def publish_to(
+        self, destination: str, data: bytes, *, message_id: str, event_type: str
+    ) -> None:
+        """Dead letters and finalizer statuses are JSON lines too (they carry their type)."""
+        self._stream.write(data + b"\n")
+        self._stream.flush()
+
     async def close(self) -> None:
         self._stream.flush()
         self._connected = False

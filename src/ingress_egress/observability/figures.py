@@ -33,8 +33,21 @@ LATENCY_NAME = "ingress.delivery.duration"
 LATENCY_DESCRIPTION = "Time from reading a chat event from Twitch to the bus acknowledging it"
 
 
+class _Spool(Protocol):
+    max_bytes: int
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
+
+    def oldest_age_s(self, now: float | None = None) -> float | None: ...
+
+
 class _Pipeline(Protocol):
     latency: LatencyHistogram
+    spool: _Spool | None
 
     @property
     def depth(self) -> int: ...
@@ -93,9 +106,26 @@ def _sent(source: MetricsSource) -> list[Point]:
     attributes = bus_attributes(source)
     return [
         (attributes, counters.published),
-        ({**attributes, "error.type": "publish_failed"}, counters.failed - counters.dropped),
+        (
+            {**attributes, "error.type": "publish_failed"},
+            counters.failed - counters.dropped - counters.refused,
+        ),
         ({**attributes, "error.type": "queue_full"}, counters.dropped),
+        ({**attributes, "error.type": "spool_full"}, counters.refused),
     ]
+
+
+def _spool(read: Callable[[_Spool], float | int | None]) -> Callable[..., list[Point]]:
+    """A spool figure; no point at all when the service runs without a spool."""
+
+    def points(source: MetricsSource) -> list[Point]:
+        spool = source.pipeline.spool
+        if spool is None:
+            return []
+        value = read(spool)
+        return [({}, 0 if value is None else value)]
+
+    return points
 
 
 def _one(read: Callable[[MetricsSource], Any], **attributes: str) -> Callable[..., list[Point]]:
@@ -177,8 +207,57 @@ FIGURES: tuple[Figure, ...] = (
         "ingress.queue.depth",
         "{message}",
         "gauge",
-        "Envelopes waiting to be sent to the bus",
+        "Envelopes waiting to be sent to the bus (the memory window plus the spool's backlog)",
         _one(lambda s: s.pipeline.depth),
+    ),
+    Figure(
+        "ingress.spool.bytes",
+        "By",
+        "gauge",
+        "Bytes held by the durable spool (unacknowledged envelopes, segments not yet deleted)",
+        _spool(lambda spool: spool.bytes),
+    ),
+    Figure(
+        "ingress.spool.records",
+        "{message}",
+        "gauge",
+        "Envelopes in the spool not yet acknowledged by the bus",
+        _spool(lambda spool: spool.count),
+    ),
+    Figure(
+        "ingress.spool.oldest_age",
+        "s",
+        "gauge",
+        "Age of the oldest unacknowledged envelope in the spool (0 when empty)",
+        _spool(lambda spool: round(spool.oldest_age_s() or 0.0, 3)),
+    ),
+    Figure(
+        "ingress.spool.refused",
+        "{message}",
+        "counter",
+        "Envelopes refused because the spool was full (SPOOL_MAX_BYTES)",
+        _one(lambda s: s.counters.refused),
+    ),
+    Figure(
+        "ingress.dead_letters",
+        "{message}",
+        "counter",
+        "Envelopes rejected permanently by the bus and published to the dead-letter subject",
+        _one(lambda s: s.counters.dead_lettered),
+    ),
+    Figure(
+        "ingress.dead_letters.failed",
+        "{message}",
+        "counter",
+        "Rejected envelopes whose dead letter could not be published either",
+        _one(lambda s: s.counters.dead_letter_failed),
+    ),
+    Figure(
+        "ingress.finalizer.unreachable",
+        "{status}",
+        "counter",
+        "Failure statuses not delivered because the finalizer destination was unreachable",
+        _one(lambda s: s.counters.finalizer_unreachable),
     ),
     Figure(
         "ingress.queue.in_flight",

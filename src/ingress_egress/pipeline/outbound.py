@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, traceparent
@@ -68,6 +70,7 @@ _KNOWN_FIELDS = [
     "time",
     "channel",
     "received_at",
+    "seq",
 ]
 _direct = [field.name for field in dataclasses.fields(OutboundMessage)] == _KNOWN_FIELDS
 if "envelope" in _native.ACTIVE and _native.configure(
@@ -110,3 +113,11 @@ if "outbound" in _native.ACTIVE and _native.configure(
     "lines_to_outbound", "configure_lines_to_outbound", _lines_to_outbound_py
 ):  # pragma: no branch
     lines_to_outbound = _native.speedups.lines_to_outbound  # type: ignore[union-attr]
+
+
+def from_spooled(data: bytes, span_id: str, received_at: float) -> OutboundMessage:
+    """A spooled envelope read back: the metadata is derived by ``to_outbound`` (one place),
+    the bytes stay exactly those first written (so ids and payload never change on replay)."""
+    message = to_outbound(orjson.loads(data), span_id, received_at)
+    message.data = data
+    return message

@@ -1,10 +1,20 @@
-"""The pipeline: typed message -> envelope -> bounded queue -> bus, acks pipelined.
+"""The pipeline: typed message -> envelope -> spool + bounded window -> bus, acks pipelined.
 
-* ``submit`` is synchronous and never blocks the Twitch read loop.
+* ``submit`` is synchronous and never blocks the Twitch read loop. With a spool, every
+  envelope is first appended to its write-ahead journal (flushed and fsynced every
+  ``SPOOL_FSYNC_MS``); it then joins the in-memory window (``QUEUE_MAX_MESSAGES``) or, when
+  the window is full, lives only in the spool until the sender reads it back, in order.
 * One sender task publishes in receipt order and keeps up to ``max_in_flight`` acks
   outstanding instead of awaiting each in turn.
-* A failed ack is retried (tenacity, bounded exponential backoff with jitter) up to
-  ``PUBLISH_MAX_RETRIES`` times; then it is logged with the envelope id and counted.
+* Go-back-N: when a publish or an ack fails (or times out), nothing later may overtake it.
+  Sending pauses, waits a tenacity-computed backoff (exponential with jitter, capped), then
+  re-sends everything unacknowledged from the oldest, in order. The bus de-duplicates the
+  repeats (JetStream by ``Nats-Msg-Id``; Pub/Sub consumers by ``payload.messageId``). A
+  transient failure is retried forever: after ``PUBLISH_MAX_RETRIES`` rounds in a row it is
+  logged as an error (and again every as many rounds), the envelopes stay in the spool.
+* A permanent rejection (too large, invalid) goes to the dead-letter destination with the
+  reason, and a failure status towards the finalizer (``DeadLetters``).
+* Acknowledged envelopes move the spool's low-water mark, so a restart replays only the rest.
 """
 
 from __future__ import annotations
@@ -13,26 +23,24 @@ import asyncio
 import logging
 import time
 from collections import deque
-from functools import partial
 from typing import Any, Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.pipeline.outbound import to_outbound
+from ingress_egress.pipeline.outbound import from_spooled, message_to_outbound
+from ingress_egress.spool import Spool, SpoolError
 from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")
+
+SEND_SLICE = 256  # sends between yields: a driver that never suspends must not starve reads
+READ_BACK_MAX = 1024  # records read back from the spool at once
 
 
 class DeliveryObserver(Protocol):
@@ -45,6 +53,17 @@ class DeliveryObserver(Protocol):
 
 def _retryable(error: BaseException) -> bool:
     return not (isinstance(error, BusError) and error.permanent)
+
+
+class _Batch:
+    """Consecutive messages confirmed by one future (a driver's shared batch ack)."""
+
+    __slots__ = ("count", "deadline", "future")
+
+    def __init__(self, future: asyncio.Future[Any], deadline: float) -> None:
+        self.future = future
+        self.count = 1
+        self.deadline = deadline
 
 
 class Pipeline:
@@ -61,6 +80,8 @@ class Pipeline:
         ack_timeout_s: float = 10.0,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
+        spool: Spool | None = None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.builder = builder
         self.publisher = publisher
@@ -72,201 +93,348 @@ class Pipeline:
         self.ack_timeout_s = ack_timeout_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.spool = spool
+        self.dead_letters = dead_letters
         self.latency = LatencyHistogram()
         # Telemetry's per-message hook (spans, OTel histogram); None unless one is exported.
         self.observer: DeliveryObserver | None = None
         self._ids = RandomIds()
-        self._queue: deque[OutboundMessage] = deque()
-        self._has_work = asyncio.Event()
-        self._capacity = asyncio.Event()
-        self._capacity.set()
-        self._in_flight: deque[tuple[float, asyncio.Future[Any]]] = deque()
-        self._pending_acks = 0
-        # Drivers that confirm several messages with one ack return one future for all of
-        # them; consecutive messages sharing a future share one callback (one per batch).
-        self._open_future: asyncio.Future[Any] | None = None
-        self._open_batch: list[OutboundMessage] = []
-        self._retrying: set[asyncio.Task[None]] = set()
+        self._unsent: deque[OutboundMessage] = deque()  # the window's part not sent yet
+        self._unacked: deque[OutboundMessage] = deque()  # sent, oldest first
+        self._batches: deque[_Batch] = deque()  # partitions _unacked, in order
+        self._open_batch: _Batch | None = None
+        self._wake = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._failed_rounds = 0  # consecutive go-back rounds without an ack
+        self._spill_next = -1  # spool sequence of the next record to read back; -1: none
+        self._refused_log_at = 0.0
+        self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- the read loop's side -------------------------------------------------------
 
     def submit(self, message: TwitchMessage, received_at: float) -> None:
-        envelope = self.builder.build(message, received_at)
-        if envelope is None:
+        outbound = message_to_outbound(
+            self.builder, message, received_at, self._ids, time.monotonic()
+        )
+        if outbound is None:
             return
         self.counters.received += 1
-        if len(self._queue) >= self.queue_max:
-            self.counters.dropped += 1
-            self.counters.failed += 1
-            self.errors.add("queue_full", f"envelope {envelope['id']} dropped: queue full")
-            log.error(
-                "queue full (%d): envelope %s not published",
-                self.queue_max,
-                envelope["id"],
-                extra={
-                    "eventId": envelope["id"],
-                    "channel": envelope["source"]["channel"],
-                    "errorCode": "queue_full",
-                    "traceId": envelope["traceId"],
-                },
-            )
+        spool = self.spool
+        if spool is not None:
+            seq = spool.append(outbound.data)
+            if seq < 0:
+                self._refuse(outbound, "spool_full", f"spool full ({spool.max_bytes} bytes)")
+                return
+            outbound.seq = seq
+            if self._spill_next >= 0 or len(self._unsent) + len(self._unacked) >= self.queue_max:
+                if self._spill_next < 0:
+                    self._spill_next = seq
+                self.counters.spilled += 1
+                return
+        elif len(self._unsent) + len(self._unacked) >= self.queue_max:
+            self._refuse(outbound, "queue_full", f"queue full ({self.queue_max})")
             return
-        self._queue.append(to_outbound(envelope, self._ids.span_id(), time.monotonic()))
-        self._has_work.set()
+        self._unsent.append(outbound)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _refuse(self, message: OutboundMessage, code: str, why: str) -> None:
+        """Counted and reported every time; logged at most once a second (with a count)."""
+        counters = self.counters
+        if code == "spool_full":
+            counters.refused += 1
+        else:
+            counters.dropped += 1
+        counters.failed += 1
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refused_log_at < 1.0:
+            return
+        self.errors.add(code, f"envelope {message.envelope_id} not published: {why}")
+        log.error(
+            "%s: %d envelope(s) not published since the last report, e.g. %s",
+            why,
+            self._refused_unlogged,
+            message.envelope_id,
+            extra={
+                "eventId": message.envelope_id,
+                "channel": message.channel,
+                "errorCode": code,
+                "traceId": message.traceparent[3:35],
+            },
+        )
+        self._refused_log_at = now
+        self._refused_unlogged = 0
 
     # -- lifecycle ------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Open the spool (a thread: it reads what a previous run left). A spool that cannot
+        be opened is reported and left out: the service then runs with memory only."""
+        spool = self.spool
+        if spool is None:
+            return
+        try:
+            await asyncio.to_thread(spool.open)
+        except (SpoolError, OSError) as error:
+            self.spool = None
+            self.errors.add("spool_unavailable", str(error))
+            log.error("spool unavailable, running without one (nothing durable): %s", error)
+            return
+        left = spool.next_seq - spool.low
+        if left:
+            self._spill_next = spool.low
+            log.info("spool: %d envelope(s) left by the previous run are sent first", left)
+        if spool.torn_blocks:
+            self.errors.add("spool_torn", f"{spool.torn_blocks} damaged spool block(s) ignored")
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="pipeline-send"),
             asyncio.create_task(self._sweep_loop(), name="pipeline-ack-timeouts"),
         ]
+        if self.spool is not None:
+            self._tasks.append(asyncio.create_task(self._flush_loop(), name="spool-flush"))
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        """Envelopes held to send: the window not yet sent plus what waits in the spool."""
+        spilled = self.spool.next_seq - self._spill_next if self._spill_next >= 0 else 0
+        return len(self._unsent) + spilled  # type: ignore[union-attr]
 
     @property
     def in_flight(self) -> int:
-        return self._pending_acks + len(self._retrying)
+        return len(self._unacked)
 
-    async def drain(self, timeout_s: float) -> int:
-        """Wait until everything queued is acknowledged (or failed); returns what is left."""
+    def describe(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "inFlight": self.in_flight,
+            "window": len(self._unsent) + len(self._unacked),
+            "windowMax": self.queue_max,
+            "retrying": self._failed_rounds > 0,
+            "failedRounds": self._failed_rounds,
+            "spool": self.spool.describe() if self.spool is not None else None,
+            "deadLetters": self.dead_letters.describe() if self.dead_letters else None,
+        }
+
+    async def drain(self, timeout_s: float, *, in_flight_only: bool = False) -> int:
+        """Wait until everything held is acknowledged (or timeout); returns what is left.
+
+        ``in_flight_only`` (shutdown with a spool): stop sending first and wait only for the
+        acks of what was already sent; the rest is safe in the spool for the next start.
+        """
         deadline = time.monotonic() + timeout_s
-        while (self._queue or self.in_flight) and time.monotonic() < deadline:
+        if in_flight_only and self._tasks:
+            self._tasks[0].cancel()  # the sender
+            await asyncio.gather(self._tasks[0], return_exceptions=True)
+        while time.monotonic() < deadline:
+            if in_flight_only:
+                if not self._unacked or self._failure is not None:
+                    break
+            elif not self._held():
+                break
             await asyncio.sleep(0.01)
-        return len(self._queue) + self.in_flight
+        if self.dead_letters is not None:
+            await self.dead_letters.wait(max(0.0, deadline - time.monotonic()))
+        return self._held()
+
+    def _held(self) -> int:
+        return self.depth + self.in_flight
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._retrying]:
+        """Stop sending, then make the spool durable: what is unacknowledged stays in it
+        (it was written ahead) and is sent first by the next start."""
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._retrying, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dead_letters is not None:
+            await self.dead_letters.stop()
+        if self.spool is not None:
+            self.spool.ack_below(self._frontier())
+            try:
+                await self.spool.close()
+            except OSError as error:
+                log.error("spool: final flush failed: %s", error)
+            left = self.spool.count
+            if left:
+                log.info("spool: %d envelope(s) kept for the next start", left)
 
     # -- sending ----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        queue = self._queue
-        sent = 0
+        unsent, unacked, batches = self._unsent, self._unacked, self._batches
+        publisher = self.publisher
+        loop = asyncio.get_running_loop()
         while True:
-            if not queue:
-                self._has_work.clear()
-                await self._has_work.wait()
+            if self._failure is not None:
+                await self._go_back()
                 continue
-            if self._pending_acks >= self.max_in_flight:
-                self._capacity.clear()
-                await self._capacity.wait()
+            if self._spill_next >= 0 and self._room() >= self._read_back_min():
+                await self._read_back()
                 continue
-            message = queue.popleft()
-            try:
-                future = await self.publisher.send(message)
-            except Exception as error:
-                self._retry_later(message, error)
+            if not unsent or len(unacked) >= self.max_in_flight:
+                self._wake.clear()
+                await self._wake.wait()
                 continue
-            self._pending_acks += 1
-            if future is self._open_future:
-                self._open_batch.append(message)
+            sent = 0
+            while unsent and len(unacked) < self.max_in_flight and sent < SEND_SLICE:
+                message = unsent[0]
+                try:
+                    future = await publisher.send(message)
+                except Exception as error:
+                    if _retryable(error):
+                        self._fail(error)
+                        break
+                    future = loop.create_future()  # rejected outright: a settled batch of one
+                    future.set_exception(error)
+                unsent.popleft()
+                unacked.append(message)
+                batch = self._open_batch
+                if batch is not None and future is batch.future:
+                    batch.count += 1
+                else:
+                    batch = self._open_batch = _Batch(future, time.monotonic() + self.ack_timeout_s)
+                    batches.append(batch)
+                    future.add_done_callback(self._on_settled)
+                sent += 1
+                if self._failure is not None:
+                    break
+            await asyncio.sleep(0)
+
+    def _on_settled(self, _: asyncio.Future[Any]) -> None:
+        """Settle finished batches from the front, in order; a failure starts a go-back."""
+        batches, unacked = self._batches, self._unacked
+        acked = 0
+        while batches:
+            batch = batches[0]
+            future = batch.future
+            if not future.done():
+                break
+            if batch is self._open_batch:
+                self._open_batch = None
+            error = (
+                BusError("no ack within the ack timeout")
+                if future.cancelled()
+                else future.exception()
+            )
+            if error is None:
+                batches.popleft()
+                now = time.monotonic()
+                record = self.latency.record
+                observer = self.observer
+                for _ in range(batch.count):
+                    message = unacked.popleft()
+                    record(now - message.received_at)
+                    if observer is not None:
+                        observer(message, now, None)
+                acked += batch.count
+            elif not _retryable(error) and batch.count == 1:
+                batches.popleft()
+                self._reject(unacked.popleft(), error)
             else:
-                batch = [message]
-                self._open_future, self._open_batch = future, batch
-                self._in_flight.append((time.monotonic() + self.ack_timeout_s, future))
-                future.add_done_callback(partial(self._acked, batch))
-            sent += 1
-            if sent % 256 == 0:
-                await asyncio.sleep(0)  # a driver that never suspends must not starve reads
+                self._fail(error)
+                break
+        if acked:
+            self.counters.published += acked
+            self._failed_rounds = 0
+        if self.spool is not None:
+            self.spool.ack_below(self._frontier())
+        if not self._wake.is_set():
+            self._wake.set()
 
-    def _acked(self, batch: list[OutboundMessage], future: asyncio.Future[Any]) -> None:
-        if future is self._open_future:
-            self._open_future = None
-        self._pending_acks -= len(batch)
-        if self._pending_acks < self.max_in_flight:
-            self._capacity.set()
-        error: BaseException | None
-        if future.cancelled():
-            error = BusError("no ack within the ack timeout")
-        else:
-            error = future.exception()
-        if error is not None:
-            for message in batch:
-                self._retry_later(message, error)
-            return
-        self.counters.published += len(batch)
-        now = time.monotonic()
-        record = self.latency.record
-        for message in batch:
-            record(now - message.received_at)
-        if self.observer is not None:
-            for message in batch:
-                self.observer(message, now, None)
+    def _frontier(self) -> int:
+        """The spool sequence of the oldest envelope not yet settled."""
+        for held in (self._unacked, self._unsent):
+            if held:
+                return held[0].seq
+        if self._spill_next >= 0:
+            return self._spill_next
+        return self.spool.next_seq if self.spool is not None else 0
 
-    async def _sweep_loop(self) -> None:
-        """Acks that never come (a bus that vanished mid-publish) are timed out here."""
-        in_flight = self._in_flight
-        while True:
-            await asyncio.sleep(0.25)
-            now = time.monotonic()
-            while in_flight and (in_flight[0][1].done() or in_flight[0][0] <= now):
-                _, future = in_flight.popleft()
-                if not future.done():
-                    future.cancel()
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+            if not self._wake.is_set():
+                self._wake.set()
 
-    # -- retries ----------------------------------------------------------------------
+    async def _go_back(self) -> None:
+        """Pause, back off, then re-send every unacknowledged envelope from the oldest."""
+        error = self._failure
+        self._failed_rounds += 1
+        rounds = self._failed_rounds
+        unsent, unacked = self._unsent, self._unacked
+        oldest = unacked[0] if unacked else (unsent[0] if unsent else None)
+        retries = max(1, self.max_retries)
+        delay = self._backoff(min(rounds, retries))
+        extra = {"errorCode": "publish_retry"}
+        if oldest is not None:
+            extra.update(
+                eventId=oldest.envelope_id,
+                channel=oldest.channel,
+                traceId=oldest.traceparent[3:35],
+            )
+        if rounds == 1:
+            log.warning(
+                "publish failed (%s): re-sending %d envelope(s) in order from %s in %.2fs",
+                error,
+                len(unacked) + len(unsent),
+                oldest.envelope_id if oldest else "-",
+                delay,
+                extra=extra,
+            )
+        elif rounds % retries == 0:
+            held = self._held()
+            self.errors.add("publish_stalled", f"bus failing after {rounds} attempts: {error}")
+            log.error(
+                "bus still failing after %d attempts (%s): %d envelope(s) held (spool: %s), "
+                "retrying every %.1fs at most",
+                rounds,
+                error,
+                held,
+                "yes" if self.spool is not None else "no, memory only",
+                self.retry_max_s,
+                extra={**extra, "errorCode": "publish_stalled"},
+            )
+        await asyncio.sleep(delay)
+        # Whatever was acked meanwhile has been settled by _on_settled; the rest goes again.
+        # The failed round's pending acks are given up (a driver frees what it holds for
+        # them, e.g. nats-py's slots for outstanding acks).
+        for batch in self._batches:
+            if not batch.future.done():
+                batch.future.cancel()
+        self.counters.retries += len(unacked)
+        unsent.extendleft(reversed(unacked))
+        unacked.clear()
+        self._batches.clear()
+        self._open_batch = None
+        self._failure = None
 
-    def _retry_later(self, message: OutboundMessage, error: BaseException) -> None:
-        if self.max_retries <= 0 or not _retryable(error):
-            self._give_up(message, error)
-            return
-        task = asyncio.ensure_future(self._retry(message, error))
-        self._retrying.add(task)
-        task.add_done_callback(self._retrying.discard)
-
-    async def _retry(self, message: OutboundMessage, first_error: BaseException) -> None:
-        log.warning(
-            "publish of envelope %s failed (%s); retrying",
-            message.envelope_id,
-            first_error,
-            extra={
-                "eventId": message.envelope_id,
-                "channel": message.channel,
-                "errorCode": "publish_retry",
-                "traceId": message.traceparent[3:35],
-                "spanId": message.traceparent[36:52],
-            },
+    def _backoff(self, attempt: int) -> float:
+        """tenacity's exponential backoff with jitter for the ``attempt``-th round."""
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = attempt
+        wait = wait_exponential_jitter(
+            multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
         )
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
-            ),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        )
-        await asyncio.sleep(self.retry_initial_s)  # tenacity waits only between attempts
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    self.counters.retries += 1
-                    future = await self.publisher.send(message)
-                    await asyncio.wait_for(future, self.ack_timeout_s)
-        except (Exception, RetryError) as error:
-            self._give_up(message, error)
-            return
-        self.counters.published += 1
-        now = time.monotonic()
-        self.latency.record(now - message.received_at)
-        if self.observer is not None:
-            self.observer(message, now, None)
+        return min(self.retry_max_s, wait(state))
 
-    def _give_up(self, message: OutboundMessage, error: BaseException) -> None:
+    def _reject(self, message: OutboundMessage, error: BaseException) -> None:
+        """A permanent rejection: logged, counted, dead-lettered (when configured), never
+        retried."""
         self.counters.failed += 1
+        if self.observer is not None:
+            self.observer(message, time.monotonic(), error)
         reason = f"{type(error).__name__}: {error}"
         self.errors.add("publish_failed", f"envelope {message.envelope_id}: {reason}")
         log.error(
-            "publish failed for envelope %s (%s, channel %s): %s",
+            "publish failed for envelope %s (%s, channel %s): %s%s",
             message.envelope_id,
             message.type,
             message.channel,
             reason,
+            "; dead-lettering it" if self.dead_letters is not None else "",
             extra={
                 "eventId": message.envelope_id,
                 "channel": message.channel,
@@ -275,5 +443,58 @@ class Pipeline:
                 "spanId": message.traceparent[36:52],
             },
         )
-        if self.observer is not None:
-            self.observer(message, time.monotonic(), error)
+        if self.dead_letters is not None:
+            self.dead_letters.submit(message, error, self._failed_rounds + 1)
+
+    # -- the spool ----------------------------------------------------------------------
+
+    def _room(self) -> int:
+        return self.queue_max - len(self._unsent) - len(self._unacked)
+
+    def _read_back_min(self) -> int:
+        return max(1, min(READ_BACK_MAX, self.queue_max // 4))
+
+    async def _read_back(self) -> None:
+        """Move spooled records into the window, in order (the spill, or a restart's rest)."""
+        spool = self.spool
+        assert spool is not None
+        start = self._spill_next
+        records = await spool.read(start, min(self._room(), READ_BACK_MAX))
+        now = time.monotonic()
+        unsent = self._unsent
+        for seq, data in records:
+            try:
+                message = from_spooled(data, self._ids.span_id(), now)
+            except Exception as error:  # a record we wrote ourselves, damaged on disk
+                self.counters.failed += 1
+                self.errors.add("spool_record_invalid", f"spool record {seq}: {error}")
+                log.error("spool record %d unreadable, skipped: %s", seq, error)
+                continue
+            message.seq = seq
+            unsent.append(message)
+        self.counters.replayed += len(records)
+        self._spill_next = records[-1][0] + 1 if records else spool.next_seq
+        if self._spill_next >= spool.next_seq:
+            self._spill_next = -1
+        if self._spill_next < 0 and not self._wake.is_set():
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        while True:
+            await asyncio.sleep(spool.fsync_interval_s)
+            try:
+                await spool.flush()
+            except Exception:  # never let the flusher die: the journal is the guarantee
+                log.exception("spool flush failed unexpectedly")
+
+    async def _sweep_loop(self) -> None:
+        """Acks that never come (a bus that vanished mid-publish) fail the round here."""
+        batches = self._batches
+        while True:
+            await asyncio.sleep(0.25)
+            if batches and self._failure is None:
+                front = batches[0]
+                if not front.future.done() and front.deadline <= time.monotonic():
+                    self._fail(BusError(f"no ack within {self.ack_timeout_s:g}s"))
