@@ -47,6 +47,19 @@ RESULTS = HERE / "results"
 PY = sys.executable
 WS_PORT = 80  # twurple has no port option: WebSocket without TLS is port 80
 CHANNELS = 10
+# With two or more CPUs the measured client (a peer or the service) runs on CPU 0 and the
+# traffic side (simulator, nats-server, JetStream consumer) on CPU 1: every figure is then
+# what one core does, and the client does not compete with the server feeding it.
+PIN = (
+    {"client": "0", "traffic": "1"}
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+    else {}
+)
+
+
+def pinned(argv: list[str], role: str) -> list[str]:
+    cpu = PIN.get(role)
+    return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
 
 
 def log(text: str) -> None:
@@ -111,7 +124,9 @@ class Simulator:
             argv += ["--ws-port", str(ws_port)]
         if rate:
             argv += ["--rate", str(rate)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            pinned(argv, "traffic"), stdout=subprocess.PIPE, start_new_session=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().split()
         if not line or line[0] != "ready":
@@ -230,7 +245,7 @@ def run_peer(name: str, count: int, rate: float | None, work: Path) -> dict[str,
     out = work / f"got-{time.monotonic_ns()}.jsonl"
     try:
         proc = subprocess.run(
-            peer_argv(name, sim.port, count, out),
+            pinned(peer_argv(name, sim.port, count, out), "client"),
             capture_output=True,
             text=True,
             timeout=max(120, count / 2000),
@@ -256,7 +271,7 @@ class Nats:
         self.dir = tempfile.mkdtemp(prefix="bench-nats-")
         self.port = free_port()
         argv = [str(BIN / "nats-server"), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        self.proc = spawn([*argv, "-sd", self.dir], self.port)
+        self.proc = spawn(pinned([*argv, "-sd", self.dir], "traffic"), self.port)
         self.url = f"nats://127.0.0.1:{self.port}"
 
     def close(self) -> None:
@@ -272,6 +287,7 @@ def run_service(
     work: Path,
     nats: Nats | None,
     profile: Path | None = None,
+    spool: bool = False,
 ) -> dict[str, Any]:
     sim = Simulator(count, rate, WS_PORT if transport == "ws" else None, work)
     out = work / f"svc-{time.monotonic_ns()}.jsonl"
@@ -283,6 +299,8 @@ def run_service(
     if profile is None:
         argv += ["--out", str(out)]
     argv += ["--stream", stream, "--prefix", prefix]
+    if spool:  # the deployed configuration: every envelope through the write-ahead spool
+        argv += ["--spool-dir", str(work / f"spool-{tag}")]
     if nats is not None:
         argv += ["--nats-url", nats.url]
     consumer_out = work / f"js-{time.monotonic_ns()}.jsonl"
@@ -290,20 +308,23 @@ def run_service(
     def consumer() -> subprocess.Popen[str]:
         assert nats is not None
         return subprocess.Popen(
-            [
-                PY,
-                str(HERE / "js_consumer.py"),
-                "--nats-url",
-                nats.url,
-                "--stream",
-                stream,
-                "--subject",
-                f"{prefix}internal.ingress.v1",
-                "--expected",
-                str(count),
-                "--out",
-                str(consumer_out),
-            ],
+            pinned(
+                [
+                    PY,
+                    str(HERE / "js_consumer.py"),
+                    "--nats-url",
+                    nats.url,
+                    "--stream",
+                    stream,
+                    "--subject",
+                    f"{prefix}internal.ingress.v1",
+                    "--expected",
+                    str(count),
+                    "--out",
+                    str(consumer_out),
+                ],
+                "traffic",
+            ),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -316,7 +337,9 @@ def run_service(
         if profile is not None:  # py-spy starts the case itself, so it sees all of it
             spy = [str(PEERS / "venv" / "bin" / "py-spy"), "record", "-f", "raw", "-r", "250"]
             argv = [*spy, "-o", str(profile), "--", *argv]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            pinned(argv, "client"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         stdout, stderr = proc.communicate(timeout=max(180, count / 2000))
         if proc.returncode:
             log(stderr[-2000:])
@@ -701,11 +724,12 @@ def main() -> None:
     profiles: dict[str, Any] = {}
     try:
         cases = [
-            ("ingress-egress (memory bus)", "memory", "tcp"),
-            ("ingress-egress (memory bus, WebSocket)", "memory", "ws"),
-            ("ingress-egress (NATS JetStream, acked)", "nats", "tcp"),
+            ("ingress-egress (memory bus)", "memory", "tcp", False),
+            ("ingress-egress (memory bus, WebSocket)", "memory", "ws", False),
+            ("ingress-egress (NATS JetStream, acked)", "nats", "tcp", False),
+            ("ingress-egress (NATS JetStream, acked, spooled)", "nats", "tcp", True),
         ]
-        for name, driver, transport in cases:
+        for name, driver, transport, spool in cases:
             if not selected(name):
                 continue
             row = {
@@ -716,13 +740,17 @@ def main() -> None:
             try:
                 log(f"{name}: drain {args.count:,} ...")
                 row["drain"] = median_run(
-                    lambda d=driver, t=transport: run_service(d, t, args.count, None, work, nats),
+                    lambda d=driver, t=transport, s=spool: run_service(
+                        d, t, args.count, None, work, nats, spool=s
+                    ),
                     args.repeat,
                 )
                 if transport == "tcp":
                     log(f"{name}: {args.rate:,.0f} msg/s for {args.seconds:g} s ...")
-                    row["paced"] = run_service(driver, transport, paced, args.rate, work, nats)
-                    if not args.no_profile:
+                    row["paced"] = run_service(
+                        driver, transport, paced, args.rate, work, nats, spool=spool
+                    )
+                    if not args.no_profile and not spool:
                         log(f"{name}: profiling a drain with py-spy ...")
                         prof = work / f"profile-{driver}.txt"
                         run_service(driver, transport, args.count, None, work, nats, prof)
@@ -760,6 +788,7 @@ def main() -> None:
             "channels": CHANNELS,
             "idle_channels": args.idle_channels,
             "pure_python": args.pure_python,
+            "cpu_pinning": PIN or "none (fewer than 2 CPUs or no taskset)",
         },
         "ceiling_msgs_per_s": ceiling["drain"]["msgs_per_s"] if ceiling else None,
         "rows": rows,
@@ -815,6 +844,11 @@ NOTES = [
     "in-process, with the memory bus only the ids (drained) or the envelopes (paced).",
     "NATS latency is measured at a separate JetStream consumer process (ordered push "
     "consumer); memory-bus latency at the bus's `send`.",
+    "CPU pinning (taskset, when the machine has 2+ CPUs): the measured client (each peer, the "
+    "bare reader, ingress-egress) on CPU 0; the simulator, nats-server and the JetStream "
+    "consumer on CPU 1. Every msg/s figure is therefore what one core does.",
+    "`spooled`: the deployed configuration, every envelope also written to the write-ahead "
+    "spool (SPOOL_FSYNC_MS 50; its writer thread shares CPU 0).",
 ]
 
 

@@ -30,7 +30,6 @@ from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.service import Service
-from ingress_egress.sources.irc.client import JoinLimiter
 from peers.recorder import chat_pair, peak_rss_mb
 
 
@@ -69,6 +68,12 @@ def settings_for(args: argparse.Namespace, channels: tuple[str, ...]) -> Setting
         port=0,
         queue_max_messages=max(100_000, args.expected),
         publish_max_in_flight=4096,
+        spool_dir=args.spool_dir,
+        # 1,000 JOINs at Twitch's default 20 per 10 s over connections opened every 2 s take
+        # minutes; a verified bot may send 2,000 per 10 s, which the idle case assumes, and
+        # the pool may open its connections back to back here.
+        twitch_join_rate_limit=2000,
+        irc_connect_interval_ms=50,
     )
 
 
@@ -83,9 +88,6 @@ def rss_mb() -> float:
 async def idle(args: argparse.Namespace) -> dict[str, Any]:
     channels = tuple(f"idle{i}" for i in range(args.channels))
     service = Service(settings_for(args, channels))
-    # 1,000 JOINs at Twitch's default 20 per 10 s take over 8 minutes; a verified bot may
-    # send 2,000 per 10 s, which is what this measurement assumes.
-    service.client.join_limiter = JoinLimiter(limit=2000, window_s=10.0)
     t0 = time.perf_counter()
     await service.start()
     while service.readiness():
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--spool-dir", default="", help="spool directory (default: no spool)")
     args = parser.parse_args()
     if args.mode == "idle":
         print(json.dumps(asyncio.run(idle(args))), flush=True)

@@ -139,6 +139,16 @@ def test_cloudbuild_deploys_exactly_one_always_on_instance() -> None:
     assert flag(args, "--port") == str(deploy["port"])
 
 
+def test_cloudbuild_memory_holds_a_full_spool_and_the_process() -> None:
+    """Cloud Run's /tmp is memory: a full spool counts against the instance's limit."""
+    from ingress_egress.config import Settings
+
+    memory = flag(deploy_args(), "--memory")
+    assert memory.endswith("Gi")
+    assert int(memory[:-2]) * 2**30 >= Settings().spool_max_bytes + 512 * 2**20
+    assert ARCHITECTURE["service"]["deploy"]["memory"] == memory
+
+
 def test_cloudbuild_secrets_come_from_secret_manager_and_env_is_valid() -> None:
     args = deploy_args()
     secrets = dict(item.split("=", 1) for item in flag(args, "--set-secrets").split(","))

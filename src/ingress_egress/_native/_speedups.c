@@ -2290,6 +2290,34 @@ has_badge(PyObject *badges, PyObject *name)
     return 0;
 }
 
+/* Every item an EmoteRange with an id and in-range int bounds: what the C writers handle
+ * (anything else goes to the Python reference). */
+static int
+emotes_plain(PyObject *emotes)
+{
+    Py_ssize_t n = PyList_GET_SIZE(emotes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(emotes, i);
+        if (Py_TYPE(e) != T_EmoteRange) {
+            return 0;
+        }
+        PyObject *id = slot_get(e, off_er[ER_ID]);
+        PyObject *start = slot_get(e, off_er[ER_START]);
+        PyObject *end = slot_get(e, off_er[ER_END]);
+        if (id == NULL || start == NULL || end == NULL || !PyLong_CheckExact(start) ||
+            !PyLong_CheckExact(end)) {
+            return 0;
+        }
+        int o1, o2;
+        long long s = PyLong_AsLongLongAndOverflow(start, &o1);
+        long long t = PyLong_AsLongLongAndOverflow(end, &o2);
+        if (o1 || o2 || s < 0 || t >= LLONG_MAX) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* _emotes(text, emotes): the published emote list. */
 static PyObject *
 envelope_emotes(PyObject *text, PyObject *emotes)
@@ -2298,24 +2326,8 @@ envelope_emotes(PyObject *text, PyObject *emotes)
     if (n == 0) {
         return PyList_New(0);
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *e = PyList_GET_ITEM(emotes, i);
-        if (Py_TYPE(e) != T_EmoteRange) {
-            goto python;
-        }
-        PyObject *id = slot_get(e, off_er[ER_ID]);
-        PyObject *start = slot_get(e, off_er[ER_START]);
-        PyObject *end = slot_get(e, off_er[ER_END]);
-        if (id == NULL || start == NULL || end == NULL || !PyLong_CheckExact(start) ||
-            !PyLong_CheckExact(end)) {
-            goto python;
-        }
-        int o1, o2;
-        long long s = PyLong_AsLongLongAndOverflow(start, &o1);
-        long long t = PyLong_AsLongLongAndOverflow(end, &o2);
-        if (o1 || o2 || s < 0 || t >= LLONG_MAX) {
-            goto python;
-        }
+    if (!emotes_plain(emotes)) {
+        goto python;
     }
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
     PyObject *out = PyList_New(0);
@@ -3034,24 +3046,8 @@ static int
 jb_emotes(jbuf *jb, PyObject *text, PyObject *emotes)
 {
     Py_ssize_t n = PyList_GET_SIZE(emotes);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *e = PyList_GET_ITEM(emotes, i);
-        if (Py_TYPE(e) != T_EmoteRange) {
-            return J_OTHER;
-        }
-        PyObject *id = slot_get(e, off_er[ER_ID]);
-        PyObject *start = slot_get(e, off_er[ER_START]);
-        PyObject *end = slot_get(e, off_er[ER_END]);
-        if (id == NULL || start == NULL || end == NULL || !PyLong_CheckExact(start) ||
-            !PyLong_CheckExact(end)) {
-            return J_OTHER;
-        }
-        int o1, o2;
-        long long s = PyLong_AsLongLongAndOverflow(start, &o1);
-        long long t = PyLong_AsLongLongAndOverflow(end, &o2);
-        if (o1 || o2 || s < 0 || t >= LLONG_MAX) {
-            return J_OTHER;
-        }
+    if (!emotes_plain(emotes)) {
+        return J_OTHER;
     }
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
     if (JLIT(jb, "[") < 0) {
