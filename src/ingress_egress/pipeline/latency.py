@@ -30,6 +30,32 @@ class LatencyHistogram:
         if seconds > self.max_s:
             self.max_s = seconds
 
+    def record_since(self, now: float, started: list[float]) -> None:
+        """``record(now - t)`` for each ``t``: one call per acknowledged batch, the bucket
+        arithmetic inlined (per-message method calls were ~4% of the service's time)."""
+        counts, smallest, per_decade, last = (
+            self.counts,
+            self.smallest_s,
+            self.per_decade,
+            self.size - 1,
+        )
+        log10 = math.log10
+        total = 0.0
+        longest = self.max_s
+        for start in started:
+            seconds = now - start
+            total += seconds
+            if seconds > longest:
+                longest = seconds
+            if seconds <= smallest:
+                counts[0] += 1
+            else:
+                index = int(log10(seconds / smallest) * per_decade) + 1
+                counts[index if index < last else last] += 1
+        self.count += len(started)
+        self.total_s += total
+        self.max_s = longest
+
     def upper_bound(self, index: int) -> float:
         return self.smallest_s * 10 ** (index / self.per_decade)
 

@@ -322,12 +322,11 @@ class Pipeline:
             if error is None:
                 batches.popleft()
                 now = time.monotonic()
-                record = self.latency.record
+                settled = [unacked.popleft() for _ in range(batch.count)]
+                self.latency.record_since(now, [m.received_at for m in settled])
                 observer = self.observer
-                for _ in range(batch.count):
-                    message = unacked.popleft()
-                    record(now - message.received_at)
-                    if observer is not None:
+                if observer is not None:
+                    for message in settled:
                         observer(message, now, None)
                 acked += batch.count
             elif not _retryable(error) and batch.count == 1:
