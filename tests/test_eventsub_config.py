@@ -50,7 +50,7 @@ def test_tokens_from_firestore_are_enough() -> None:
         ({"TWITCH_OAUTH_URL": "https://id.example/auth"}, "TWITCH_OAUTH_URL", "/oauth2"),
         (
             {"TWITCH_CHANNELS": ",".join(f"c{n}" for n in range(51))},
-            "TWITCH_CHANNELS",
+            "TWITCH_CLIENT_SECRET",
             "conduit",
         ),
     ],
@@ -62,6 +62,13 @@ def test_each_mistake_names_its_variable(change: dict, variable: str, words: str
     message = str(raised.value)
     assert "\n" not in message and words in message
     assert "sekrit-canary" not in message  # the secret is never echoed
+
+
+def test_more_than_one_socket_holds_needs_only_the_client_secret() -> None:
+    channels = ",".join(f"c{n}" for n in range(51))
+    env = EVENTSUB | {"TWITCH_CHANNELS": channels, "TWITCH_CLIENT_SECRET": "app-secret"}
+    settings = Settings.from_env(env)
+    assert len(settings.twitch_channels) == 51  # read over a conduit (sources/eventsub)
 
 
 def test_the_channel_limit_is_the_sources() -> None:

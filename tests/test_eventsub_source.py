@@ -87,13 +87,15 @@ async def eventsub_service(
     keepalive_s: float = 10.0,
     settings: dict[str, Any] | None = None,
     publisher: MemoryPublisher | None = None,
+    scopes: tuple[str, ...] = ("user:read:chat",),
+    users: dict[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
     oauth = TwitchOAuthMock(client_id="mock-client-id")
-    access, _ = oauth.issue(user_id="1001", login="testbot", scopes=("user:read:chat",))
+    access, _ = oauth.issue(user_id="1001", login="testbot", scopes=scopes)
     if token is not None:  # a chosen value (the canary): re-register the grant under it
         oauth.access[token] = oauth.access.pop(access)
         access = token
-    async with EventSubMock(oauth, client_id="mock-client-id", users=dict(USERS)) as mock:
+    async with EventSubMock(oauth, client_id="mock-client-id", users=dict(users or USERS)) as mock:
         base = Settings(
             message_bus_driver="memory",
             twitch_source="eventsub",

@@ -25,7 +25,8 @@ SECRET_VARIABLES = frozenset(
 LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 TWITCH_SOURCES = ("irc", "eventsub")
-# EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub).
+# EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
+# that a conduit, which needs an app token (TWITCH_CLIENT_SECRET).
 EVENTSUB_MAX_CHANNELS = 50
 
 # Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
@@ -252,12 +253,14 @@ class _Reader:
             )
         if not settings.twitch_oauth_url.endswith("/oauth2"):
             raise ConfigError("TWITCH_OAUTH_URL", "must end in /oauth2 when TWITCH_SOURCE=eventsub")
-        if len(settings.twitch_channels) > EVENTSUB_MAX_CHANNELS:
+        # More channels than one socket holds: a conduit, which needs an app token.
+        if len(settings.twitch_channels) > EVENTSUB_MAX_CHANNELS and not (
+            settings.twitch_client_secret
+        ):
             raise ConfigError(
-                "TWITCH_CHANNELS",
-                f"{len(settings.twitch_channels)} channels exceed what one EventSub WebSocket "
-                f"holds ({EVENTSUB_MAX_CHANNELS}: 300 subscriptions, 6 per channel); conduits "
-                "are not implemented: use TWITCH_SOURCE=irc (see docs/eventsub.md)",
+                "TWITCH_CLIENT_SECRET",
+                f"is required for more than {EVENTSUB_MAX_CHANNELS} channels on EventSub "
+                "(a conduit, read with an app token; see docs/eventsub.md)",
             )
 
     def ws_url(self, name: str, default: str) -> str:

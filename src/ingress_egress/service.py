@@ -164,6 +164,7 @@ class Service:
             helix_url=settings.twitch_helix_url,
             oauth_url=settings.twitch_oauth_url,
             keepalive_s=keepalive_s,
+            client_secret=settings.twitch_client_secret,  # conduits (> 50 channels) only
         )
 
     @property

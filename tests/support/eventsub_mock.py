@@ -12,7 +12,14 @@ One aiohttp app on a free port, speaking Twitch's documented shapes:
   "max_total_cost"}``; ``400`` for an unknown session, ``401 {"error": "Unauthorized",
   "status": 401, "message": "Invalid OAuth token"}`` for a bad token, ``409`` for a duplicate.
 * ``GET /oauth2/validate`` and ``POST /oauth2/token``: backed by a ``TwitchOAuthMock``'s token
-  tables (issue, revoke).
+  tables (issue, revoke); ``grant_type=client_credentials`` with the right client id and
+  secret issues an app token.
+* Conduits (app token only): ``GET/POST/PATCH /helix/eventsub/conduits`` (``{"data": [{"id",
+  "shard_count"}]}``), ``PATCH /helix/eventsub/conduits/shards`` (202 ``{"data": [shard...],
+  "errors": [{"id", "message", "code"}]}``) and ``GET`` of the same; subscriptions with
+  ``"transport": {"method": "conduit", "conduit_id"}``. A conduit notification goes to the
+  session its shard points at (shards chosen by broadcaster id); a reconnect_url connection
+  takes over the old session's shards, as it takes over its subscriptions.
 """
 
 from __future__ import annotations
@@ -58,8 +65,16 @@ class Subscription:
     condition: dict[str, str]
     session_id: str
     created_at: str
+    conduit_id: str = ""
 
     def body(self) -> dict[str, Any]:
+        transport: dict[str, str] = {
+            "method": "websocket",
+            "session_id": self.session_id,
+            "connected_at": self.created_at,
+        }
+        if self.conduit_id:
+            transport = {"method": "conduit", "conduit_id": self.conduit_id}
         return {
             "id": self.id,
             "status": "enabled",
@@ -67,13 +82,19 @@ class Subscription:
             "version": self.version,
             "condition": self.condition,
             "created_at": self.created_at,
-            "transport": {
-                "method": "websocket",
-                "session_id": self.session_id,
-                "connected_at": self.created_at,
-            },
+            "transport": transport,
             "cost": 0,
         }
+
+
+@dataclass
+class MockConduit:
+    id: str
+    shard_count: int
+    shards: dict[str, str] = field(default_factory=dict)  # shard id -> session id
+
+    def body(self) -> dict[str, Any]:
+        return {"id": self.id, "shard_count": self.shard_count}
 
 
 @dataclass
@@ -85,6 +106,9 @@ class EventSubMock:
     sessions: list[Session] = field(default_factory=list)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     subscribe_calls: list[dict[str, Any]] = field(default_factory=list)
+    app_tokens: set[str] = field(default_factory=set)
+    conduits: dict[str, MockConduit] = field(default_factory=dict)
+    shard_updates: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -114,6 +138,11 @@ class EventSubMock:
         app.router.add_get("/helix/users", self._users)
         app.router.add_post("/helix/eventsub/subscriptions", self._subscribe)
         app.router.add_get("/helix/chat/settings", self._chat_settings)
+        app.router.add_get("/helix/eventsub/conduits", self._list_conduits)
+        app.router.add_post("/helix/eventsub/conduits", self._create_conduit)
+        app.router.add_patch("/helix/eventsub/conduits", self._update_conduit)
+        app.router.add_patch("/helix/eventsub/conduits/shards", self._update_shards)
+        app.router.add_get("/helix/eventsub/conduits/shards", self._get_shards)
         app.router.add_get("/oauth2/validate", self._validate)
         app.router.add_post("/oauth2/token", self._token)
         self._runner = web.AppRunner(app, access_log=None)
@@ -168,7 +197,51 @@ class EventSubMock:
     ) -> str:
         """Send one notification for the session's subscription; returns its message id."""
         sub = self.subscription(session, kind, broadcaster_id)
+        return await self.deliver(session, sub, event, message_id=message_id)
+
+    def conduit_subscription(self, kind: str, broadcaster_id: str) -> Subscription:
+        for sub in self.subscriptions.values():
+            if (
+                sub.conduit_id
+                and sub.type == kind
+                and sub.condition.get("broadcaster_user_id") == broadcaster_id
+            ):
+                return sub
+        raise KeyError(f"no conduit {kind} subscription for {broadcaster_id}")
+
+    def shard_of(self, conduit: MockConduit, broadcaster_id: str) -> str:
+        """The shard Twitch would pick for a broadcaster (any stable choice will do)."""
+        return str(int(broadcaster_id) % conduit.shard_count)
+
+    def shard_session(self, conduit: MockConduit, shard: str) -> Session:
+        session_id = conduit.shards.get(shard, "")
+        return next(s for s in self.sessions if s.id == session_id)
+
+    async def notify_conduit(
+        self,
+        kind: str,
+        broadcaster_id: str,
+        event: dict[str, Any],
+        *,
+        session: Session | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """A conduit notification on the broadcaster's shard (or on ``session``)."""
+        sub = self.conduit_subscription(kind, broadcaster_id)
+        conduit = self.conduits[sub.conduit_id]
+        target = session or self.shard_session(conduit, self.shard_of(conduit, broadcaster_id))
+        return await self.deliver(target, sub, event, message_id=message_id)
+
+    async def deliver(
+        self,
+        session: Session,
+        sub: Subscription,
+        event: dict[str, Any],
+        *,
+        message_id: str | None = None,
+    ) -> str:
         message_id = message_id or str(uuid.uuid4())
+        kind = sub.type
         await self.send(
             session,
             {
@@ -250,6 +323,10 @@ class EventSubMock:
             for sub in self.subscriptions.values():
                 if sub.session_id == old_id:
                     sub.session_id = session.id
+            for conduit in self.conduits.values():
+                for shard, shard_session in conduit.shards.items():
+                    if shard_session == old_id:
+                        conduit.shards[shard] = session.id
         await self.send(
             session,
             {
@@ -313,6 +390,86 @@ class EventSubMock:
             and request.headers.get("Client-Id") == self.client_id
         )
 
+    def _app_authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return (
+            scheme.lower() == "bearer"
+            and token in self.app_tokens
+            and request.headers.get("Client-Id") == self.client_id
+        )
+
+    async def _list_conduits(self, request: web.Request) -> web.Response:
+        if not self._app_authorized(request):
+            return _unauthorized()
+        return web.json_response({"data": [c.body() for c in self.conduits.values()]})
+
+    async def _create_conduit(self, request: web.Request) -> web.Response:
+        if not self._app_authorized(request):
+            return _unauthorized()
+        body = await request.json()
+        if len(self.conduits) >= 5:
+            return _error(429, "Too Many Requests", "conduit limit reached")
+        conduit = MockConduit(id=str(uuid.uuid4()), shard_count=int(body["shard_count"]))
+        self.conduits[conduit.id] = conduit
+        return web.json_response({"data": [conduit.body()]})
+
+    async def _update_conduit(self, request: web.Request) -> web.Response:
+        if not self._app_authorized(request):
+            return _unauthorized()
+        body = await request.json()
+        conduit = self.conduits.get(str(body.get("id", "")))
+        if conduit is None:
+            return _error(404, "Not Found", "conduit not found")
+        conduit.shard_count = int(body["shard_count"])
+        for shard in [s for s in conduit.shards if int(s) >= conduit.shard_count]:
+            del conduit.shards[shard]
+        return web.json_response({"data": [conduit.body()]})
+
+    async def _update_shards(self, request: web.Request) -> web.Response:
+        if not self._app_authorized(request):
+            return _unauthorized()
+        body = await request.json()
+        self.shard_updates.append(body)
+        conduit = self.conduits.get(str(body.get("conduit_id", "")))
+        if conduit is None:
+            return _error(404, "Not Found", "conduit not found")
+        data, errors = [], []
+        for shard in body.get("shards") or []:
+            shard_id, transport = str(shard.get("id")), shard.get("transport") or {}
+            session_id = str(transport.get("session_id", ""))
+            live = any(s.id == session_id and not s.closed for s in self.sessions)
+            if int(shard_id) >= conduit.shard_count:
+                errors.append({"id": shard_id, "message": "shard not found", "code": ""})
+            elif transport.get("method") != "websocket" or not live:
+                errors.append(
+                    {"id": shard_id, "message": "The websocket session is not found", "code": ""}
+                )
+            else:
+                conduit.shards[shard_id] = session_id
+                data.append(self._shard_body(shard_id, session_id))
+        return web.json_response({"data": data, "errors": errors}, status=202)
+
+    async def _get_shards(self, request: web.Request) -> web.Response:
+        if not self._app_authorized(request):
+            return _unauthorized()
+        conduit = self.conduits.get(request.query.get("conduit_id", ""))
+        if conduit is None:
+            return _error(404, "Not Found", "conduit not found")
+        data = [self._shard_body(k, v) for k, v in sorted(conduit.shards.items())]
+        return web.json_response({"data": data, "pagination": {}})
+
+    def _shard_body(self, shard_id: str, session_id: str) -> dict[str, Any]:
+        live = any(s.id == session_id and not s.closed for s in self.sessions)
+        return {
+            "id": shard_id,
+            "status": "enabled" if live else "websocket_disconnected",
+            "transport": {
+                "method": "websocket",
+                "session_id": session_id,
+                "connected_at": twitch_time(),
+            },
+        }
+
     async def _users(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _unauthorized()
@@ -356,9 +513,11 @@ class EventSubMock:
         return web.json_response({"data": [settings]})
 
     async def _subscribe(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("transport", {}).get("method") == "conduit":
+            return await self._subscribe_conduit(request, body)
         if not self._authorized(request):
             return _unauthorized()
-        body = await request.json()
         self.subscribe_calls.append(body)
         session_id = body.get("transport", {}).get("session_id", "")
         session = next((s for s in self.sessions if s.id == session_id and not s.closed), None)
@@ -392,6 +551,45 @@ class EventSubMock:
             status=202,
         )
 
+    async def _subscribe_conduit(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        """Chat types over a conduit: an app token, and the bot user must have granted
+        ``user:bot`` (the broadcaster's ``channel:bot`` is not modelled)."""
+        if not self._app_authorized(request):
+            return _unauthorized()
+        self.subscribe_calls.append(body)
+        conduit_id = str(body["transport"].get("conduit_id", ""))
+        if conduit_id not in self.conduits:
+            return _error(400, "Bad Request", "conduit does not exist")
+        bot = str(body.get("condition", {}).get("user_id", ""))
+        if not any(g.user_id == bot and "user:bot" in g.scopes for g in self.oauth.access.values()):
+            return _error(403, "Forbidden", "subscription missing proper authorization")
+        for sub in self.subscriptions.values():
+            if (
+                sub.conduit_id == conduit_id
+                and sub.type == body["type"]
+                and sub.condition == body["condition"]
+            ):
+                return _error(409, "Conflict", "subscription already exists")
+        sub = Subscription(
+            id=str(uuid.uuid4()),
+            type=body["type"],
+            version=body["version"],
+            condition=body["condition"],
+            session_id="",
+            created_at=twitch_time(),
+            conduit_id=conduit_id,
+        )
+        self.subscriptions[sub.id] = sub
+        return web.json_response(
+            {
+                "data": [sub.body()],
+                "total": len(self.subscriptions),
+                "total_cost": 0,
+                "max_total_cost": 10000,
+            },
+            status=202,
+        )
+
     # -- OAuth ----------------------------------------------------------------------------
 
     async def _validate(self, request: web.Request) -> web.Response:
@@ -411,11 +609,31 @@ class EventSubMock:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(request.query) | dict(await request.post())
+        if form.get("grant_type") == "client_credentials":
+            return self._app_token(form)
         if not self.oauth.refresh_valid(str(form.get("refresh_token", ""))):
             return web.json_response(
                 {"status": 400, "message": "Invalid refresh token"}, status=400
             )
         return web.json_response({"status": 400, "message": "refresh not offered here"}, status=400)
+
+    def _app_token(self, form: dict[str, Any]) -> web.Response:
+        if (
+            form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.oauth.client_secret
+        ):
+            return web.json_response(
+                {"status": 403, "message": "invalid client secret"}, status=403
+            )
+        token = f"app_{uuid.uuid4().hex}"
+        self.app_tokens.add(token)
+        return web.json_response(
+            {"access_token": token, "expires_in": 5_000_000, "token_type": "bearer"}
+        )
+
+
+def _error(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "status": status, "message": message}, status=status)
 
 
 def _unauthorized() -> web.Response:

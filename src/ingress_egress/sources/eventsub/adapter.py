@@ -79,6 +79,7 @@ PINNED_INSTANCE_ATTRIBUTES = (
     ("_websockets", "_bot_id", "_http"),
     ("_tokens", "_app_token", "_has_loaded"),
 )
+CONDUIT_SHARD_KEY = "conduit-shard-"  # TwitchIO's socket table key for shard sockets (not a user)
 OAUTH_SUFFIX = "/oauth2"  # TwitchIO appends "oauth2/<op>" to ID_BASE itself
 RETIRED_SOCKET_GRACE_S = 30.0  # Twitch closes the old socket itself soon after the welcome
 
@@ -150,6 +151,29 @@ class ChatClient(twitchio.Client):
         """The bot's id, learnt from validating its token (the provider may not know it)."""
         self._bot_id = user_id
 
+    def open_shard(self, shard_id: str) -> ChatWebsocket:
+        """A socket for one conduit shard. TwitchIO's own shard mode (``shard_id``) closes on
+        trouble and leaves reconnecting to AutoClient; this one reconnects like any
+        ``ChatWebsocket`` (with the hand-over fix) and the source re-points the shard at the
+        new session. Each shard has its own table key: TwitchIO replaces a key's whole group
+        when a socket is welcomed again."""
+        socket = ChatWebsocket(
+            keep_alive_timeout=self.keepalive_s,
+            client=self,
+            token_for=f"{CONDUIT_SHARD_KEY}{shard_id}",
+            http=self._http,
+        )
+        socket.conduit_shard = shard_id
+        return socket
+
+    def shard_sessions(self) -> dict[str, str]:
+        """Conduit shard id -> the session id of its live (not retired) socket."""
+        return {
+            s.conduit_shard: s.session_id
+            for s in self.sockets()
+            if s.conduit_shard is not None and s.connected and s.session_id and not s._retired
+        }
+
     def has_token(self, user_id: str) -> bool:
         return user_id in self._http._tokens
 
@@ -186,6 +210,7 @@ class ChatWebsocket(_tio_websockets.Websocket):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._retired = False
+        self.conduit_shard: str | None = None  # set for a conduit shard's socket
         self._handover: asyncio.Task[None] | None = None
         client = options.get("client")
         keepalive = getattr(client, "keepalive_s", None)
@@ -248,6 +273,7 @@ class ChatWebsocket(_tio_websockets.Websocket):
             shard_id=self._shard_id,
         )
         successor._subscriptions = self._subscriptions  # Twitch carries them over
+        successor.conduit_shard = self.conduit_shard  # and the conduit shard
         try:
             await successor.connect(url=url, reconnect=False, fail_once=True)
         except Exception as error:

@@ -1,4 +1,5 @@
-"""Twitch chat over EventSub (WebSocket transport), through TwitchIO 3.
+"""Twitch chat over EventSub, through TwitchIO 3: one WebSocket up to ``MAX_CHANNELS``
+channels, a conduit (app token, one shard socket per 300 subscriptions; conduit.py) beyond.
 
 Resolves the channel logins to broadcaster ids (Helix), subscribes the six chat types per
 channel as the bot user, and hands every notification, mapped to the IRC path's typed
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from ingress_egress.sources.eventsub.adapter import (
     configure_endpoints,
     install_token,
 )
+from ingress_egress.sources.eventsub.conduit import Conduit, ConduitApi, ConduitError
 from ingress_egress.sources.eventsub.dedup import RecentIds
 from ingress_egress.sources.eventsub.mapping import (
     CHAT_SETTINGS,
@@ -49,6 +52,7 @@ log = logging.getLogger("ingress_egress.eventsub")
 Sink = Callable[[TwitchMessage, float], None]
 
 REQUIRED_SCOPE = "user:read:chat"
+CONDUIT_SCOPE = "user:bot"  # chat subscriptions with an app token (conduits) need it too
 SUBSCRIPTIONS = (
     ChatMessageSubscription,
     ChatNotificationSubscription,
@@ -60,6 +64,10 @@ SUBSCRIPTIONS = (
 # One WebSocket holds 300 subscriptions and TwitchIO opens one socket per user token.
 MAX_WEBSOCKET_SUBSCRIPTIONS = 300
 MAX_CHANNELS = MAX_WEBSOCKET_SUBSCRIPTIONS // len(SUBSCRIPTIONS)
+# Beyond MAX_CHANNELS: a conduit, one shard socket per 300 subscriptions (Twitch does not cap
+# a shard's subscriptions; this keeps each socket's share of the traffic what it is today).
+SUBSCRIPTIONS_PER_SHARD = MAX_WEBSOCKET_SUBSCRIPTIONS
+SHARD_RETRY_EVERY_S = 5.0
 # Revocations Twitch will not undo by subscribing again (the user, the authorization or the
 # version is gone); anything else is retried.
 FINAL_REVOCATIONS = frozenset(
@@ -89,6 +97,7 @@ class EventSubSource:
         helix_url: str,
         oauth_url: str,
         keepalive_s: float = 10.0,
+        client_secret: str = "",
     ) -> None:
         self.channels = channels
         self.login = login
@@ -123,6 +132,22 @@ class EventSubSource:
         self._next_channel_retry = 0.0
         self._stopping = asyncio.Event()
         self._last_read: float | None = None
+        # More channels than one socket holds: a conduit (app token from the client secret).
+        self.transport = "conduit" if len(channels) > MAX_CHANNELS else "websocket"
+        self._conduit_api = (
+            ConduitApi(
+                helix_url=helix_url,
+                oauth_url=oauth_url,
+                client_id=client_id,
+                client_secret=client_secret,
+            )
+            if self.transport == "conduit"
+            else None
+        )
+        self.conduit: Conduit | None = None
+        self._shard_sessions: dict[str, str] = {}  # shard id -> session Twitch has for it
+        self._next_shard_sync = 0.0
+        self._conduit_subscribed: set[tuple[str, str]] = set()  # (type, broadcaster id)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -136,6 +161,9 @@ class EventSubSource:
                 self.errors.add(error.code, str(error))
             except HTTPException as error:
                 self.errors.add("eventsub_http", _http_reason(error))
+            except ConduitError as error:
+                log.warning("eventsub: conduit setup failed (%s)", error)
+                self.errors.add("eventsub_conduit", str(error))
             except (TwitchioException, OSError, TimeoutError) as error:
                 log.warning("eventsub: Twitch unreachable (%s)", type(error).__name__)
                 self.errors.add("eventsub_unreachable", type(error).__name__)
@@ -156,6 +184,8 @@ class EventSubSource:
     async def stop(self) -> None:
         self._stopping.set()
         await self._close_client()
+        if self._conduit_api is not None:
+            await self._conduit_api.close()
 
     @property
     def last_read_at(self) -> float | None:
@@ -198,6 +228,8 @@ class EventSubSource:
         self._token = auth.access_token
         self.state.logged_in = True
         await self._resolve_channels(client)
+        if self._conduit_api is not None:
+            await self._open_conduit(client, self._conduit_api)
         for broadcaster_id, login in list(self.broadcasters.items()):
             await self._subscribe_channel(client, broadcaster_id, login)
         self.backoff.attempt = 0
@@ -217,9 +249,11 @@ class EventSubSource:
             raise
         self.bot_id = auth.user_id or str(info.user_id or "")
         scopes = {str(scope) for scope in (info.scopes or [])}
-        if REQUIRED_SCOPE not in scopes:
-            self._token_trouble(f"token lacks scope {REQUIRED_SCOPE}")
-            raise CredentialsError("missing_scope", f"the bot token lacks {REQUIRED_SCOPE}")
+        conduit = self.transport == "conduit"
+        for scope in (REQUIRED_SCOPE, CONDUIT_SCOPE) if conduit else (REQUIRED_SCOPE,):
+            if scope not in scopes:
+                self._token_trouble(f"token lacks scope {scope}")
+                raise CredentialsError("missing_scope", f"the bot token lacks {scope}")
         self.token_problem = ""
 
     async def _resolve_channels(self, client: ChatClient) -> None:
@@ -238,13 +272,12 @@ class EventSubSource:
     async def _subscribe_channel(self, client: ChatClient, broadcaster_id: str, login: str) -> None:
         failures = []
         for kind in SUBSCRIPTIONS:
-            payload = kind(broadcaster_user_id=broadcaster_id, user_id=self.bot_id)
             try:
-                await self._with_fresh_token(
-                    client, lambda p=payload: client.subscribe_websocket(payload=p, as_bot=True)
-                )
+                await self._create_subscription(client, kind, broadcaster_id)
             except HTTPException as error:
                 failures.append(f"{kind.type}: {_http_reason(error)}")
+            except ConduitError as error:
+                failures.append(f"{kind.type}: {error}")
         if failures:
             self._retry_channels[broadcaster_id] = login
             self.state.failed_channels[login] = "; ".join(failures)[:300]
@@ -254,6 +287,52 @@ class EventSubSource:
             self.state.failed_channels.pop(login, None)
             self.state.joined.add(login)
             await self._publish_settings(client, broadcaster_id, login)
+
+    async def _create_subscription(self, client: ChatClient, kind: Any, broadcaster: str) -> None:
+        """One subscription as the bot user: on the conduit (app token) or on the socket."""
+        payload = kind(broadcaster_user_id=broadcaster, user_id=self.bot_id)
+        if self.conduit is not None and self._conduit_api is not None:
+            condition = {str(k): str(v) for k, v in payload.condition.items()}
+            await self._conduit_api.subscribe(
+                self.conduit.id, str(kind.type), str(payload.version), condition
+            )
+            self._conduit_subscribed.add((str(kind.type), broadcaster))
+            return
+        await self._with_fresh_token(
+            client, lambda: client.subscribe_websocket(payload=payload, as_bot=True)
+        )
+
+    async def _open_conduit(self, client: ChatClient, api: ConduitApi) -> None:
+        """Find or create the conduit, open one socket per shard, point the shards at them."""
+        wanted = len(self.broadcasters) * len(SUBSCRIPTIONS)
+        shard_count = max(1, math.ceil(wanted / SUBSCRIPTIONS_PER_SHARD))
+        self.conduit = await api.ensure_conduit(shard_count)
+        self._shard_sessions.clear()
+        for shard in range(self.conduit.shard_count):
+            await client.open_shard(str(shard)).connect()
+        if not await self._sync_shards(client):
+            raise ConduitError("conduit shards", 0, "Twitch refused to assign every shard")
+        log.info("eventsub: conduit %s with %d shards", self.conduit.id, shard_count)
+
+    async def _sync_shards(self, client: ChatClient) -> bool:
+        """Point every shard whose socket has a new session (a fresh reconnect, or a hand-over
+        Twitch already followed) at it. True when every live shard is assigned."""
+        if self.conduit is None or self._conduit_api is None:
+            return True
+        live = client.shard_sessions()
+        stale = {k: v for k, v in live.items() if self._shard_sessions.get(k) != v}
+        if not stale:
+            return True
+        try:
+            refused = await self._conduit_api.assign_shards(self.conduit.id, stale)
+        except ConduitError as error:
+            refused = {shard: str(error) for shard in stale}
+        for shard, session in stale.items():
+            if shard in refused:
+                self.errors.add("eventsub_shard", f"shard {shard}: {refused[shard]}"[:200])
+            else:
+                self._shard_sessions[shard] = session
+        return not refused
 
     async def _publish_settings(self, client: ChatClient, broadcaster_id: str, login: str) -> None:
         """The channel's current settings, as IRC's ROOMSTATE on JOIN (EventSub only sends
@@ -302,6 +381,8 @@ class EventSubSource:
             if not self._track_connection(client, now):
                 return
             await self._watch_token(client, now)
+            if now >= self._next_shard_sync and not await self._sync_shards(client):
+                self._next_shard_sync = now + SHARD_RETRY_EVERY_S
             while self._resubscribe:
                 await self._subscribe_again(client, self._resubscribe.popleft())
             if self._retry_channels and now >= self._next_channel_retry:
@@ -383,6 +464,9 @@ class EventSubSource:
         self.state.connected_since = None
         self.state.logged_in = False
         self.state.joined.clear()
+        self.conduit = None
+        self._shard_sessions.clear()
+        self._conduit_subscribed.clear()
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -421,6 +505,7 @@ class EventSubSource:
         broadcaster = str(condition.get("broadcaster_user_id") or "")
         channel = self.broadcasters.get(broadcaster, broadcaster)
         final = status in FINAL_REVOCATIONS
+        self._conduit_subscribed.discard((str(subscription.get("type") or ""), broadcaster))
         self.revocations.append(
             {
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -453,12 +538,9 @@ class EventSubSource:
         broadcaster = str(condition.get("broadcaster_user_id") or "")
         if kind is None or not broadcaster:
             return
-        payload = kind(broadcaster_user_id=broadcaster, user_id=self.bot_id)
         try:
-            await self._with_fresh_token(
-                client, lambda: client.subscribe_websocket(payload=payload, as_bot=True)
-            )
-        except (HTTPException, CredentialsError) as error:
+            await self._create_subscription(client, kind, broadcaster)
+        except (HTTPException, CredentialsError, ConduitError) as error:
             channel = self.broadcasters.get(broadcaster, broadcaster)
             self.state.failed_channels[channel] = f"re-subscribe failed: {type(error).__name__}"
             self.errors.add("eventsub_resubscribe_failed", f"{channel}: {kind.type}")
@@ -476,8 +558,11 @@ class EventSubSource:
             "sessionId": self.session_id or None,
             "botUserId": self.bot_id or None,
             "sockets": len(sockets),
-            "subscriptions": sum(s.subscription_count for s in sockets),
+            "subscriptions": sum(s.subscription_count for s in sockets)
+            + len(self._conduit_subscribed),
             "maxSubscriptionsPerSocket": MAX_WEBSOCKET_SUBSCRIPTIONS,
+            "transport": self.transport,
+            "conduit": self._describe_conduit(client),
             "duplicatesDropped": self.duplicates,
             "unhandledEvents": self.unhandled,
             "revocations": list(self.revocations),
@@ -486,6 +571,24 @@ class EventSubSource:
                 "reason": self.token_problem,
                 "droppedByTwitchio": self.tokens_dropped,
             },
+        }
+
+    def _describe_conduit(self, client: ChatClient | None) -> dict[str, Any] | None:
+        if self.transport != "conduit":
+            return None
+        conduit = self.conduit
+        live = client.shard_sessions() if client is not None else {}
+        return {
+            "id": conduit.id if conduit is not None else None,
+            "shardCount": conduit.shard_count if conduit is not None else 0,
+            "shards": [
+                {
+                    "id": shard,
+                    "sessionId": session,
+                    "connected": live.get(shard) == session,
+                }
+                for shard, session in sorted(self._shard_sessions.items())
+            ],
         }
 
 
