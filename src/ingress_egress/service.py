@@ -117,6 +117,7 @@ class Service:
                 login=settings.twitch_bot_username,
                 credentials=self.credentials,
                 sink=self.pipeline.submit,
+                line_sink=self.pipeline.submit_lines,
                 state=self.state,
                 counters=self.counters,
                 errors=self.errors,

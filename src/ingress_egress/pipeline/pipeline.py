@@ -32,7 +32,11 @@ from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.pipeline.outbound import from_spooled, message_to_outbound
+from ingress_egress.pipeline.outbound import (
+    from_spooled,
+    lines_to_outbound,
+    message_to_outbound,
+)
 from ingress_egress.spool import Spool, SpoolError
 from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
@@ -117,8 +121,25 @@ class Pipeline:
         outbound = message_to_outbound(
             self.builder, message, received_at, self._ids, time.monotonic()
         )
-        if outbound is None:
-            return
+        if outbound is not None:
+            self._accept(outbound)
+
+    def submit_lines(
+        self, lines: list[str], received_at: float
+    ) -> list[TwitchMessage | Exception | None]:
+        """One read's raw IRC lines in one call (the C fast path parses and converts the
+        chat messages together): chat messages are accepted here and come back as None;
+        every other line comes back typed (for the source's control handling, then
+        ``submit``) or as the exception that parsing it raised."""
+        items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
+        accept = self._accept
+        for index, item in enumerate(items):
+            if type(item) is OutboundMessage:
+                accept(item)
+                items[index] = None
+        return items  # type: ignore[return-value]
+
+    def _accept(self, outbound: OutboundMessage) -> None:
         self.counters.received += 1
         spool = self.spool
         if spool is not None:

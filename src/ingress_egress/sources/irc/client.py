@@ -51,6 +51,7 @@ __all__ = [
     "CHANNEL_FAILURES",
     "MAX_LINE_BYTES",
     "JoinLimiter",
+    "LineSink",
     "Session",
     "TwitchIrcClient",
     "join_lines",
@@ -60,6 +61,9 @@ __all__ = [
 log = logging.getLogger("ingress_egress.irc")
 
 Sink = Callable[[TwitchMessage, float], None]
+# A whole read's lines at once (the pipeline's ``submit_lines``): the lines it published come
+# back as None, the others typed (or as the exception parsing them raised).
+LineSink = Callable[[list[str], float], list[TwitchMessage | Exception | None]]
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
 
 CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
@@ -130,12 +134,14 @@ class TwitchIrcClient:
         name: str = "irc-0",
         on_change: Callable[[], None] | None = None,
         transport_factory: TransportFactory = open_transport,
+        line_sink: LineSink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.channels: dict[str, None] = dict.fromkeys(channels)
         self.login = login
         self.credentials = credentials
         self.sink = sink
+        self.line_sink = line_sink
         self.state = state
         self.counters = counters
         self.errors = errors
@@ -326,6 +332,9 @@ class TwitchIrcClient:
             await self._end_session(session)
 
     def _handle(self, session: Session, lines: list[str], received_at: float) -> None:
+        if self.line_sink is not None and self._dedup is None:
+            self._handle_read(session, lines, received_at)
+            return
         control = self._control
         sink = self.sink if self._dedup is None else self._sink_once
         for line in lines:
@@ -336,14 +345,46 @@ class TwitchIrcClient:
                     handler(session, typed)
                     sink = self.sink if self._dedup is None else self._sink_once
                 sink(typed, received_at)
-            except IrcParseError as error:
-                self.counters.parse_errors += 1
-                self.errors.add("parse_error", error.reason)
-                log.warning("unparseable line (%s): %r", error.reason, line[:512])
-            except Exception:
-                self.counters.parse_errors += 1
-                self.errors.add("handler_error", "a line could not be handled")
-                log.exception("failed to handle line: %r", line[:512])
+            except Exception as error:
+                self._unhandled(line, error)
+
+    def _handle_read(self, session: Session, lines: list[str], received_at: float) -> None:
+        """``_handle`` outside a RECONNECT overlap: the chat lines of a read are published
+        by one ``line_sink`` call (no per-line Python on the hot path); the rest come back
+        for control handling. A RECONNECT inside the read starts de-duplication only for
+        later reads, which is enough: chat behind it in the same read was sent before the
+        replacement connection existed, so it cannot arrive there too."""
+        assert self.line_sink is not None
+        try:
+            items = self.line_sink(lines, received_at)
+        except Exception:
+            self.counters.parse_errors += len(lines)
+            self.errors.add("handler_error", f"a read of {len(lines)} lines could not be handled")
+            log.exception("failed to handle a read of %d lines", len(lines))
+            return
+        control = self._control
+        for line, item in zip(lines, items, strict=True):
+            if item is None:
+                continue
+            if isinstance(item, Exception):
+                self._unhandled(line, item)
+                continue
+            try:
+                handler = control.get(type(item))
+                if handler is not None:
+                    handler(session, item)
+                (self.sink if self._dedup is None else self._sink_once)(item, received_at)
+            except Exception as error:
+                self._unhandled(line, error)
+
+    def _unhandled(self, line: str, error: Exception) -> None:
+        self.counters.parse_errors += 1
+        if isinstance(error, IrcParseError):
+            self.errors.add("parse_error", error.reason)
+            log.warning("unparseable line (%s): %r", error.reason, line[:512])
+        else:
+            self.errors.add("handler_error", "a line could not be handled")
+            log.error("failed to handle line (%r): %r", error, line[:512], exc_info=error)
 
     def _sink_once(self, message: TwitchMessage, received_at: float) -> None:
         """The sink during a RECONNECT overlap: each event once, whichever connection wins."""

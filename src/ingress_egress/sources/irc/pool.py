@@ -20,7 +20,12 @@ from typing import Any
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.sources.irc.backoff import Backoff
-from ingress_egress.sources.irc.client import Sink, TransportFactory, TwitchIrcClient
+from ingress_egress.sources.irc.client import (
+    LineSink,
+    Sink,
+    TransportFactory,
+    TwitchIrcClient,
+)
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.transport import open_transport
@@ -68,11 +73,13 @@ class ChatPool:
         errors: ErrorLog,
         limits: PoolLimits | None = None,
         transport_factory: TransportFactory = open_transport,
+        line_sink: LineSink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.login = login
         self.credentials = credentials
         self.sink = sink
+        self.line_sink = line_sink
         self.state = state
         self.counters = counters
         self.errors = errors
@@ -139,6 +146,7 @@ class ChatPool:
             login=self.login,
             credentials=self.credentials,
             sink=self.sink,
+            line_sink=self.line_sink,
             state=self.state,
             counters=self.counters,
             errors=self.errors,

@@ -1,0 +1,88 @@
+"""``Pipeline.submit_lines`` (a whole read in one call, the IRC client's hot path) accepts
+exactly what per-line ``submit`` accepts, and hands every other line back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingress_egress import _native
+from ingress_egress.bus.memory import MemoryPublisher
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.pipeline import Pipeline
+from ingress_egress.protocol import IrcParseError, parse_line
+from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.status import Counters, ErrorLog
+from ingress_egress.twitch.messages import Privmsg, TwitchMessage, from_irc
+
+VECTORS = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"
+MALFORMED = ["", "@tags-without-a-command", ":prefix-only"]
+
+
+def corpus() -> list[str]:
+    lines = [json.loads(row)["raw"] for row in VECTORS.read_text(encoding="utf-8").splitlines()]
+    generator = TrafficGenerator(seed=7)
+    lines += [generator.privmsg(f"chan{i % 3}")[0] for i in range(50)]
+    return lines + MALFORMED
+
+
+def pipeline() -> Pipeline:
+    return Pipeline(EnvelopeBuilder(), MemoryPublisher(), Counters(), ErrorLog())
+
+
+def comparable(data: bytes) -> dict[str, object]:
+    envelope = orjson.loads(data)
+    random_parts = ["traceId", "timestamp"]  # drawn / read per call
+    if not envelope["payload"].get("messageId"):  # no Twitch id: the ids are random too
+        random_parts += ["id", "correlationId"]
+    for part in random_parts:
+        envelope.pop(part)
+    return envelope
+
+
+# With the extension: both paths in one process; without (INGRESS_EGRESS_PURE_PYTHON=1), the
+# reference only.
+PATHS = [True, False] if _native.available() else [False]
+
+
+@pytest.mark.parametrize("c_path", PATHS, ids=["c", "python"][-len(PATHS) :])
+def test_submit_lines_accepts_what_submit_accepts(c_path: bool) -> None:
+    lines = corpus()
+    _native.set_enabled(c_path)
+    try:
+        per_line, batched = pipeline(), pipeline()
+        handed_back: list[TwitchMessage] = []
+        rejected: list[str] = []
+        for line in lines:
+            try:
+                per_line.submit(from_irc(parse_line(line)), 1_700_000_000.0)
+            except IrcParseError:
+                pass
+        items = batched.submit_lines(lines, 1_700_000_000.0)
+        for line, item in zip(lines, items, strict=True):
+            if item is None:
+                assert isinstance(from_irc(parse_line(line)), Privmsg)
+            elif isinstance(item, Exception):
+                assert isinstance(item, IrcParseError)
+                with pytest.raises(IrcParseError):
+                    parse_line(line)
+                rejected.append(line)
+            else:
+                assert type(item) is type(from_irc(parse_line(line)))
+                handed_back.append(item)
+        for item in handed_back:  # what the client does with them: control, then submit
+            batched.submit(item, 1_700_000_000.0)
+    finally:
+        _native.set_enabled(True)
+    # Same envelopes; the order differs only in that handed-back lines are submitted last.
+    assert sorted(
+        orjson.dumps(comparable(m.data), option=orjson.OPT_SORT_KEYS) for m in batched._unsent
+    ) == sorted(
+        orjson.dumps(comparable(m.data), option=orjson.OPT_SORT_KEYS) for m in per_line._unsent
+    )
+    assert batched.counters.received == per_line.counters.received > 50
+    assert sum(item is None for item in items) >= 50
+    assert set(MALFORMED) <= set(rejected)
