@@ -127,16 +127,19 @@ class Pipeline:
     def submit_lines(
         self, lines: list[str], received_at: float
     ) -> list[TwitchMessage | Exception | None]:
-        """One read's raw IRC lines in one call (the C fast path parses and converts the
-        chat messages together): chat messages are accepted here and come back as None;
-        every other line comes back typed (for the source's control handling, then
-        ``submit``) or as the exception that parsing it raised."""
+        """One read's raw IRC lines in one call, every event submitted in line order (the C
+        fast path parses and converts the chat messages together). Per line, what comes
+        back: None for a chat message, the typed message for any other line (already
+        submitted; the source's control handling still wants it) or the exception that
+        parsing it raised."""
         items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
-        accept = self._accept
+        accept, submit = self._accept, self.submit
         for index, item in enumerate(items):
             if type(item) is OutboundMessage:
                 accept(item)
                 items[index] = None
+            elif not isinstance(item, Exception):
+                submit(item, received_at)  # type: ignore[arg-type]
         return items  # type: ignore[return-value]
 
     def _accept(self, outbound: OutboundMessage) -> None:

@@ -61,8 +61,9 @@ __all__ = [
 log = logging.getLogger("ingress_egress.irc")
 
 Sink = Callable[[TwitchMessage, float], None]
-# A whole read's lines at once (the pipeline's ``submit_lines``): the lines it published come
-# back as None, the others typed (or as the exception parsing them raised).
+# A whole read's lines at once (the pipeline's ``submit_lines``): every event published in
+# line order; chat lines come back as None, the others typed for control handling (or as the
+# exception parsing them raised).
 LineSink = Callable[[list[str], float], list[TwitchMessage | Exception | None]]
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
 
@@ -349,9 +350,9 @@ class TwitchIrcClient:
                 self._unhandled(line, error)
 
     def _handle_read(self, session: Session, lines: list[str], received_at: float) -> None:
-        """``_handle`` outside a RECONNECT overlap: the chat lines of a read are published
-        by one ``line_sink`` call (no per-line Python on the hot path); the rest come back
-        for control handling. A RECONNECT inside the read starts de-duplication only for
+        """``_handle`` outside a RECONNECT overlap: one ``line_sink`` call publishes the
+        read's events in order (no per-line Python for chat lines); control lines come back
+        to be handled here. A RECONNECT inside the read starts de-duplication only for
         later reads, which is enough: chat behind it in the same read was sent before the
         replacement connection existed, so it cannot arrive there too."""
         assert self.line_sink is not None
@@ -369,13 +370,12 @@ class TwitchIrcClient:
             if isinstance(item, Exception):
                 self._unhandled(line, item)
                 continue
-            try:
-                handler = control.get(type(item))
-                if handler is not None:
+            handler = control.get(type(item))
+            if handler is not None:  # the line sink already published it, in order
+                try:
                     handler(session, item)
-                (self.sink if self._dedup is None else self._sink_once)(item, received_at)
-            except Exception as error:
-                self._unhandled(line, error)
+                except Exception as error:
+                    self._unhandled(line, error)
 
     def _unhandled(self, line: str, error: Exception) -> None:
         self.counters.parse_errors += 1
