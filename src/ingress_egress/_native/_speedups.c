@@ -2061,6 +2061,24 @@ hex_value(Py_UCS1 c)
     return -1;
 }
 
+/* The 36 characters of a version-4 UUID from 32 random hex digits (h[16] must be hex: it
+ * picks the variant digit), as uuid.UUID(hex, version=4) formats them. */
+static void
+uuid4_text(Py_UCS1 *q, const Py_UCS1 *h)
+{
+    memcpy(q, h, 8);
+    q[8] = '-';
+    memcpy(q + 9, h + 8, 4);
+    q[13] = '-';
+    q[14] = '4';
+    memcpy(q + 15, h + 13, 3);
+    q[18] = '-';
+    q[19] = (Py_UCS1) "89ab"[hex_value(h[16]) & 3];
+    memcpy(q + 20, h + 17, 3);
+    q[23] = '-';
+    memcpy(q + 24, h + 20, 12);
+}
+
 static PyObject *
 ids_uuid4(PyObject *ids)
 {
@@ -2073,18 +2091,7 @@ ids_uuid4(PyObject *ids)
     if (out == NULL) {
         return NULL;
     }
-    Py_UCS1 *q = PyUnicode_1BYTE_DATA(out);
-    memcpy(q, h, 8);
-    q[8] = '-';
-    memcpy(q + 9, h + 8, 4);
-    q[13] = '-';
-    q[14] = '4';
-    memcpy(q + 15, h + 13, 3);
-    q[18] = '-';
-    q[19] = (Py_UCS1) "89ab"[hex_value(h[16]) & 3];
-    memcpy(q + 20, h + 17, 3);
-    q[23] = '-';
-    memcpy(q + 24, h + 20, 12);
+    uuid4_text(PyUnicode_1BYTE_DATA(out), h);
     if (ids_advance(ids, pos) < 0) {
         Py_DECREF(out);
         return NULL;
@@ -3426,18 +3433,7 @@ c_outbound(PyObject *attrs, PyObject *msg, PyObject *stamp, PyObject *span_ids,
         if (id == NULL) {
             goto out;
         }
-        Py_UCS1 *q = PyUnicode_1BYTE_DATA(id);
-        memcpy(q, h, 8);
-        q[8] = '-';
-        memcpy(q + 9, h + 8, 4);
-        q[13] = '-';
-        q[14] = '4';
-        memcpy(q + 15, h + 13, 3);
-        q[18] = '-';
-        q[19] = (Py_UCS1) "89ab"[hex_value(h[16]) & 3];
-        memcpy(q + 20, h + 17, 3);
-        q[23] = '-';
-        memcpy(q + 24, h + 20, 12);
+        uuid4_text(PyUnicode_1BYTE_DATA(id), h);
     }
     else {
         id = stable_uuid_of(S_twitch_colon, f[PM_MESSAGE_ID]);
