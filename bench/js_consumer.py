@@ -11,26 +11,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import time
+from array import array
 from datetime import datetime
 
 import nats
 import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from peers.recorder import chat_pair
+
+KIND = os.environ.get("JS_CONSUMER_KIND", "plain")
 
 
 async def run(args: argparse.Namespace) -> None:
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
-    received: list[tuple[float, bytes]] = []
+    # Receipt times in an array and payloads (bytes) in a list: nothing per message for the
+    # garbage collector to walk, so its pauses do not show up as latency.
+    stamps = array("d")
+    payloads: list[bytes] = []
     chat = 0
     done = asyncio.Event()
 
     async def on_msg(msg: nats.aio.msg.Msg) -> None:
         nonlocal chat
-        received.append((time.time(), msg.data))
+        stamps.append(time.time())
+        payloads.append(msg.data)
         if b'"external.chat.message.v1"' in msg.data:
             chat += 1
             if chat >= args.expected:
@@ -42,7 +52,17 @@ async def run(args: argparse.Namespace) -> None:
         # Created here (as the service would: same subject, 2-minute de-duplication window)
         # so the consumer is subscribed before the service starts publishing.
         await js.add_stream(name=args.stream, subjects=[args.subject], duplicate_window=120)
-    sub = await js.subscribe(args.subject, cb=on_msg, ordered_consumer=True, stream=args.stream)
+    if args.kind == "ordered":
+        sub = await js.subscribe(args.subject, cb=on_msg, ordered_consumer=True, stream=args.stream)
+    else:
+        config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL)
+        sub = await js.subscribe(
+            args.subject, cb=on_msg, stream=args.stream, manual_ack=True, config=config
+        )
+    # A measuring instrument: no cyclic-GC pauses of its own counted as the service's
+    # latency (nothing it allocates per message forms cycles; it runs for seconds).
+    gc.freeze()
+    gc.disable()
     print("ready", flush=True)
     seen = -1
     while not done.is_set():
@@ -56,7 +76,7 @@ async def run(args: argparse.Namespace) -> None:
     await nc.close()
     lat: list[float] = []
     with open(args.out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 (after the run)
-        for now, data in received:
+        for now, data in zip(stamps, payloads, strict=True):
             env = json.loads(data)
             pair = chat_pair(env)
             if pair is None:
@@ -66,6 +86,10 @@ async def run(args: argparse.Namespace) -> None:
             if payload.get("sentAt"):
                 sent = datetime.fromisoformat(payload["sentAt"].replace("Z", "+00:00"))
                 lat.append(now * 1000.0 - sent.timestamp() * 1000.0)
+    if os.environ.get("JS_CONSUMER_TRACE"):
+        with open(os.environ["JS_CONSUMER_TRACE"], "w") as fh:  # noqa: ASYNC230
+            pairs = zip(stamps, payloads, strict=True)
+            json.dump([[now, json.loads(d)["payload"].get("sentAt")] for now, d in pairs], fh)
     with open(args.out + ".lat", "w", encoding="ascii") as fh:  # noqa: ASYNC230
         fh.write("\n".join(f"{x:.3f}" for x in lat))
     print(json.dumps({"count": chat}), flush=True)
@@ -79,6 +103,7 @@ def main() -> None:
     parser.add_argument("--expected", type=int, required=True)
     parser.add_argument("--idle", type=float, default=8.0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--kind", choices=("plain", "ordered"), default=KIND)
     asyncio.run(run(parser.parse_args()))
 
 

@@ -1,7 +1,7 @@
 """Where the time goes: us/message per stage of the hot path, and a profile of the service.
 
     .venv/bin/python bench/profile_stages.py stages [--lines 20000] [--rounds 5]
-    .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25] [--fused]
+    .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25]
 
 ``stages`` times each step of what the read loop and ``Pipeline.submit`` do per PRIVMSG
 (process CPU time, best of the rounds, each stage over the same inputs), including the
@@ -9,10 +9,6 @@ fused C conversion (typed message -> ``OutboundMessage``) when the extension has
 ``service`` runs the memory-bus service against the simulator (its own process) once
 without and once under cProfile, and prints the functions with the most own time per
 message (cProfile inflates Python calls; read it for shares, the first run for the rate).
-``--fused`` first swaps ``Pipeline.submit`` for ``fused_submit`` below: the change proposed
-for pipeline.py (one ``message_to_outbound`` call instead of ``build`` + ``to_outbound``);
-``--batched`` also swaps the client's ``_handle`` for ``batched_handle`` (one
-``lines_to_outbound`` call per read, PRIVMSGs straight into the queue).
 """
 
 from __future__ import annotations
@@ -34,15 +30,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_normalize import corpus
 from bench_service import CHANNELS, measure, simulator, stop
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline import outbound
-from ingress_egress.pipeline.pipeline import Pipeline, log
 from ingress_egress.protocol import parse_line
-from ingress_egress.sources.irc.client import TwitchIrcClient
-from ingress_egress.twitch.messages import TwitchMessage, from_irc
+from ingress_egress.twitch.messages import from_irc
 
 
 def best_us(step: Callable[[Any], Any], items: list[Any], rounds: int) -> float:
@@ -53,63 +46,6 @@ def best_us(step: Callable[[Any], Any], items: list[Any], rounds: int) -> float:
             step(item)
         best = min(best, time.process_time() - start)
     return best / len(items) * 1e6
-
-
-def fused_submit(self: Pipeline, message: TwitchMessage, received_at: float) -> None:
-    """``Pipeline.submit`` with the fused conversion (what pipeline.py should do)."""
-    out = outbound.message_to_outbound(
-        self.builder, message, received_at, self._ids, time.monotonic()
-    )
-    if out is None:
-        return
-    self.counters.received += 1
-    if len(self._queue) >= self.queue_max:
-        self.counters.dropped += 1
-        self.counters.failed += 1
-        self.errors.add("queue_full", f"envelope {out.envelope_id} dropped: queue full")
-        log.error(
-            "queue full (%d): envelope %s not published",
-            self.queue_max,
-            out.envelope_id,
-            extra={
-                "eventId": out.envelope_id,
-                "channel": out.channel,
-                "errorCode": "queue_full",
-                "traceId": out.traceparent[3:35],
-            },
-        )
-        return
-    self._queue.append(out)
-    self._has_work.set()
-
-
-def batched_handle(self: TwitchIrcClient, lines: list[str], received_at: float) -> None:
-    """``TwitchIrcClient._handle`` with one ``lines_to_outbound`` call per read (a
-    prototype of a change to client.py + pipeline.py: PRIVMSGs go straight to the queue)."""
-    pipeline: Pipeline = self.sink.__self__  # type: ignore[attr-defined]
-    items = outbound.lines_to_outbound(
-        lines, pipeline.builder, received_at, pipeline._ids, time.monotonic()
-    )
-    queue, counters, control = pipeline._queue, pipeline.counters, self._control
-    for line, item in zip(lines, items, strict=True):
-        if type(item) is OutboundMessage:
-            counters.received += 1
-            if len(queue) < pipeline.queue_max:
-                queue.append(item)
-            else:
-                counters.dropped += 1
-                counters.failed += 1
-                pipeline.errors.add("queue_full", f"envelope {item.envelope_id} dropped")
-        elif isinstance(item, Exception):
-            self.counters.parse_errors += 1
-            self.errors.add("parse_error", str(item))
-            log.warning("unparseable line: %r", line[:512])
-        else:
-            handler = control.get(type(item))
-            if handler is not None:
-                handler(item)
-            self.sink(item, received_at)
-    pipeline._has_work.set()
 
 
 def stages(args: argparse.Namespace) -> None:
@@ -165,10 +101,6 @@ def service(args: argparse.Namespace) -> None:
             publish_max_in_flight=4096,
         )
 
-    if args.fused or args.batched:
-        Pipeline.submit = fused_submit  # type: ignore[method-assign]
-    if args.batched:
-        TwitchIrcClient._handle = batched_handle  # type: ignore[method-assign]
     for profiled in (False, True):
         sim, port = simulator(args.count, None)
         profile = cProfile.Profile() if profiled else None
@@ -206,8 +138,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--fused", action="store_true", help="service: use fused_submit")
-    parser.add_argument("--batched", action="store_true", help="service: batched_handle too")
     args = parser.parse_args()
     stages(args) if args.what == "stages" else service(args)
 

@@ -353,6 +353,8 @@ def run_service(
     finally:
         sim.close()
     lat = percentiles(Path(f"{got}.lat")) if rate else None
+    # The service's own histogram: Twitch receipt -> bus ack (memory: the bus's send).
+    figures["ack_latency_ms"] = figures.get("latency_ms")
     figures["integrity"] = integrity(sent, got)
     figures["latency_ms"] = lat
     figures["count"] = count
@@ -457,6 +459,15 @@ def summarize_profile(path: Path, top: int = 15) -> list[dict[str, Any]]:
     return [{"frame": frame, "share": round(n / total, 3)} for frame, n in leaves.most_common(top)]
 
 
+def median_paced(case: Any, repeat: int) -> dict[str, Any]:
+    """Run a paced ``case()`` ``repeat`` times; the run with the median p99, listing all."""
+    runs = [case() for _ in range(max(1, repeat))]
+    runs.sort(key=lambda r: (r.get("latency_ms") or {}).get("p99", float("inf")))
+    median = runs[len(runs) // 2]
+    median["runs_p99_ms"] = [(r.get("latency_ms") or {}).get("p99") for r in runs]
+    return median
+
+
 def median_run(case: Any, repeat: int) -> dict[str, Any]:
     """Run ``case()`` ``repeat`` times; the run with the median msg/s, listing them all."""
     runs = [case() for _ in range(max(1, repeat))]
@@ -534,9 +545,10 @@ def write_report(results: dict[str, Any]) -> None:
         "",
         f"Simulator in its own process on loopback, {cfg['channels']} channels, the same "
         f"generated traffic for all; drained: {cfg['count']:,} messages; paced: "
-        f"{cfg['rate']:,.0f} msg/s for {cfg['seconds']:g} s. Latency = receipt time - the "
-        "simulator's `tmi-sent-ts` tag (ms resolution, set when the batch is built, just "
-        "before the socket write), so every figure carries up to +1 ms of truncation.",
+        f"{cfg['rate']:,.0f} msg/s for {cfg['seconds']:g} s, {cfg.get('repeat', 1)} runs of "
+        "each. Latency = receipt time - the simulator's `tmi-sent-ts` tag (ms resolution, "
+        "set when the batch is built, just before the socket write), so every figure carries "
+        "up to +1 ms of truncation.",
         "",
         "| client | transport | msg/s drained (median, range) | x ceiling | CPU s / 100k "
         "| peak RSS MB "
@@ -569,6 +581,19 @@ def write_report(results: dict[str, Any]) -> None:
             f"{intact} | {fmt(lat.get('p50'), '.2f')} | {fmt(lat.get('p99'), '.2f')} | "
             f"{fmt(lat.get('p999'), '.2f')} |"
         )
+    lines += ["", "Paced runs (p99 of each run, the median run is in the table):", ""]
+    for row in results["rows"]:
+        p = row.get("paced") or {}
+        runs = ", ".join(fmt(x, ".2f") for x in p.get("runs_p99_ms") or [])
+        ack = p.get("ack_latency_ms") if row["kind"] == "service" else None
+        extra = (
+            f"; inside the service, receipt → bus ack: p50 {fmt(ack.get('p50'), '.2f')}, "
+            f"p99 {fmt(ack.get('p99'), '.2f')}, p99.9 {fmt(ack.get('p999'), '.2f')} ms"
+            if ack
+            else ""
+        )
+        if runs:
+            lines.append(f"- {row['name']}: p99 {runs} ms{extra}")
     for row in results["rows"]:
         if row.get("error"):
             lines.append(f"\n{row['name']}: **not measured**: {row['error']}")
@@ -635,13 +660,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": bool(best) and rate > best and rate >= 30_000 and cpu >= 30_000,
         }
     )
-    lat = svc("ingress-egress (NATS JetStream, acked)", "paced").get("latency_ms") or {}
+    paced = svc("ingress-egress (NATS JetStream, acked)", "paced")
+    lat = paced.get("latency_ms") or {}
     out.append(
         {
             "target": f"p99 < 25 ms at {results['config']['rate']:,.0f} msg/s "
-            "(to a JetStream consumer)",
-            "measured": f"p99 {lat.get('p99', '-')} ms",
+            "(simulator send → JetStream consumer receipt)",
+            "measured": f"p99 {lat.get('p99', '-')} ms (median of runs "
+            f"{paced.get('runs_p99_ms', '-')})",
             "met": lat.get("p99") is not None and lat["p99"] < 25,
+        }
+    )
+    ack = paced.get("ack_latency_ms") or {}
+    out.append(
+        {
+            "target": f"p99 < 25 ms at {results['config']['rate']:,.0f} msg/s "
+            "(inside the service: Twitch receipt → JetStream ack)",
+            "measured": f"p50 {ack.get('p50', '-')} ms, p99 {ack.get('p99', '-')} ms",
+            "met": ack.get("p99") is not None and ack["p99"] < 25,
         }
     )
     idle = results.get("idle") or {}
@@ -714,7 +750,9 @@ def main() -> None:
 
             row["drain"] = median_run(peer_drain, args.repeat)
             log(f"{name}: {args.rate:,.0f} msg/s for {args.seconds:g} s ...")
-            row["paced"] = run_peer(name, paced, args.rate, work)
+            row["paced"] = median_paced(
+                lambda name=name: run_peer(name, paced, args.rate, work), args.repeat
+            )
         except Exception as exc:  # one peer failing must not lose the others' figures
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             log(f"{name}: {row['error']}")
@@ -747,8 +785,11 @@ def main() -> None:
                 )
                 if transport == "tcp":
                     log(f"{name}: {args.rate:,.0f} msg/s for {args.seconds:g} s ...")
-                    row["paced"] = run_service(
-                        driver, transport, paced, args.rate, work, nats, spool=spool
+                    row["paced"] = median_paced(
+                        lambda d=driver, t=transport, s=spool: run_service(
+                            d, t, paced, args.rate, work, nats, spool=s
+                        ),
+                        args.repeat,
                     )
                     if not args.no_profile and not spool:
                         log(f"{name}: profiling a drain with py-spy ...")
@@ -787,6 +828,7 @@ def main() -> None:
             "seconds": args.seconds,
             "channels": CHANNELS,
             "idle_channels": args.idle_channels,
+            "repeat": args.repeat,
             "pure_python": args.pure_python,
             "cpu_pinning": PIN or "none (fewer than 2 CPUs or no taskset)",
         },
@@ -842,8 +884,16 @@ NOTES = [
     "for the integrity check (every (id, text) pair; the bare reader keeps every raw line), "
     "tens to hundreds of MB at 200k messages; ingress-egress with NATS records nothing "
     "in-process, with the memory bus only the ids (drained) or the envelopes (paced).",
-    "NATS latency is measured at a separate JetStream consumer process (ordered push "
-    "consumer); memory-bus latency at the bus's `send`.",
+    "NATS latency is measured at a separate JetStream consumer process (push consumer, "
+    "AckPolicy none, so it adds no ack traffic); memory-bus latency at the bus's `send`. "
+    "The service's own receipt → bus ack histogram is listed under the table.",
+    "The simulator and the JetStream consumer are the measuring instruments: they run with "
+    "the cyclic GC frozen and off (their per-message records would otherwise trigger "
+    "collections whose pauses count as the client's latency). Drained runs use a prebuilt "
+    "stream (generated and encoded before the first write, so the simulator only writes: "
+    "without it the simulator's Python capped the bare reader at ~100k msg/s); paced runs "
+    "generate each message when due and write at most every 1 ms (~5 messages a write at "
+    "5,000 msg/s), `tmi-sent-ts` stamped as each write's batch is built.",
     "CPU pinning (taskset, when the machine has 2+ CPUs): the measured client (each peer, the "
     "bare reader, ingress-egress) on CPU 0; the simulator, nats-server and the JetStream "
     "consumer on CPU 1. Every msg/s figure is therefore what one core does.",

@@ -323,6 +323,50 @@ async def test_count_is_respected_and_sent_matches_what_the_client_read(
     client.close()
 
 
+async def test_prebuilt_stream_is_the_same_traffic_as_generated_on_the_fly(
+    make_sim: SimFactory,
+) -> None:
+    """The benchmark's prebuilt mode changes when lines are made, not what is sent."""
+    streams = []
+    for prebuilt in (False, True):
+        sim = await make_sim(count=300, seed=7, batch_size=64, prebuilt=prebuilt)
+        assert sim.prebuilt is prebuilt
+        client = await IrcClient.open(sim.port)
+        await client.login()
+        await client.join("one", "two")
+        messages = await read_chat(client, 300)
+        assert await client.barrier() == []  # exactly the count
+        assert by_channel(messages) == sim.sent and sim.finished
+        streams.append([(m.params[0], m.params[1]) for m in messages])
+        client.close()
+    assert streams[0] == streams[1]  # same channels, texts and order
+
+
+async def test_prebuilt_stream_survives_a_dropped_client(make_sim: SimFactory) -> None:
+    sim = await make_sim(
+        count=200, batch_size=32, prebuilt=True, faults=Faults(drop_after=50, apply_to_first=1)
+    )
+    first = await IrcClient.open(sim.port)
+    await first.login()
+    await first.join("resume")
+    part_one = chat([line for line in (await first.rest()).decode().split("\r\n") if line])
+    assert len(part_one) == 50
+    second = await IrcClient.open(sim.port)
+    await second.login()
+    await second.join("resume")
+    part_two = await read_chat(second, 150)
+    assert await second.barrier() == []  # nothing generated beyond the count
+    assert by_channel(part_one + part_two) == sim.sent and sim.sent_count == 200
+    second.close()
+
+
+def test_prebuilt_applies_only_to_a_counted_unpaced_generated_stream() -> None:
+    assert ChatSimulator(count=10, prebuilt=True).prebuilt
+    assert not ChatSimulator(count=None, prebuilt=True).prebuilt
+    assert not ChatSimulator(count=10, rate=100, prebuilt=True).prebuilt
+    assert not ChatSimulator(count=10, replay_lines=["PING :x"], prebuilt=True).prebuilt
+
+
 async def test_messages_only_go_to_connections_that_joined_the_channel(
     make_sim: SimFactory,
 ) -> None:
@@ -651,7 +695,8 @@ def test_cli_arguments_build_the_simulator(tmp_path: Path) -> None:
     sim_cli.add_arguments(parser)
     args = parser.parse_args(
         "--port 0 --ws-port 0 --rate 0 --count 5 --seed 9 --reconnect-after 3 --drop-after 4 "
-        f"--no-pong --reject-login --join-limit 20 --suspended Gone --replay {replay}".split()
+        f"--no-pong --reject-login --join-limit 20 --suspended Gone --replay {replay} "
+        "--prebuilt".split()
     )
     sim = sim_cli.build_simulator(args)
     assert (sim.port, sim.ws_port, sim.rate, sim.count, sim.seed) == (0, 0, None, 5, 9)
@@ -664,6 +709,7 @@ def test_cli_arguments_build_the_simulator(tmp_path: Path) -> None:
         suspended_channels={"gone"},
     )
     assert sim.finished is False and sim.record is False
+    assert sim.prebuilt is False  # asked for, but a replay is sent as it is
     with pytest.raises(SystemExit):
         parser.parse_args(["--rate", "-1"])
 

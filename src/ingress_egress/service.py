@@ -219,6 +219,10 @@ class Service:
                 log.error("credentials: %s", error)
         await self.pipeline.prepare()  # opens the spool: what a previous run left goes first
         self.pipeline.start()
+        # Connecting the bus built long-lived objects (and imported modules): collect and
+        # freeze them now, so no long full collection stalls the first minutes of chat.
+        gc.collect()
+        gc.freeze()
         self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
         if self.channels_doc is not None:
             self._tasks.append(asyncio.create_task(self.channels_doc.run(), name="channels-doc"))

@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for generated chat")
     parser.add_argument(
+        "--prebuilt",
+        action="store_true",
+        help="with --count and no --rate: generate the whole stream before sending it, so "
+        "the simulator only writes (benchmarks); tmi-sent-ts is then the build time",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=_non_negative_float,
         default=60.0,
@@ -128,6 +134,7 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         ws_port=args.ws_port,
         rate=args.rate or None,
         count=args.count,
+        prebuilt=args.prebuilt,
         replay_lines=replay_lines,
         faults=faults,
         seed=args.seed,

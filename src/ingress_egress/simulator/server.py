@@ -38,6 +38,11 @@ _PRE_LOGIN_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", 
 _CLOSE_ERRORS = (TransportClosed, ConnectionError, OSError)
 
 
+# Paced output is written at most this often: ~5 messages a write at 5,000 msg/s, close to a
+# steady stream (Twitch writes each message as it comes) without a syscall per message.
+PACE_TICK_S = 0.001
+
+
 class Message(NamedTuple):
     """One chat event line queued for the clients of ``channel``."""
 
@@ -148,6 +153,7 @@ class ChatSimulator:
         ping_interval: float | None = 60.0,
         batch_size: int = 512,
         pool_size: int = 1024,
+        prebuilt: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -161,6 +167,8 @@ class ChatSimulator:
         self.record = record
         self.ping_interval = ping_interval
         self.batch_size = batch_size
+        self.prebuilt = prebuilt and count is not None and not rate and replay_lines is None
+        self._prepared: deque[tuple[list[Message], bytes]] | None = None
         self.generator = TrafficGenerator(seed, pool_size=pool_size)
         self._replay: deque[Message] | None = None
         if replay_lines is not None:
@@ -596,40 +604,48 @@ class ChatSimulator:
                 due = int((now - base_time) * rate) + 1 - base_count
                 if due <= 0:
                     wait = (base_count - (now - base_time) * rate) / rate
-                    await asyncio.sleep(max(0.01, wait))
+                    await asyncio.sleep(max(PACE_TICK_S, wait))
                     continue
                 if due > max(rate, self.batch_size) * 2:  # far behind: don't burst to catch up
                     base_time, base_count, due = now, 0, 1
                 n = min(n, due)
-            batch = self._take(n)
+            if self.prebuilt:
+                batch, data = self._take_prepared()
+            else:
+                batch, data = self._take(n), None
             if not batch:
                 await asyncio.sleep(0)  # nothing routable (stale replay/pending): try again
                 continue
             base_count += len(batch)
-            await self._deliver(batch)
+            await self._deliver(batch, data)
             self._notify()
             await asyncio.sleep(0)  # let client commands (PING, JOIN, ...) in between batches
         self._notify()
 
-    def _take(self, n: int) -> list[Message]:
+    def _take_pending(self, n: int) -> list[Message]:
+        """Up to ``n`` messages no client could take before: first in line, per channel in
+        their old order. Generated ones wait for their channel to be joined again."""
         subs = self._subs
         channels = list(subs)
         out: list[Message] = []
-        if self._pending:
-            # Messages no client could take: first in line, per channel in their old order.
-            # Generated ones wait for their channel to be joined again.
-            pending, waiting = self._pending, deque[Message]()
-            while pending and len(out) < n:
-                msg = pending.popleft()
-                if msg.channel in subs:
-                    out.append(msg)
-                elif msg.retarget:
-                    out.append(msg._replace(channel=channels[self._rr % len(channels)]))
-                    self._rr += 1
-                else:
-                    waiting.append(msg)
-            waiting.extend(pending)
-            self._pending = waiting
+        pending, waiting = self._pending, deque[Message]()
+        while pending and len(out) < n:
+            msg = pending.popleft()
+            if msg.channel in subs:
+                out.append(msg)
+            elif msg.retarget:
+                out.append(msg._replace(channel=channels[self._rr % len(channels)]))
+                self._rr += 1
+            else:
+                waiting.append(msg)
+        waiting.extend(pending)
+        self._pending = waiting
+        return out
+
+    def _take(self, n: int) -> list[Message]:
+        subs = self._subs
+        channels = list(subs)
+        out = self._take_pending(n) if self._pending else []
         replay = self._replay
         if replay is not None:
             while replay and len(out) < n:
@@ -666,15 +682,33 @@ class ChatSimulator:
         self._rr = (rr + need) % k
         return out
 
-    async def _deliver(self, batch: list[Message]) -> None:
-        """Write ``batch`` to every subscribed client; record what at least one client got."""
+    def _take_prepared(self) -> tuple[list[Message], bytes | None]:
+        """The next prebuilt batch with its tagged wire form (the whole rest of ``count`` is
+        built on the first call). Messages left pending by a fault come first, as usual."""
+        if self._pending:
+            return self._take_pending(self.batch_size), None
+        if self._prepared is None:
+            prepared: deque[tuple[list[Message], bytes]] = deque()
+            left = self.count - self._sent_count  # type: ignore[operator]
+            while left > 0:
+                batch = self._take(min(self.batch_size, left))
+                prepared.append((batch, ("\r\n".join(m.line for m in batch) + "\r\n").encode()))
+                left -= len(batch)
+            self._prepared = prepared
+        if not self._prepared:
+            return [], None
+        return self._prepared.popleft()
+
+    async def _deliver(self, batch: list[Message], tagged: bytes | None = None) -> None:
+        """Write ``batch`` to every subscribed client; record what at least one client got.
+        ``tagged``: the batch's wire form with tags, when it was prebuilt."""
         batch_channels = {m.channel for m in batch}
         targets: set[_Client] = set()
         for channel in batch_channels:
             targets |= self._subs.get(channel, set())
         delivered = [False] * len(batch)
         n_delivered = 0
-        full: dict[bool, bytes] = {}
+        full: dict[bool, bytes] = {} if tagged is None else {True: tagged}
         for client in sorted(targets, key=lambda c: c.index):
             if not client.receiving:
                 continue
