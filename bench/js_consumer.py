@@ -1,8 +1,8 @@
 """A JetStream consumer for the service's stream: the end of the service's latency path.
 
-Subscribes (ordered push consumer) to ``--subject`` on ``--stream``, notes the wall-clock
-receipt of each envelope and its ``payload.sentAt`` (the simulator's ``tmi-sent-ts``), and
-stops after ``--expected`` chat messages or ``--idle`` seconds without one. Pairs (id, text)
+Subscribes (``--kind``: a plain or an ordered push consumer) to ``--subject`` on
+``--stream``, notes the wall-clock receipt of each envelope and its ``payload.sentAt`` (the
+simulator's ``tmi-sent-ts``), and stops after ``--expected`` chat messages or ``--idle`` seconds without one. Pairs (id, text)
 go to ``--out``, latencies (ms) to ``--out`` + ".lat"; prints ``ready`` once subscribed,
 then one JSON line of figures.
 """
@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import time
 from array import array
 from datetime import datetime
@@ -23,8 +22,6 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from peers.recorder import chat_pair
-
-KIND = os.environ.get("JS_CONSUMER_KIND", "plain")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -86,8 +83,8 @@ async def run(args: argparse.Namespace) -> None:
             if payload.get("sentAt"):
                 sent = datetime.fromisoformat(payload["sentAt"].replace("Z", "+00:00"))
                 lat.append(now * 1000.0 - sent.timestamp() * 1000.0)
-    if os.environ.get("JS_CONSUMER_TRACE"):
-        with open(os.environ["JS_CONSUMER_TRACE"], "w") as fh:  # noqa: ASYNC230
+    if args.trace:
+        with open(args.trace, "w", encoding="utf-8") as fh:  # noqa: ASYNC230
             pairs = zip(stamps, payloads, strict=True)
             json.dump([[now, json.loads(d)["payload"].get("sentAt")] for now, d in pairs], fh)
     with open(args.out + ".lat", "w", encoding="ascii") as fh:  # noqa: ASYNC230
@@ -103,7 +100,14 @@ def main() -> None:
     parser.add_argument("--expected", type=int, required=True)
     parser.add_argument("--idle", type=float, default=8.0)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--kind", choices=("plain", "ordered"), default=KIND)
+    parser.add_argument(
+        "--kind",
+        choices=("plain", "ordered"),
+        default="plain",
+        help="plain: push, AckPolicy none (paced latency); ordered: flow-controlled (draining "
+        "a full stream without being cut off as a slow consumer)",
+    )
+    parser.add_argument("--trace", default=None, help="write [receipt, sentAt] per envelope")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -322,6 +322,8 @@ def run_service(
                     str(count),
                     "--out",
                     str(consumer_out),
+                    "--kind",
+                    "plain" if rate else "ordered",
                 ],
                 "traffic",
             ),
