@@ -8,7 +8,8 @@ The same generated PRIVMSG lines, in reads of ``--read`` lines as the read loop 
 * submit: ``Pipeline.submit_lines`` (conversion + accepting into the window), so
   submit - convert is the window's bookkeeping;
 * drain: the queued messages through the real send loop into the memory bus, acks and
-  latency recording included.
+  latency recording included; with ``--nats-url`` also into JetStream (a stream the
+  benchmark creates), this process's CPU only.
 
 Process CPU time, best round, us per message (the machine is named in the output).
 """
@@ -25,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_normalize import corpus
+from ingress_egress.bus.base import Publisher
 from ingress_egress.bus.memory import MemoryPublisher
+from ingress_egress.bus.nats import NatsPublisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline.outbound import lines_to_outbound
@@ -33,10 +36,10 @@ from ingress_egress.pipeline.pipeline import Pipeline
 from ingress_egress.status import Counters, ErrorLog
 
 
-def new_pipeline(count: int) -> Pipeline:
+def new_pipeline(count: int, publisher: Publisher | None = None) -> Pipeline:
     return Pipeline(
         EnvelopeBuilder(),
-        MemoryPublisher(keep=0),
+        publisher or MemoryPublisher(keep=0),
         Counters(),
         ErrorLog(),
         queue_max=count + 1,
@@ -64,17 +67,22 @@ def submit_us(batches: list[list[str]], total: int) -> float:
     return (time.process_time() - start) / total * 1e6
 
 
-async def drain_us(batches: list[list[str]], total: int) -> float:
-    pipeline = new_pipeline(total)
+async def drain_us(batches: list[list[str]], total: int, nats_url: str = "") -> float:
+    publisher = None
+    if nats_url:
+        tag = f"bp{time.monotonic_ns()}"
+        publisher = NatsPublisher(nats_url, f"{tag}.internal.ingress.v1", tag.upper())
+    pipeline = new_pipeline(total, publisher)
     await pipeline.publisher.start()
     for batch in batches:
         pipeline.submit_lines(batch, time.time())
     start = time.process_time()
     pipeline.start()
     while pipeline.counters.published < total:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)  # not 0: a busy wait would bill the acks' wait as CPU
     spent = time.process_time() - start
     await pipeline.stop()
+    await pipeline.publisher.close()
     return spent / total * 1e6
 
 
@@ -83,14 +91,17 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--read", type=int, default=64, help="lines per read")
+    parser.add_argument("--nats-url", default="", help="also drain into JetStream there")
     args = parser.parse_args()
     lines = corpus(args.messages)
     batches = reads(lines, args.read)
-    convert, submit, drain = [], [], []
+    convert, submit, drain, nats = [], [], [], []
     for _ in range(args.rounds):  # interleaved, so noise hits all three alike
         convert.append(convert_us(batches, len(lines)))
         submit.append(submit_us(batches, len(lines)))
         drain.append(asyncio.run(drain_us(batches, len(lines))))
+        if args.nats_url:
+            nats.append(asyncio.run(drain_us(batches, len(lines), args.nats_url)))
     print(
         f"pipeline, {len(lines):,} PRIVMSG lines in reads of {args.read}, best of "
         f"{args.rounds} ({platform.machine()}, {platform.python_version()}, process CPU time)"
@@ -100,6 +111,9 @@ def main() -> None:
     print(f"  submit_lines (convert + window)     {s:6.2f} us/msg   window {s - c:5.2f}")
     print(f"  send loop + acks, memory bus        {d:6.2f} us/msg")
     print(f"  total                               {s + d:6.2f} us/msg")
+    if nats:
+        n = min(nats)
+        print(f"  send loop + acks, NATS JetStream    {n:6.2f} us/msg   total {s + n:6.2f}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Subscribes (``--kind``: a plain or an ordered push consumer) to ``--subject`` on
 ``--stream``, notes the wall-clock receipt of each envelope and its ``payload.sentAt`` (the
-simulator's ``tmi-sent-ts``), and stops after ``--expected`` chat messages or ``--idle`` seconds without one. Pairs (id, text)
-go to ``--out``, latencies (ms) to ``--out`` + ".lat"; prints ``ready`` once subscribed,
-then one JSON line of figures.
+simulator's ``tmi-sent-ts``), and stops after ``--expected`` chat messages or ``--idle``
+seconds without one. Pairs (id, text) go to ``--out``, latencies (ms) to ``--out`` + ".lat";
+prints ``ready`` once subscribed, then one JSON line of figures.
 """
 
 from __future__ import annotations
