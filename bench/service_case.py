@@ -19,6 +19,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_service import measure
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.bus.base import OutboundMessage, SendResult
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.service import Service
@@ -47,12 +48,14 @@ class StampingMemory(MemoryPublisher):
         self.stamps: list[float] = []
         self.ids: list[str] = []
 
-    async def send(self, message: OutboundMessage) -> asyncio.Future[Any]:
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
         if self.paced:
-            self.stamps.append(time.time())
-        elif message.type == "external.chat.message.v1":
-            self.ids.append(message.dedup_id)
-        return await super().send(message)
+            now = time.time()
+            self.stamps += [now] * len(messages)
+        else:
+            chat = "external.chat.message.v1"
+            self.ids += [m.dedup_id for m in messages if m.type == chat]
+        return await super().send_many(messages)
 
 
 def settings_for(args: argparse.Namespace, channels: tuple[str, ...]) -> Settings:

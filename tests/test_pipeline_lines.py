@@ -3,18 +3,24 @@ exactly what per-line ``submit`` publishes, in the same order, and hands control
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 
 from ingress_egress import _native
+from ingress_egress.bus.base import OutboundMessage, SendResult
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.pipeline import Pipeline
+from ingress_egress.pipeline.pipeline import SEND_SLICE
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.spool import Spool
 from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import Privmsg, TwitchMessage, from_irc
 
@@ -83,3 +89,57 @@ def test_submit_lines_accepts_what_submit_accepts(c_path: bool) -> None:
     assert sum(item is None for item in items) >= 50
     assert set(MALFORMED) <= set(rejected)
     assert {type(item).__name__ for item in handed_back} >= {"Roomstate", "Usernotice", "Clearchat"}
+
+
+class _GatedMemory(MemoryPublisher):
+    """The memory bus, but the first slice's ack comes only once the second slice is inside
+    ``send_many``, which then waits for a gate: an ack settling while a slice is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.first_ack: asyncio.Future[None] | None = None
+        self.gate = asyncio.Event()
+        self.inside = asyncio.Event()
+
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
+        self.calls += 1
+        if self.calls == 1:
+            await super().send_many(messages)
+            self.first_ack = asyncio.get_running_loop().create_future()
+            return [(self.first_ack, len(messages))], None
+        if self.calls == 2:
+            assert self.first_ack is not None
+            self.first_ack.set_result(None)
+            self.inside.set()
+            await self.gate.wait()
+        return await super().send_many(messages)
+
+
+async def test_a_slice_being_sent_keeps_the_spool_frontier_behind_it(tmp_path: Path) -> None:
+    """While a slice is inside ``send_many`` it has no ack: the spool must keep it even when
+    the acks of earlier slices settle meanwhile, and nothing is published twice or lost."""
+    spool = Spool(tmp_path / "spool", 1 << 24)
+    publisher = _GatedMemory()
+    line_source = TrafficGenerator(seed=3)
+    pipe = Pipeline(
+        EnvelopeBuilder(), publisher, Counters(), ErrorLog(), spool=spool, max_in_flight=10_000
+    )
+    await pipe.prepare()
+    await publisher.start()
+    first = [line_source.privmsg("chan")[0] for _ in range(SEND_SLICE)]
+    second = [line_source.privmsg("chan")[0] for _ in range(10)]
+    pipe.submit_lines(first + second, time.time())
+    pipe.start()
+    await asyncio.wait_for(publisher.inside.wait(), 10)
+    await asyncio.sleep(0.05)  # the first slice's ack settles meanwhile
+    assert pipe.counters.published == SEND_SLICE
+    assert spool.low == SEND_SLICE  # the frontier stops at the slice being sent
+    assert spool.count == 10
+    publisher.gate.set()
+    for _ in range(200):
+        if pipe.counters.published == SEND_SLICE + 10:
+            break
+        await asyncio.sleep(0.01)
+    assert publisher.count == SEND_SLICE + 10 and spool.count == 0
+    await pipe.stop()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -39,7 +40,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from ingress_egress import _native
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
+from ingress_egress.bus.base import BusError, OutboundMessage, Publisher, SendResult
 
 log = logging.getLogger("ingress_egress.bus.nats")
 
@@ -252,6 +253,56 @@ class NatsPublisher(Publisher):
         if self._batch_size >= self.ack_batch:
             self._close_batch()
         return future
+
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
+        """Batch mode: the slice's frames in one go, its messages assigned to ack batches
+        in runs (``send`` does the same per message; each mode uses it as it is)."""
+        nc = self._nc
+        if self.ack_mode == "each" or nc is None or not messages:
+            return await super().send_many(messages)
+        if self._js is None:
+            return [], BusError("NATS publisher not started")
+        if not nc.is_connected:
+            return [], BusError("NATS not connected")  # never into nats-py's reconnect buffer
+        if nc.is_closed or nc.is_draining_pubs:
+            return [], BusError("NATS connection closed or draining")
+        limit = nc.max_payload
+        if max(len(message.data) for message in messages) > limit:
+            return await super().send_many(messages)  # rare: rejected one by one
+        subject, out = self._subject_bytes, self._out
+        before = len(out)
+        out += [frame_for(subject, message) for message in messages]
+        self._out_bytes += sum(len(frame) for frame in out[before:])
+        self._out_payload += sum(len(message.data) for message in messages)
+        if before == 0:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        runs = self._assign(messages)
+        if nc._pending_data_size + self._out_bytes > nc._max_pending_size > 0:
+            self._hand_over()  # nats-py's own back-pressure, as in send
+            await nc._flush_pending(force_flush=True)
+        return runs, None
+
+    def _assign(self, messages: Sequence[OutboundMessage]) -> list[tuple[asyncio.Future[Any], int]]:
+        """Spread sent messages over ack batches (``NATS_ACK_BATCH`` each): the runs."""
+        loop = asyncio.get_running_loop()
+        runs: list[tuple[asyncio.Future[Any], int]] = []
+        start, end = 0, len(messages)
+        while start < end:
+            future = self._batch
+            if future is not None and future.done():  # given up by the pipeline (cancelled)
+                self._close_batch()
+                future = None
+            if future is None:
+                future = self._batch = loop.create_future()
+                self._linger = loop.call_later(self.ack_linger_s, self._close_batch)
+            take = min(end - start, self.ack_batch - self._batch_size)
+            start += take
+            self._batch_size += take
+            self._batch_last = messages[start - 1]
+            runs.append((future, take))
+            if self._batch_size >= self.ack_batch:
+                self._close_batch()
+        return runs
 
     def _hand_over(self) -> None:
         """Give nats-py the frames sent since the last hand-over as one pending write and

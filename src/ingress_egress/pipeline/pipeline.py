@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from itertools import islice
 from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
@@ -64,9 +65,9 @@ class _Batch:
 
     __slots__ = ("count", "deadline", "future")
 
-    def __init__(self, future: asyncio.Future[Any], deadline: float) -> None:
+    def __init__(self, future: asyncio.Future[Any], deadline: float, count: int = 1) -> None:
         self.future = future
-        self.count = 1
+        self.count = count
         self.deadline = deadline
 
 
@@ -133,14 +134,33 @@ class Pipeline:
         submitted; the source's control handling still wants it) or the exception that
         parsing it raised."""
         items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
-        accept, submit = self._accept, self.submit
+        run: list[OutboundMessage] = []  # consecutive chat envelopes, accepted together
         for index, item in enumerate(items):
             if type(item) is OutboundMessage:
-                accept(item)
+                run.append(item)
                 items[index] = None
-            elif not isinstance(item, Exception):
-                submit(item, received_at)  # type: ignore[arg-type]
+                continue
+            if run:
+                self._accept_run(run)
+                run = []
+            if not isinstance(item, Exception):
+                self.submit(item, received_at)  # type: ignore[arg-type]
+        if run:
+            self._accept_run(run)
         return items  # type: ignore[return-value]
+
+    def _accept_run(self, run: list[OutboundMessage]) -> None:
+        """``_accept`` for consecutive envelopes: at once when the window has room for all
+        of them and there is no spool (the common case), else one by one."""
+        unsent = self._unsent
+        if self.spool is None and len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
+            self.counters.received += len(run)
+            unsent.extend(run)
+            if not self._wake.is_set():
+                self._wake.set()
+            return
+        for outbound in run:
+            self._accept(outbound)
 
     def _accept(self, outbound: OutboundMessage) -> None:
         self.counters.received += 1
@@ -290,7 +310,6 @@ class Pipeline:
     async def _send_loop(self) -> None:
         unsent, unacked, batches = self._unsent, self._unacked, self._batches
         publisher = self.publisher
-        loop = asyncio.get_running_loop()
         while True:
             if self._failure is not None:
                 await self._go_back()
@@ -302,29 +321,24 @@ class Pipeline:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            sent = 0
-            while unsent and len(unacked) < self.max_in_flight and sent < SEND_SLICE:
-                message = unsent[0]
-                try:
-                    future = await publisher.send(message)
-                except Exception as error:
-                    if _retryable(error):
-                        self._fail(error)
-                        break
-                    future = loop.create_future()  # rejected outright: a settled batch of one
-                    future.set_exception(error)
-                unsent.popleft()
-                unacked.append(message)
+            # The slice stays in ``unsent`` while it is being sent: the spool's frontier
+            # must never pass an envelope that has no ack yet.
+            count = min(len(unsent), self.max_in_flight - len(unacked), SEND_SLICE)
+            chunk = list(islice(unsent, count))
+            runs, error = await publisher.send_many(chunk)
+            deadline = time.monotonic() + self.ack_timeout_s
+            for future, settles in runs:
                 batch = self._open_batch
                 if batch is not None and future is batch.future:
-                    batch.count += 1
+                    batch.count += settles
                 else:
-                    batch = self._open_batch = _Batch(future, time.monotonic() + self.ack_timeout_s)
+                    batch = self._open_batch = _Batch(future, deadline, settles)
                     batches.append(batch)
                     future.add_done_callback(self._on_settled)
-                sent += 1
-                if self._failure is not None:
-                    break
+                for _ in range(settles):
+                    unacked.append(unsent.popleft())
+            if error is not None:
+                self._fail(error)
             await asyncio.sleep(0)
 
     def _on_settled(self, _: asyncio.Future[Any]) -> None:
