@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import groupby
 
 
 class LatencyHistogram:
@@ -31,8 +32,9 @@ class LatencyHistogram:
             self.max_s = seconds
 
     def record_since(self, now: float, started: list[float]) -> None:
-        """``record(now - t)`` for each ``t``: one call per acknowledged batch, the bucket
-        arithmetic inlined (per-message method calls were ~4% of the service's time)."""
+        """``record(now - t)`` for each ``t``: one call per acknowledged batch. The messages
+        of one read share their receipt time, so each run of equal times costs one bucket
+        computation (per-message method calls were ~4% of the service's time)."""
         counts, smallest, per_decade, last = (
             self.counts,
             self.smallest_s,
@@ -42,16 +44,17 @@ class LatencyHistogram:
         log10 = math.log10
         total = 0.0
         longest = self.max_s
-        for start in started:
+        for start, run in groupby(started):
+            n = len(list(run))
             seconds = now - start
-            total += seconds
+            total += seconds * n
             if seconds > longest:
                 longest = seconds
             if seconds <= smallest:
-                counts[0] += 1
+                counts[0] += n
             else:
                 index = int(log10(seconds / smallest) * per_decade) + 1
-                counts[index if index < last else last] += 1
+                counts[index if index < last else last] += n
         self.count += len(started)
         self.total_s += total
         self.max_s = longest

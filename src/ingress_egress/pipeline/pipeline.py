@@ -327,6 +327,7 @@ class Pipeline:
             chunk = list(islice(unsent, count))
             runs, error = await publisher.send_many(chunk)
             deadline = time.monotonic() + self.ack_timeout_s
+            moved = 0
             for future, settles in runs:
                 batch = self._open_batch
                 if batch is not None and future is batch.future:
@@ -335,8 +336,13 @@ class Pipeline:
                     batch = self._open_batch = _Batch(future, deadline, settles)
                     batches.append(batch)
                     future.add_done_callback(self._on_settled)
-                for _ in range(settles):
-                    unacked.append(unsent.popleft())
+                moved += settles
+            unacked.extend(chunk if moved == count else chunk[:moved])
+            if moved == len(unsent):
+                unsent.clear()
+            else:
+                for _ in range(moved):
+                    unsent.popleft()
             if error is not None:
                 self._fail(error)
             await asyncio.sleep(0)
