@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -71,7 +70,7 @@ def settings_for(args: argparse.Namespace, channels: tuple[str, ...]) -> Setting
         host="127.0.0.1",
         port=0,
         queue_max_messages=max(100_000, args.expected),
-        publish_max_in_flight=int(os.environ.get("BENCH_IN_FLIGHT", "4096")),
+        publish_max_in_flight=4096,
         spool_dir=args.spool_dir,
         # 1,000 JOINs at Twitch's default 20 per 10 s over connections opened every 2 s take
         # minutes; a verified bot may send 2,000 per 10 s, which the idle case assumes, and
