@@ -90,3 +90,53 @@ def test_the_nats_driver_frames_with_the_c_twin_and_falls_back() -> None:
     odd = dataclasses.replace(BASE, dedup_id=" id with spaces\r\n")  # the twin declines
     for message in (BASE, odd):
         assert nats_driver.frame_for(b"s", message) == hpub_frame(b"s", message)
+
+
+def test_a_slice_is_framed_at_once_as_its_frames_one_after_another() -> None:
+    from ingress_egress.bus import nats as nats_driver
+
+    assert speedups is not None
+    assert nats_driver.frames_for is nats_driver._frames_c_or_python
+    slice_ = messages(50)
+    expected = b"".join(hpub_frame(b"internal.ingress.v1", m) for m in slice_)
+    assert speedups.hpub_frames(b"internal.ingress.v1", slice_) == expected
+    assert nats_driver.frames_for(b"internal.ingress.v1", slice_) == expected
+    assert speedups.hpub_frames(b"s", []) == b""
+
+
+def test_a_slice_with_one_odd_message_is_declined_and_framed_one_by_one() -> None:
+    from ingress_egress.bus import nats as nats_driver
+
+    assert speedups is not None
+    odd = dataclasses.replace(BASE, dedup_id=" id with spaces\r\n")
+    slice_ = [*messages(3), odd, BASE]
+    assert speedups.hpub_frames(b"s", slice_) is None
+    assert speedups.hpub_frames(b"s", tuple(slice_)) is None  # a list only
+    assert speedups.hpub_frames("s", [BASE]) is None
+    assert nats_driver.frames_for(b"s", slice_) == b"".join(hpub_frame(b"s", m) for m in slice_)
+    with pytest.raises(TypeError):
+        speedups.hpub_frames(b"s")
+
+
+def test_framing_slices_leaks_nothing() -> None:
+    import sys
+    import tracemalloc
+
+    assert speedups is not None
+    slice_ = messages(20)
+    odd = [*slice_, dataclasses.replace(BASE, dedup_id="a b")]
+    counts = [sys.getrefcount(m) for m in slice_]
+    for _ in range(200):  # warm up caches and free lists
+        speedups.hpub_frames(b"s", slice_)
+        speedups.hpub_frames(b"s", odd)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            speedups.hpub_frames(b"s", slice_)
+            speedups.hpub_frames(b"s", odd)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 10_000
+    assert [sys.getrefcount(m) for m in slice_] == counts

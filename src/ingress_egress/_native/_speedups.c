@@ -12,6 +12,7 @@
  *   split_lines(chunk)          -> (lines, invalid)   (sources/irc/transport.py:
  *                                  _split_lines_py)
  *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
+ *   hpub_frames(subject, msgs)  -> bytes or None      (the frames of a list, concatenated)
  *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
  *                                  _lines_to_outbound_py; a read loop's batch in one call)
  *
@@ -3685,6 +3686,63 @@ put_size(char *q, Py_ssize_t value)
 #define HDR_4 "\r\n\r\n"
 #define LIT_LEN(text) (sizeof(text) - 1)
 
+/* What a message's frame is made of, when C may build it: an exact OutboundMessage whose
+ * header values the reference would copy unchanged. */
+typedef struct {
+    PyObject *data, *dedup, *trace, *type; /* borrowed */
+    Py_ssize_t header, body;
+} hpub_parts;
+
+static int
+hpub_parts_of(PyObject *message, hpub_parts *p)
+{
+    if (!g_enabled || !g_outbound_direct || Py_TYPE(message) != T_OutboundMessage) {
+        return 0;
+    }
+    p->data = slot_get(message, off_om[OM_DATA]);
+    p->dedup = slot_get(message, off_om[OM_DEDUP_ID]);
+    p->trace = slot_get(message, off_om[OM_TRACEPARENT]);
+    p->type = slot_get(message, off_om[OM_TYPE]);
+    if (p->data == NULL || !PyBytes_CheckExact(p->data) || !plain_header_value(p->dedup) ||
+        !plain_header_value(p->trace) || !plain_header_value(p->type)) {
+        return 0;
+    }
+    p->header = (Py_ssize_t)(LIT_LEN(HDR_1) + LIT_LEN(HDR_2) + LIT_LEN(HDR_3) +
+                             LIT_LEN(HDR_4)) +
+                PyUnicode_GET_LENGTH(p->dedup) + PyUnicode_GET_LENGTH(p->trace) +
+                PyUnicode_GET_LENGTH(p->type);
+    p->body = PyBytes_GET_SIZE(p->data);
+    return 1;
+}
+
+/* The most a frame can take: "HPUB <subject>  <header> <total>\r\n" <header> <data> "\r\n" */
+static Py_ssize_t
+hpub_room(PyObject *subject, const hpub_parts *p)
+{
+    return 5 + PyBytes_GET_SIZE(subject) + 2 + 20 + 1 + 20 + 2 + p->header + p->body + 2;
+}
+
+static char *
+hpub_write(char *q, PyObject *subject, const hpub_parts *p)
+{
+    q = put_text(q, "HPUB ", 5);
+    q = put_text(q, PyBytes_AS_STRING(subject), (size_t)PyBytes_GET_SIZE(subject));
+    q = put_text(q, "  ", 2);
+    q = put_size(q, p->header);
+    *q++ = ' ';
+    q = put_size(q, p->header + p->body);
+    q = put_text(q, "\r\n", 2);
+    q = put_text(q, HDR_1, LIT_LEN(HDR_1));
+    q = put_str(q, p->dedup);
+    q = put_text(q, HDR_2, LIT_LEN(HDR_2));
+    q = put_str(q, p->trace);
+    q = put_text(q, HDR_3, LIT_LEN(HDR_3));
+    q = put_str(q, p->type);
+    q = put_text(q, HDR_4, LIT_LEN(HDR_4));
+    q = put_text(q, PyBytes_AS_STRING(p->data), (size_t)p->body);
+    return put_text(q, "\r\n", 2);
+}
+
 /* hpub_frame(subject, message): the frame, or None when the reference must build it (a
  * header value it would normalize, another class, the C paths switched off). */
 static PyObject *
@@ -3694,51 +3752,57 @@ sp_hpub_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "hpub_frame() takes exactly 2 arguments");
         return NULL;
     }
-    PyObject *subject = args[0], *message = args[1];
-    if (!g_enabled || !g_outbound_direct || Py_TYPE(message) != T_OutboundMessage ||
-        !PyBytes_CheckExact(subject)) {
+    PyObject *subject = args[0];
+    hpub_parts parts;
+    if (!PyBytes_CheckExact(subject) || !hpub_parts_of(args[1], &parts)) {
         Py_RETURN_NONE;
     }
-    PyObject *data = slot_get(message, off_om[OM_DATA]);
-    PyObject *dedup = slot_get(message, off_om[OM_DEDUP_ID]);
-    PyObject *trace = slot_get(message, off_om[OM_TRACEPARENT]);
-    PyObject *type = slot_get(message, off_om[OM_TYPE]);
-    if (data == NULL || !PyBytes_CheckExact(data) || !plain_header_value(dedup) ||
-        !plain_header_value(trace) || !plain_header_value(type)) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t header = (Py_ssize_t)(LIT_LEN(HDR_1) + LIT_LEN(HDR_2) + LIT_LEN(HDR_3) +
-                                     LIT_LEN(HDR_4)) +
-                        PyUnicode_GET_LENGTH(dedup) + PyUnicode_GET_LENGTH(trace) +
-                        PyUnicode_GET_LENGTH(type);
-    Py_ssize_t body = PyBytes_GET_SIZE(data);
-    /* "HPUB <subject>  <header> <total>\r\n" <header> <data> "\r\n" */
-    Py_ssize_t room = 5 + PyBytes_GET_SIZE(subject) + 2 + 20 + 1 + 20 + 2 + header + body + 2;
-    PyObject *frame = PyBytes_FromStringAndSize(NULL, room);
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, hpub_room(subject, &parts));
     if (frame == NULL) {
         return NULL;
     }
-    char *start = PyBytes_AS_STRING(frame), *q = start;
-    q = put_text(q, "HPUB ", 5);
-    q = put_text(q, PyBytes_AS_STRING(subject), (size_t)PyBytes_GET_SIZE(subject));
-    q = put_text(q, "  ", 2);
-    q = put_size(q, header);
-    *q++ = ' ';
-    q = put_size(q, header + body);
-    q = put_text(q, "\r\n", 2);
-    q = put_text(q, HDR_1, LIT_LEN(HDR_1));
-    q = put_str(q, dedup);
-    q = put_text(q, HDR_2, LIT_LEN(HDR_2));
-    q = put_str(q, trace);
-    q = put_text(q, HDR_3, LIT_LEN(HDR_3));
-    q = put_str(q, type);
-    q = put_text(q, HDR_4, LIT_LEN(HDR_4));
-    q = put_text(q, PyBytes_AS_STRING(data), (size_t)body);
-    q = put_text(q, "\r\n", 2);
-    if (_PyBytes_Resize(&frame, q - start) < 0) {
+    char *start = PyBytes_AS_STRING(frame);
+    if (_PyBytes_Resize(&frame, hpub_write(start, subject, &parts) - start) < 0) {
         return NULL;
     }
     return frame;
+}
+
+/* hpub_frames(subject, messages): the frames of a list of messages, one after another in one
+ * bytes object (a slice handed to nats-py at once), or None when any of them needs the
+ * reference (the caller then frames them one by one). */
+static PyObject *
+sp_hpub_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hpub_frames() takes exactly 2 arguments");
+        return NULL;
+    }
+    PyObject *subject = args[0], *messages = args[1];
+    if (!PyBytes_CheckExact(subject) || !PyList_CheckExact(messages)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(messages), room = 0;
+    hpub_parts parts;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!hpub_parts_of(PyList_GET_ITEM(messages, i), &parts)) {
+            Py_RETURN_NONE;
+        }
+        room += hpub_room(subject, &parts);
+    }
+    PyObject *frames = PyBytes_FromStringAndSize(NULL, room);
+    if (frames == NULL) {
+        return NULL;
+    }
+    char *start = PyBytes_AS_STRING(frames), *q = start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        hpub_parts_of(PyList_GET_ITEM(messages, i), &parts); /* checked above; no code ran */
+        q = hpub_write(q, subject, &parts);
+    }
+    if (_PyBytes_Resize(&frames, q - start) < 0) {
+        return NULL;
+    }
+    return frames;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -4126,6 +4190,10 @@ static PyMethodDef module_methods[] = {
      "hpub_frame($module, subject, message, /)\n--\n\n"
      "The NATS HPUB frame of an OutboundMessage, byte for byte bus.nats.hpub_frame's, or "
      "None when that reference must build it (header values it would normalize)."},
+    {"hpub_frames", (PyCFunction)(void (*)(void))sp_hpub_frames, METH_FASTCALL,
+     "hpub_frames($module, subject, messages, /)\n--\n\n"
+     "The frames of a list of OutboundMessages in one bytes object (each hpub_frame's), or "
+     "None when any of them needs the reference."},
     {"lines_to_outbound", (PyCFunction)(void (*)(void))sp_lines_to_outbound, METH_FASTCALL,
      "lines_to_outbound($module, lines, builder, received_at, span_ids, monotonic, /)\n--\n\n"
      "Per line: its OutboundMessage (PRIVMSG), typed message (other lines) or the exception "
