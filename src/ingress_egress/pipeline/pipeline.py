@@ -134,6 +134,9 @@ class Pipeline:
         submitted; the source's control handling still wants it) or the exception that
         parsing it raised."""
         items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
+        if items and type(items[0]) is OutboundMessage and len(set(map(type, items))) == 1:
+            self._accept_run(items)  # a read of chat lines only: no per-line Python at all
+            return [None] * len(items)
         run: list[OutboundMessage] = []  # consecutive chat envelopes, accepted together
         for index, item in enumerate(items):
             if type(item) is OutboundMessage:

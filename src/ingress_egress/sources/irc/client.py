@@ -363,6 +363,8 @@ class TwitchIrcClient:
             self.errors.add("handler_error", f"a read of {len(lines)} lines could not be handled")
             log.exception("failed to handle a read of %d lines", len(lines))
             return
+        if items.count(None) == len(items):  # chat only: nothing came back to handle
+            return
         control = self._control
         for line, item in zip(lines, items, strict=True):
             if item is None:
