@@ -184,3 +184,36 @@ async def test_a_flush_cancelled_mid_write_still_accounts_for_it(tmp_path: Path)
     assert await again.read(0, 1000) == [(i, record(i)) for i in range(510)]
     assert again.torn_blocks == 0
     await again.close()
+
+
+async def test_append_many_is_append_one_after_another(tmp_path: Path) -> None:
+    one, many = await opened(tmp_path / "one"), await opened(tmp_path / "many")
+    firsts = []
+    for start in (0, 7, 14):
+        stop = start + (7 if start < 14 else 5)
+        for i in range(start, stop):
+            one.append(record(i))
+        firsts.append(many.append_many([record(i) for i in range(start, stop)]))
+        if start == 7:
+            await one.flush()
+            await many.flush()
+    assert firsts == [0, 7, 14] and many.next_seq == one.next_seq == 19
+    assert many.append_many([]) == 19  # nothing taken, nothing moved
+    assert many.bytes == one.bytes
+    assert await many.read(0, 100) == await one.read(0, 100)
+    await one.close()
+    await many.close()
+    reopened = await opened(tmp_path / "many")
+    assert await reopened.read(0, 100) == [(i, record(i)) for i in range(19)]
+    await reopened.close()
+
+
+async def test_append_many_takes_all_or_nothing_at_the_cap(tmp_path: Path) -> None:
+    spool = await opened(tmp_path, max_bytes=4096)
+    size = len(record(0)) + 4
+    fits = (4096 - 64) // size
+    assert spool.append_many([record(i) for i in range(fits + 50)]) == -1
+    assert spool.next_seq == 0 and spool.bytes == 0  # refused whole
+    assert spool.append_many([record(i) for i in range(fits // 2)]) == 0
+    assert spool.next_seq == fits // 2
+    await spool.close()

@@ -154,9 +154,18 @@ class Pipeline:
 
     def _accept_run(self, run: list[OutboundMessage]) -> None:
         """``_accept`` for consecutive envelopes: at once when the window has room for all
-        of them and there is no spool (the common case), else one by one."""
-        unsent = self._unsent
-        if self.spool is None and len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
+        of them (and, with a spool, nothing spilled and the spool takes them all: the
+        common case), else one by one."""
+        unsent, spool = self._unsent, self.spool
+        if len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
+            if spool is not None:
+                first = -1 if self._spill_next >= 0 else spool.append_many([m.data for m in run])
+                if first < 0:
+                    for outbound in run:
+                        self._accept(outbound)
+                    return
+                for seq, outbound in enumerate(run, first):
+                    outbound.seq = seq
             self.counters.received += len(run)
             unsent.extend(run)
             if not self._wake.is_set():

@@ -142,6 +142,25 @@ class Spool:
         self.next_seq = seq + 1
         return seq
 
+    def append_many(self, records: list[bytes]) -> int:
+        """``append`` for several records at once: the first one's sequence number (the rest
+        follow it), or -1, with none of them taken, when they would not all fit."""
+        if not records:
+            return self.next_seq
+        pending = self._pending
+        size = sum(map(len, records)) + 4 * len(records)
+        if not pending:
+            size += BLOCK_HEADER.size
+        if self._disk_bytes + self._writing_bytes + self._pending_bytes + size > self.max_bytes:
+            return -1
+        if not pending:
+            self._pending_since = time.time()
+        pending.extend(records)
+        self._pending_bytes += size
+        first = self.next_seq
+        self.next_seq = first + len(records)
+        return first
+
     def ack_below(self, seq: int) -> None:
         if seq > self.low:
             self.low = seq
