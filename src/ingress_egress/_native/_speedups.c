@@ -2891,9 +2891,26 @@ jb_str_range(jbuf *jb, PyObject *s, Py_ssize_t a, Py_ssize_t b)
         }
 #undef JB_BYTE
     }
-    else {
+    else if (kind == PyUnicode_2BYTE_KIND) { /* one loop per kind: no kind test per char */
+        const Py_UCS2 *c = (const Py_UCS2 *)data;
         for (Py_ssize_t i = a; i < b; i++) {
-            if (jb_char(q, &k, READ(i)) != 0) {
+            Py_UCS4 ch = c[i];
+            if (LIKELY(ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')) {
+                q[k++] = (char)ch;
+            }
+            else if (jb_char(q, &k, ch) != 0) {
+                return J_OTHER;
+            }
+        }
+    }
+    else {
+        const Py_UCS4 *c = (const Py_UCS4 *)data;
+        for (Py_ssize_t i = a; i < b; i++) {
+            Py_UCS4 ch = c[i];
+            if (LIKELY(ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')) {
+                q[k++] = (char)ch;
+            }
+            else if (jb_char(q, &k, ch) != 0) {
                 return J_OTHER;
             }
         }
@@ -3752,19 +3769,23 @@ sp_hpub_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * byte for byte, draw the same ids in the same order, and touch the same state (the badge
  * cache, both IsoClocks of the builder, both RandomIds).
  *
- * It works in two phases. dp_scan (reads the line only) and dp_load / the id peek (read the
+ * It works in two phases. dp_scan (reads the line only) and dp_ctx_load / the id peek (read the
  * builder) may DECLINE: the line then goes to the per-line path as if the direct path did
  * not exist. Only after both accept is any state touched, in the per-line path's order:
  * badge cache (badges, then badge-info), received clock, sent clock, ids. What it declines
- * (all rare in Twitch chat): no '@' tags with a space after them, no nick!user prefix, a
+ * (all rare in Twitch chat): tags with no space after them, no nick!user prefix, a
  * command other than PRIVMSG, params other than "#channel :text", a non-ASCII nick or
  * channel, a lone surrogate anywhere, duplicate tag keys, more than DP_MAX_TAGS tags, a
  * backslash in any tag value the envelope interprets (all but reply-parent-msg-body and the
- * tags only copied into payload.raw), bits (cheers), shared chat (source-room-id), a
- * display name with spaces to strip, a tmi-sent-ts that is not 1-18 ASCII digits, emote
+ * tags only copied into payload.raw), shared chat (source-room-id), a display name with
+ * spaces to strip, a tmi-sent-ts or bits that is not 1-18 ASCII digits, emote
  * ranges that need Python's int(), more than DP_MAX_EMOTES emote ranges, an id block that
  * needs refilling, and any builder, clock, id source or received_at not of the exact types
  * (a subclass, a None received_at that would make the builder read its clock).
+ * Two late declines, after the badge cache and the clocks were used but before any id is
+ * drawn: _cheers raising, or returning what the JSON writer refuses (an int beyond 64
+ * bits). Repeating those steps in the per-line path leaves the same state (cache hits,
+ * memo hits, a pure function), so the result is still the per-line path's.
  *
  * set_direct_enabled(False) switches only this path off (tests compare both in one
  * process); direct_stats() counts the lines it took and declined.
@@ -3800,6 +3821,8 @@ typedef struct {
     int is_action;
     int has_sent; /* tmi-sent-ts holds a number (sent_ms) */
     long long sent_ms;
+    int has_bits; /* the bits tag holds a number (bits); else None */
+    long long bits;
     int nemotes;
     dp_tag tags[DP_MAX_TAGS];
     dp_emote emotes[DP_MAX_EMOTES];
@@ -3809,14 +3832,20 @@ typedef struct {
 static unsigned char dp_key_slots[DP_KEY_SLOTS];
 static uint32_t dp_key_hashes[TG_N];
 
+/* A key's hash from its length and three of its characters: O(1), and every match is
+ * confirmed by comparing the characters. */
 static ALWAYS_INLINE uint32_t
-dp_hash(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b) /* FNV-1a */
+dp_hash(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
 {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = a; i < b; i++) {
-        h = (h ^ (uint32_t)READ(i)) * 16777619u;
+    Py_ssize_t n = b - a;
+    if (n <= 0) {
+        return 0;
     }
-    return h;
+    uint32_t h = (uint32_t)n * 0x9E3779B1u;
+    h ^= (uint32_t)READ(a) * 0x85EBCA77u;
+    h ^= (uint32_t)READ(a + n / 2) * 0x27D4EB2Fu;
+    h ^= (uint32_t)READ(b - 1) * 0xC2B2AE3Du;
+    return h ^ (h >> 15);
 }
 
 static void
@@ -3848,6 +3877,12 @@ dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint3
             continue;
         }
         const Py_UCS1 *k = PyUnicode_1BYTE_DATA(key);
+        if (kind == PyUnicode_1BYTE_KIND) {
+            if (memcmp((const Py_UCS1 *)data + a, k, (size_t)(b - a)) == 0) {
+                return t;
+            }
+            continue;
+        }
         Py_ssize_t i = 0;
         while (i < b - a && READ(a + i) == k[i]) {
             i++;
@@ -4017,6 +4052,32 @@ dp_ascii(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
     return 1;
 }
 
+/* parse_int of a known tag: absent or "" -> None (*has = 0); 1-18 ASCII digits -> *value;
+ * 0 declines anything else (int() may still take it: spaces, '+', '_', other digits). */
+static ALWAYS_INLINE int
+dp_tag_number(const dp_line *l, const int kind, const void *data, int t, int *has,
+              long long *value)
+{
+    Py_ssize_t a, b;
+    *has = 0;
+    *value = 0;
+    if (!dp_tag_span(l, t, &a, &b) || a == b) {
+        return 1;
+    }
+    if (b - a > 18) {
+        return 0;
+    }
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = READ(i);
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+        *value = *value * 10 + (long long)(c - '0');
+    }
+    *has = 1;
+    return 1;
+}
+
 /* The line data[0:n] (trailing CR/LF already cut) into l; 0 declines. Each step mirrors
  * parse_impl / c_privmsg for the shape it accepts and declines every other shape. */
 static ALWAYS_INLINE int
@@ -4113,8 +4174,8 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
         l->text_end = (tn > 8 && READ(n - 1) == 0x01) ? n - 1 : n;
     }
     /* the tags the envelope interprets */
-    if (l->known[TG_BITS] >= 0 || l->known[TG_SOURCE_ROOM_ID] >= 0) {
-        return 0; /* cheers and shared chat: the per-line path */
+    if (l->known[TG_SOURCE_ROOM_ID] >= 0) {
+        return 0; /* shared chat: the per-line path */
     }
     for (int t = 0; t < TG_N; t++) {
         if (t != TG_REPLY_BODY && l->known[t] >= 0 && l->tags[l->known[t]].escaped) {
@@ -4130,21 +4191,9 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
         (Py_UNICODE_ISSPACE(READ(a)) || Py_UNICODE_ISSPACE(READ(b - 1)))) {
         return 0; /* the reply's display name is stripped */
     }
-    l->has_sent = 0;
-    if (dp_tag_span(l, TG_SENT_TS, &a, &b) && b > a) {
-        if (b - a > 18) {
-            return 0;
-        }
-        long long ms = 0;
-        for (Py_ssize_t i = a; i < b; i++) {
-            Py_UCS4 c = READ(i);
-            if (c < '0' || c > '9') {
-                return 0; /* int() may still take it (spaces, '+', '_'): the per-line path */
-            }
-            ms = ms * 10 + (long long)(c - '0');
-        }
-        l->has_sent = 1;
-        l->sent_ms = ms;
+    if (!dp_tag_number(l, kind, data, TG_SENT_TS, &l->has_sent, &l->sent_ms) ||
+        !dp_tag_number(l, kind, data, TG_BITS, &l->has_bits, &l->bits)) {
+        return 0;
     }
     dp_tag_span(l, TG_EMOTES, &a, &b);
     return dp_scan_emotes(l, kind, data, a, b);
@@ -4342,6 +4391,7 @@ typedef struct {
     PyObject *id;           /* envelope id */
     PyObject *stamp;        /* the received time, formatted */
     PyObject *sent_at;      /* str or None */
+    PyObject *cheers;       /* _cheers(text) when bits is non-zero, else NULL ([]) */
     PyObject *channel;      /* lowercased, without '#' */
     PyObject *badges;       /* badge tuples, from the badge cache */
     PyObject *badge_info;
@@ -4405,7 +4455,11 @@ dp_write(jbuf *jb, const dp_line *l, const dp_objects *o, const Py_UCS1 *trace,
     W(dp_raw_tags(jb, l));
     W(JLIT(jb, "},\"isAction\":"));
     W(l->is_action ? JLIT(jb, "true") : JLIT(jb, "false"));
-    W(JLIT(jb, ",\"bits\":null,\"cheers\":[],\"badgeInfo\":")); /* bits declined */
+    W(JLIT(jb, ",\"bits\":"));
+    W(l->has_bits ? jb_ll(jb, l->bits) : JLIT(jb, "null"));
+    W(JLIT(jb, ",\"cheers\":"));
+    W(o->cheers ? jb_value(jb, o->cheers, 2) : JLIT(jb, "[]"));
+    W(JLIT(jb, ",\"badgeInfo\":"));
     W(jb_badge_dict(jb, o->badge_info));
     W(JLIT(jb, ",\"badgeVersions\":"));
     W(jb_badge_dict(jb, o->badges));
@@ -4612,8 +4666,22 @@ dp_line_to_outbound(PyObject *line, dp_ctx *ctx, PyObject *received_at, PyObject
     else {
         o.sent_at = Py_NewRef(Py_None);
     }
-    if (o.sent_at == NULL ||
-        (o.channel = dp_lower_ascii(&l, l.chan, l.chan_end)) == NULL ||
+    if (o.sent_at == NULL) {
+        goto done;
+    }
+    if (l.bits != 0) { /* gather_extras calls the (pure) _cheers here, before any id */
+        PyObject *text = PyUnicode_Substring(line, l.text, l.text_end);
+        o.cheers = text ? PyObject_CallOneArg(F_cheers_py, text) : NULL;
+        Py_XDECREF(text);
+        if (o.cheers == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_Exception)) {
+                PyErr_Clear(); /* late decline: the per-line path raises it (see below) */
+                rc = 0;
+            }
+            goto done;
+        }
+    }
+    if ((o.channel = dp_lower_ascii(&l, l.chan, l.chan_end)) == NULL ||
         (room_id = dp_tag_str(&l, TG_ROOM_ID)) == NULL ||
         (message_id = dp_tag_str(&l, TG_ID)) == NULL) {
         goto done;
@@ -4638,9 +4706,11 @@ dp_line_to_outbound(PyObject *line, dp_ctx *ctx, PyObject *received_at, PyObject
     memcpy(tp + 52, "-01", 3);
     int written = dp_write(&jb, &l, &o, trace, ctx->transport);
     if (written != 0) {
-        if (written == J_OTHER) { /* cannot happen (the scan declines what it refuses) */
-            PyErr_SetString(PyExc_SystemError, "direct path: unexpected JSON value");
-        }
+        /* J_OTHER: a value the writer refuses, which only _cheers' list can hold (an
+         * amount beyond 64 bits). A late decline, like a raising _cheers: no id is drawn
+         * yet, and the steps taken (badge cache lookups, the clocks' memos, the pure
+         * _cheers) leave the same state when the per-line path repeats them. */
+        rc = written == J_OTHER ? 0 : -1;
         goto done;
     }
     PyObject *values[OM_N];
@@ -4669,6 +4739,7 @@ done:
     Py_XDECREF(o.id);
     Py_XDECREF(o.stamp);
     Py_XDECREF(o.sent_at);
+    Py_XDECREF(o.cheers);
     Py_XDECREF(o.channel);
     Py_XDECREF(o.badges);
     Py_XDECREF(o.badge_info);
