@@ -3824,6 +3824,7 @@ typedef struct {
     int has_bits; /* the bits tag holds a number (bits); else None */
     long long bits;
     int nemotes;
+    int plain; /* 1-byte line whose tags need no JSON escaping (backslashes aside) */
     dp_tag tags[DP_MAX_TAGS];
     dp_emote emotes[DP_MAX_EMOTES];
 } dp_line;
@@ -3919,6 +3920,9 @@ dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssiz
             }
             else if (eq >= 0) {
                 escaped = 1;
+            }
+            else {
+                l->plain = 0; /* a backslash in a key: JSON escapes it */
             }
             j++;
         }
@@ -4052,6 +4056,32 @@ dp_ascii(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
     return 1;
 }
 
+/* 1 when none of p[0:n] needs JSON escaping but backslashes (no control character, '"' or
+ * byte beyond ASCII): then the tags' keys and unescaped values are copied as they are. */
+static int
+dp_json_plain(const Py_UCS1 *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+#ifdef HAVE_SWAR
+    const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+    uint64_t odd = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        odd |= ((x - ones * 0x20) & ~x & highs) | (x & highs) | swar_eq(x, '"', ones, highs);
+    }
+    if (odd) {
+        return 0;
+    }
+#endif
+    for (; i < n; i++) {
+        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* parse_int of a known tag: absent or "" -> None (*has = 0); 1-18 ASCII digits -> *value;
  * 0 declines anything else (int() may still take it: spaces, '+', '_', other digits). */
 static ALWAYS_INLINE int
@@ -4103,10 +4133,14 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     }
     l->ntags = 0;
     Py_ssize_t pos = 0;
+    l->plain = kind == PyUnicode_1BYTE_KIND;
     if (n > 0 && READ(0) == '@') {
         Py_ssize_t space = find_char(kind, data, 1, n, ' ');
         if (space < 0 || !dp_scan_tags(l, kind, data, 1, space)) {
             return 0;
+        }
+        if (l->plain) {
+            l->plain = dp_json_plain((const Py_UCS1 *)data + 1, space - 1);
         }
         pos = skip_spaces(kind, data, space, n);
     }
@@ -4253,6 +4287,25 @@ dp_unescaped(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
     return 0;
 }
 
+/* The JSON string of line[a:b] inside the tags (no backslash in it): copied as it is when
+ * the tags are plain, escaped otherwise. */
+static ALWAYS_INLINE int
+dp_tag_span_json(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
+{
+    if (!l->plain) {
+        return jb_str_range(jb, l->line, a, b);
+    }
+    if (jb_reserve(jb, b - a + 2) < 0) {
+        return -1;
+    }
+    char *q = jb->p + jb->len;
+    q[0] = '"';
+    memcpy(q + 1, (const Py_UCS1 *)l->data + a, (size_t)(b - a));
+    q[b - a + 1] = '"';
+    jb->len += b - a + 2;
+    return 0;
+}
+
 /* A tag's value as a JSON string ("" when absent); unescaped when it holds a backslash. */
 static int
 dp_tag_value(jbuf *jb, const dp_line *l, int t)
@@ -4262,7 +4315,7 @@ dp_tag_value(jbuf *jb, const dp_line *l, int t)
     }
     const dp_tag *tag = &l->tags[l->known[t]];
     return tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
-                        : jb_str_range(jb, l->line, tag->value, tag->end);
+                        : dp_tag_span_json(jb, l, tag->value, tag->end);
 }
 
 /* `value or None` of a tag the scan saw without a backslash (so empty means empty). */
@@ -4352,7 +4405,7 @@ dp_emotes(jbuf *jb, const dp_line *l)
             return -1;
         }
         first = 0;
-        if ((rc = jb_str_range(jb, l->line, e->id, e->id_end)) != 0 ||
+        if ((rc = dp_tag_span_json(jb, l, e->id, e->id_end)) != 0 ||
             JLIT(jb, ",\"start\":") < 0 || jb_ll(jb, s) < 0 || JLIT(jb, ",\"end\":") < 0 ||
             jb_ll(jb, (long long)stop - 1) < 0 || JLIT(jb, ",\"name\":") < 0 ||
             (rc = jb_str_range(jb, l->line, l->text + (Py_ssize_t)s, l->text + stop)) != 0 ||
@@ -4376,10 +4429,10 @@ dp_raw_tags(jbuf *jb, const dp_line *l)
         if ((i > 0 && JLIT(jb, ",") < 0)) {
             return -1;
         }
-        if ((rc = jb_str_range(jb, l->line, tag->key, tag->key_end)) != 0 ||
+        if ((rc = dp_tag_span_json(jb, l, tag->key, tag->key_end)) != 0 ||
             JLIT(jb, ":") < 0 ||
             (rc = tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
-                               : jb_str_range(jb, l->line, tag->value, tag->end)) != 0) {
+                               : dp_tag_span_json(jb, l, tag->value, tag->end)) != 0) {
             return rc ? rc : -1;
         }
     }
