@@ -4562,6 +4562,7 @@ dp_write(jbuf *jb, const dp_line *l, const dp_objects *o, const Py_UCS1 *trace,
 
 typedef struct {
     int ok;                                        /* the direct path may run */
+    int stale;                                     /* Python code ran: read it again */
     PyObject *received, *sent, *ids, *transport;   /* strong references */
 } dp_ctx;
 
@@ -4569,6 +4570,7 @@ static void
 dp_ctx_clear(dp_ctx *c)
 {
     c->ok = 0;
+    c->stale = 0;
     Py_CLEAR(c->received);
     Py_CLEAR(c->sent);
     Py_CLEAR(c->ids);
@@ -4724,6 +4726,7 @@ dp_line_to_outbound(PyObject *line, dp_ctx *ctx, PyObject *received_at, PyObject
     }
     if (l.bits != 0) { /* gather_extras calls the (pure) _cheers here, before any id */
         PyObject *text = PyUnicode_Substring(line, l.text, l.text_end);
+        ctx->stale = 1;
         o.cheers = text ? PyObject_CallOneArg(F_cheers_py, text) : NULL;
         Py_XDECREF(text);
         if (o.cheers == NULL) {
@@ -4885,8 +4888,8 @@ sp_lines_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             else {
                 g_direct_declined += direct == 0;
-                reload = 1;
             }
+            reload = direct <= 0 || ctx.stale;
         }
         if (direct != 0) { /* taken, or raised after touching state: item or the error */
             Py_DECREF(line);
