@@ -3878,8 +3878,21 @@ dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint3
             continue;
         }
         const Py_UCS1 *k = PyUnicode_1BYTE_DATA(key);
-        if (kind == PyUnicode_1BYTE_KIND) {
-            if (memcmp((const Py_UCS1 *)data + a, k, (size_t)(b - a)) == 0) {
+        if (kind == PyUnicode_1BYTE_KIND) { /* short keys: no call to memcmp */
+            const Py_UCS1 *p = (const Py_UCS1 *)data + a;
+            Py_ssize_t i = 0, n = b - a;
+            uint64_t x, y;
+            for (; i + 8 <= n; i += 8) {
+                memcpy(&x, p + i, 8);
+                memcpy(&y, k + i, 8);
+                if (x != y) {
+                    break;
+                }
+            }
+            while (i < n && p[i] == k[i]) {
+                i++;
+            }
+            if (i == n) {
                 return t;
             }
             continue;
@@ -3895,37 +3908,95 @@ dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint3
     return -1;
 }
 
+/* The byte classes of the 1-byte tag scanner. */
+enum { DPC_PLAIN, DPC_SEMI, DPC_EQ, DPC_BACKSLASH, DPC_JSON };
+static unsigned char dp_class[256];
+
+static void
+dp_init_classes(void)
+{
+    for (int c = 0; c < 256; c++) {
+        dp_class[c] = (c < 0x20 || c >= 0x80 || c == '"') ? DPC_JSON : DPC_PLAIN;
+    }
+    dp_class[';'] = DPC_SEMI;
+    dp_class['='] = DPC_EQ;
+    dp_class['\\'] = DPC_BACKSLASH;
+}
+
+/* The end of the tag at data[i:b] (its ';', or b), as parse_tags_impl finds it: its first
+ * '=' (*eq, -1 when none), a backslash after it (*escaped). *odd is set when the tag needs
+ * JSON escaping (a control character, '"', beyond ASCII, a backslash in the key); 1-byte
+ * lines are scanned byte by byte through a class table (tags are short), others as the
+ * parser scans them. */
+static ALWAYS_INLINE Py_ssize_t
+dp_tag_end(const int kind, const void *data, Py_ssize_t i, Py_ssize_t b, Py_ssize_t *eq,
+           int *escaped, int *odd)
+{
+    Py_ssize_t j = i;
+    *eq = -1;
+    *escaped = 0;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *p = (const Py_UCS1 *)data;
+        for (; j < b; j++) {
+            unsigned char cls = dp_class[p[j]];
+            if (LIKELY(cls == DPC_PLAIN)) {
+                continue;
+            }
+            if (cls == DPC_SEMI) {
+                break;
+            }
+            if (cls == DPC_EQ) {
+                if (*eq < 0) {
+                    *eq = j;
+                }
+            }
+            else if (cls == DPC_BACKSLASH) {
+                if (*eq >= 0) {
+                    *escaped = 1;
+                }
+                else {
+                    *odd = 1;
+                }
+            }
+            else {
+                *odd = 1;
+            }
+        }
+        return j;
+    }
+    *odd = 1;
+    for (;;) {
+        j = next_tag_stop(kind, data, j, b);
+        if (j >= b) {
+            return j;
+        }
+        Py_UCS4 c = READ(j);
+        if (c == ';') {
+            return j;
+        }
+        if (c == '=') {
+            if (*eq < 0) {
+                *eq = j;
+            }
+        }
+        else if (*eq >= 0) {
+            *escaped = 1;
+        }
+        j++;
+    }
+}
+
 /* The tags data[a:b] into spans, split exactly as parse_tags_impl splits them (empty keys
  * skipped); 0 declines (too many tags, a repeated key: dict() would merge them). */
 static ALWAYS_INLINE int
 dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
 {
     Py_ssize_t i = a;
+    int odd = 0;
     for (;;) {
-        Py_ssize_t j = i, eq = -1;
-        int escaped = 0;
-        for (;;) {
-            j = next_tag_stop(kind, data, j, b);
-            if (j >= b) {
-                break;
-            }
-            Py_UCS4 c = READ(j);
-            if (c == ';') {
-                break;
-            }
-            if (c == '=') {
-                if (eq < 0) {
-                    eq = j;
-                }
-            }
-            else if (eq >= 0) {
-                escaped = 1;
-            }
-            else {
-                l->plain = 0; /* a backslash in a key: JSON escapes it */
-            }
-            j++;
-        }
+        Py_ssize_t eq;
+        int escaped;
+        Py_ssize_t j = dp_tag_end(kind, data, i, b, &eq, &escaped, &odd);
         Py_ssize_t key_end = eq >= 0 ? eq : j;
         if (key_end > i) {
             if (l->ntags == DP_MAX_TAGS) {
@@ -3959,6 +4030,7 @@ dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssiz
             l->ntags++;
         }
         if (j >= b) {
+            l->plain = l->plain && !odd;
             return 1;
         }
         i = j + 1;
@@ -3985,6 +4057,19 @@ dp_tag_len(const dp_line *l, int t)
     return l->known[t] < 0 ? 0 : l->tags[l->known[t]].end - l->tags[l->known[t]].value;
 }
 
+/* find_char for the short spans of a line (prefix parts, emote ranges): a plain loop, no
+ * call into memchr for a few characters. */
+static ALWAYS_INLINE Py_ssize_t
+dp_find(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, Py_UCS4 ch)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (READ(i) == ch) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* parse_emotes over the (unescaped) emotes value line[a:b]: the same ranges, kept as
  * spans, stably sorted by start; 0 declines (Python's int() needed, too many ranges). */
 static ALWAYS_INLINE int
@@ -3993,19 +4078,19 @@ dp_scan_emotes(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ss
     l->nemotes = 0;
     Py_ssize_t g = a;
     while (g <= b) {
-        Py_ssize_t gend = find_char(kind, data, g, b, '/');
+        Py_ssize_t gend = dp_find(kind, data, g, b, '/');
         if (gend < 0) {
             gend = b;
         }
-        Py_ssize_t colon = find_char(kind, data, g, gend, ':');
+        Py_ssize_t colon = dp_find(kind, data, g, gend, ':');
         if (colon >= 0) {
             Py_ssize_t s = colon + 1;
             for (;;) {
-                Py_ssize_t send = find_char(kind, data, s, gend, ',');
+                Py_ssize_t send = dp_find(kind, data, s, gend, ',');
                 if (send < 0) {
                     send = gend;
                 }
-                Py_ssize_t dash = find_char(kind, data, s, send, '-');
+                Py_ssize_t dash = dp_find(kind, data, s, send, '-');
                 long long start = 0, end = 0;
                 int rs = 0, re = 0;
                 if (dash >= 0) {
@@ -4050,32 +4135,6 @@ dp_ascii(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
 {
     for (Py_ssize_t i = a; i < b; i++) {
         if (READ(i) >= 128) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* 1 when none of p[0:n] needs JSON escaping but backslashes (no control character, '"' or
- * byte beyond ASCII): then the tags' keys and unescaped values are copied as they are. */
-static int
-dp_json_plain(const Py_UCS1 *p, Py_ssize_t n)
-{
-    Py_ssize_t i = 0;
-#ifdef HAVE_SWAR
-    const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
-    uint64_t odd = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, p + i, 8);
-        odd |= ((x - ones * 0x20) & ~x & highs) | (x & highs) | swar_eq(x, '"', ones, highs);
-    }
-    if (odd) {
-        return 0;
-    }
-#endif
-    for (; i < n; i++) {
-        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"') {
             return 0;
         }
     }
@@ -4139,9 +4198,6 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
         if (space < 0 || !dp_scan_tags(l, kind, data, 1, space)) {
             return 0;
         }
-        if (l->plain) {
-            l->plain = dp_json_plain((const Py_UCS1 *)data + 1, space - 1);
-        }
         pos = skip_spaces(kind, data, space, n);
     }
     /* :nick!user@host (split_prefix: the nick ends at the first '!' before any '@') */
@@ -4152,8 +4208,8 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     if (space < 0 || space == pos + 1) {
         return 0;
     }
-    Py_ssize_t at = find_char(kind, data, pos + 1, space, '@');
-    Py_ssize_t bang = find_char(kind, data, pos + 1, at >= 0 ? at : space, '!');
+    Py_ssize_t at = dp_find(kind, data, pos + 1, space, '@');
+    Py_ssize_t bang = dp_find(kind, data, pos + 1, at >= 0 ? at : space, '!');
     if (bang < 0) {
         return 0;
     }
@@ -5270,6 +5326,7 @@ PyInit__speedups(void)
     }
     init_tag_keys();
     dp_init_keys();
+    dp_init_classes();
 #ifdef HAVE_SHA_NI_CODE
     if (cpu_has_sha_ni() && getenv("INGRESS_EGRESS_NO_SHA_NI") == NULL) {
         sha1_block = sha1_compress_ni;
