@@ -283,6 +283,8 @@ ESCAPED = st.one_of(
     # what escape_tag_value never writes: a lone trailing backslash, unknown escapes
     st.sampled_from(["\\", "a\\", "\\x", "\\\\", "x\\q\\", "\\é\\🎉", "é\\s"]),
 )
+# Unknown tag keys, some needing JSON escapes (a backslash stays as it is in a key).
+KEY = st.one_of(PLAIN, st.text(st.sampled_from(list('ab\\"é🎉\x01')), min_size=1, max_size=4))
 BADGES = st.lists(
     st.tuples(
         st.sampled_from(["vip", "broadcaster", "moderator", "subscriber", "premium", "é"]),
@@ -330,7 +332,7 @@ def direct_shaped_lines(draw: st.DrawFn) -> str:
     for key in ("custom-reward-id", "msg-id", "subscriber", "returning-chatter"):
         if draw(st.booleans()):
             tags[key] = draw(st.sampled_from(["", "1", "x"]))
-    for key, value in draw(st.lists(st.tuples(PLAIN, ESCAPED), max_size=3)):
+    for key, value in draw(st.lists(st.tuples(KEY, ESCAPED), max_size=3)):
         tags.setdefault(key, value)
     items = list(tags.items())
     items = draw(st.permutations(items))
@@ -350,6 +352,9 @@ def direct_shaped_lines(draw: st.DrawFn) -> str:
 @example("@id=1;badges=vip/1,vip/2 :A!a@a PRIVMSG #C :x")
 @example('@id=;room-id=1;emotes=25:0-0,0-0/26:0-0 :a!a@a PRIVMSG #c :\x00\x1f"\\')
 @example("@=x;;a :a!a@a PRIVMSG #c :\x01ACTION\x01")
+@example('@k\\ey=1;a"b=\\s;id=x :a!a@a PRIVMSG #c :🎉')  # a backslash, '"' in keys
+@example("@k\\ey=1;id=x :a!a@a PRIVMSG #c :草")
+@example("@k\\ey=1;id=x :a!a@a PRIVMSG #c :ascii")
 def test_direct_shaped_lines_agree(line: str) -> None:
     check([line])
 

@@ -3824,7 +3824,7 @@ typedef struct {
     int has_bits; /* the bits tag holds a number (bits); else None */
     long long bits;
     int nemotes;
-    int plain; /* 1-byte line whose tags need no JSON escaping (backslashes aside) */
+    int plain; /* the tags are ASCII needing no JSON escaping (values' backslashes aside) */
     dp_tag tags[DP_MAX_TAGS];
     dp_emote emotes[DP_MAX_EMOTES];
 } dp_line;
@@ -3908,6 +3908,19 @@ dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint3
     return -1;
 }
 
+/* 1 when data[a:b] of a 2- or 4-byte line is ASCII that needs no JSON escaping (no control
+ * character or '"'; backslashes are the unescaper's): its tags are then copied, narrowed. */
+static ALWAYS_INLINE int
+dp_wide_plain(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    unsigned odd = 0; /* no early exit: the compiler vectorizes the loop */
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = READ(i);
+        odd |= (c < 0x20) | (c >= 0x80) | (c == '"');
+    }
+    return !odd;
+}
+
 /* The byte classes of the 1-byte tag scanner. */
 enum { DPC_PLAIN, DPC_SEMI, DPC_EQ, DPC_BACKSLASH, DPC_JSON };
 static unsigned char dp_class[256];
@@ -3964,8 +3977,7 @@ dp_tag_end(const int kind, const void *data, Py_ssize_t i, Py_ssize_t b, Py_ssiz
         }
         return j;
     }
-    *odd = 1;
-    for (;;) {
+    for (;;) { /* wider kinds: dp_scan checks the whole tags for JSON escapes (odd) */
         j = next_tag_stop(kind, data, j, b);
         if (j >= b) {
             return j;
@@ -3981,6 +3993,9 @@ dp_tag_end(const int kind, const void *data, Py_ssize_t i, Py_ssize_t b, Py_ssiz
         }
         else if (*eq >= 0) {
             *escaped = 1;
+        }
+        else {
+            *odd = 1; /* a backslash in the key */
         }
         j++;
     }
@@ -4172,19 +4187,13 @@ dp_tag_number(const dp_line *l, const int kind, const void *data, int t, int *ha
 static ALWAYS_INLINE int
 dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
 {
-    if (kind == PyUnicode_2BYTE_KIND) { /* a lone surrogate: the JSON writer refuses it */
+    if (kind != PyUnicode_1BYTE_KIND) { /* a lone surrogate: the JSON writer refuses it */
+        unsigned surrogate = 0; /* no early exit: the compiler vectorizes the loop */
         for (Py_ssize_t i = 0; i < n; i++) {
-            if ((((const Py_UCS2 *)data)[i] & 0xF800) == 0xD800) {
-                return 0;
-            }
+            surrogate |= (Py_UCS4)READ(i) - 0xD800u < 0x800u;
         }
-    }
-    else if (kind == PyUnicode_4BYTE_KIND) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_UCS4 c = ((const Py_UCS4 *)data)[i];
-            if (c >= 0xD800 && c <= 0xDFFF) {
-                return 0;
-            }
+        if (surrogate) {
+            return 0;
         }
     }
     for (int t = 0; t < TG_N; t++) {
@@ -4192,11 +4201,14 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     }
     l->ntags = 0;
     Py_ssize_t pos = 0;
-    l->plain = kind == PyUnicode_1BYTE_KIND;
+    l->plain = 1;
     if (n > 0 && READ(0) == '@') {
         Py_ssize_t space = find_char(kind, data, 1, n, ' ');
         if (space < 0 || !dp_scan_tags(l, kind, data, 1, space)) {
             return 0;
+        }
+        if (kind != PyUnicode_1BYTE_KIND) {
+            l->plain = l->plain && dp_wide_plain(kind, data, 1, space);
         }
         pos = skip_spaces(kind, data, space, n);
     }
@@ -4356,7 +4368,21 @@ dp_tag_span_json(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
     }
     char *q = jb->p + jb->len;
     q[0] = '"';
-    memcpy(q + 1, (const Py_UCS1 *)l->data + a, (size_t)(b - a));
+    if (l->kind == PyUnicode_1BYTE_KIND) {
+        memcpy(q + 1, (const Py_UCS1 *)l->data + a, (size_t)(b - a));
+    }
+    else if (l->kind == PyUnicode_2BYTE_KIND) { /* ASCII code units, narrowed */
+        const Py_UCS2 *c = (const Py_UCS2 *)l->data + a;
+        for (Py_ssize_t i = 0; i < b - a; i++) {
+            q[1 + i] = (char)c[i];
+        }
+    }
+    else {
+        const Py_UCS4 *c = (const Py_UCS4 *)l->data + a;
+        for (Py_ssize_t i = 0; i < b - a; i++) {
+            q[1 + i] = (char)c[i];
+        }
+    }
     q[b - a + 1] = '"';
     jb->len += b - a + 2;
     return 0;
