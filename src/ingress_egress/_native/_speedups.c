@@ -3950,32 +3950,54 @@ dp_tag_end(const int kind, const void *data, Py_ssize_t i, Py_ssize_t b, Py_ssiz
     *escaped = 0;
     if (kind == PyUnicode_1BYTE_KIND) {
         const Py_UCS1 *p = (const Py_UCS1 *)data;
-        for (; j < b; j++) {
-            unsigned char cls = dp_class[p[j]];
-            if (LIKELY(cls == DPC_PLAIN)) {
-                continue;
+        while (j < b) {
+#ifdef HAVE_SWAR
+            /* 8 bytes at a time while all are plain; the lowest flagged lane is exact */
+            const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+            while (j + 8 <= b) {
+                uint64_t x;
+                memcpy(&x, p + j, 8);
+                uint64_t hit = ((x - ones * 0x20) & ~x & highs) | (x & highs) |
+                               swar_eq(x, '"', ones, highs) | swar_eq(x, ';', ones, highs) |
+                               swar_eq(x, '=', ones, highs) | swar_eq(x, '\\', ones, highs);
+                if (hit) {
+                    j += (Py_ssize_t)(__builtin_ctzll(hit) >> 3);
+                    goto special;
+                }
+                j += 8;
             }
-            if (cls == DPC_SEMI) {
+#endif
+            while (j < b && dp_class[p[j]] == DPC_PLAIN) {
+                j++;
+            }
+            if (j >= b) {
                 break;
             }
-            if (cls == DPC_EQ) {
+#ifdef HAVE_SWAR
+        special:
+#endif
+            switch (dp_class[p[j]]) {
+            case DPC_SEMI:
+                return j;
+            case DPC_EQ:
                 if (*eq < 0) {
                     *eq = j;
                 }
-            }
-            else if (cls == DPC_BACKSLASH) {
+                break;
+            case DPC_BACKSLASH:
                 if (*eq >= 0) {
                     *escaped = 1;
                 }
                 else {
-                    *odd = 1;
+                    *odd = 1; /* a backslash in the key */
                 }
-            }
-            else {
+                break;
+            default:
                 *odd = 1;
             }
+            j++;
         }
-        return j;
+        return b;
     }
     for (;;) { /* wider kinds: dp_scan checks the whole tags for JSON escapes (odd) */
         j = next_tag_stop(kind, data, j, b);
