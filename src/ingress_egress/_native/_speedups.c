@@ -13,7 +13,9 @@
  *                                  _split_lines_py)
  *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
  *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
- *                                  _lines_to_outbound_py; a read loop's batch in one call)
+ *                                  _lines_to_outbound_py; a read loop's batch in one call;
+ *                                  a common PRIVMSG goes by the "direct path": its JSON
+ *                                  written from the raw line, see that section)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
