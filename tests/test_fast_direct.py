@@ -395,6 +395,27 @@ def test_mixed_batches_agree(lines: list[str], shared: bool) -> None:
     check(lines, shared=shared)
 
 
+MUTATION = st.lists(
+    st.sampled_from(
+        [*';=\\ :#@!/,-09\x00\x01"\r\n', "é", "🎉", "草", "\ud800", "\\s", "\\:", "ACTION"]
+    ),
+    max_size=3,
+).map("".join)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_simulator_lines_agree(data: st.DataObject) -> None:
+    """Real lines with a few characters replaced: every scanning decision at its edge."""
+    line = data.draw(st.sampled_from(CORPUS))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(line)))
+        cut = data.draw(st.integers(0, 3))
+        line = line[:at] + data.draw(MUTATION) + line[at + cut :]
+    check([line])
+
+
 # -- no leaks -----------------------------------------------------------------------------------
 
 
