@@ -3827,6 +3827,8 @@ typedef struct {
     long long bits;
     int nemotes;
     int plain; /* the tags are ASCII needing no JSON escaping (values' backslashes aside) */
+    int nunknown; /* the tags whose key is not a known one: their indexes */
+    unsigned char unknown[DP_MAX_TAGS];
     dp_tag tags[DP_MAX_TAGS];
     dp_emote emotes[DP_MAX_EMOTES];
 } dp_line;
@@ -4053,18 +4055,21 @@ dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssiz
                 if (l->known[tag->known] >= 0) {
                     return 0;
                 }
+                if (escaped && tag->known != TG_REPLY_BODY) {
+                    return 0; /* an escape in a value the envelope interprets */
+                }
                 l->known[tag->known] = l->ntags;
             }
             else { /* an unknown key: compared with the other unknown ones */
                 Py_ssize_t n = key_end - i;
-                for (int k = 0; k < l->ntags; k++) {
-                    const dp_tag *other = &l->tags[k];
-                    if (other->known < 0 && other->hash == tag->hash &&
-                        other->key_end - other->key == n &&
+                for (int k = 0; k < l->nunknown; k++) {
+                    const dp_tag *other = &l->tags[l->unknown[k]];
+                    if (other->hash == tag->hash && other->key_end - other->key == n &&
                         same_span(kind, data, other->key, i, n)) {
                         return 0;
                     }
                 }
+                l->unknown[l->nunknown++] = (unsigned char)l->ntags;
             }
             l->ntags++;
         }
@@ -4223,7 +4228,7 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     for (int t = 0; t < TG_N; t++) {
         l->known[t] = -1;
     }
-    l->ntags = 0;
+    l->ntags = l->nunknown = 0;
     Py_ssize_t pos = 0;
     l->plain = 1;
     if (n > 0 && READ(0) == '@') {
@@ -4302,11 +4307,6 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     /* the tags the envelope interprets */
     if (l->known[TG_SOURCE_ROOM_ID] >= 0) {
         return 0; /* shared chat: the per-line path */
-    }
-    for (int t = 0; t < TG_N; t++) {
-        if (t != TG_REPLY_BODY && l->known[t] >= 0 && l->tags[l->known[t]].escaped) {
-            return 0;
-        }
     }
     Py_ssize_t a, b;
     if (dp_tag_span(l, TG_DISPLAY_NAME, &a, &b) && b > a &&
