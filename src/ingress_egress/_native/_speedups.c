@@ -3804,6 +3804,8 @@ typedef struct {
     Py_ssize_t key, key_end; /* line[key:key_end] */
     Py_ssize_t value, end;   /* line[value:end]; value == end for a key without '=' */
     int escaped;             /* a backslash in the value */
+    int plain;               /* key and value are ASCII needing no JSON escaping (the
+                                value's backslashes aside): copied as they are */
     int known;               /* TG_* of the key, or -1 */
     uint32_t hash;           /* of the key */
 } dp_tag;
@@ -3826,7 +3828,6 @@ typedef struct {
     int has_bits; /* the bits tag holds a number (bits); else None */
     long long bits;
     int nemotes;
-    int plain; /* the tags are ASCII needing no JSON escaping (values' backslashes aside) */
     int nunknown; /* the tags whose key is not a known one: their indexes */
     unsigned char unknown[DP_MAX_TAGS];
     dp_tag tags[DP_MAX_TAGS];
@@ -4033,10 +4034,9 @@ static ALWAYS_INLINE int
 dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
 {
     Py_ssize_t i = a;
-    int odd = 0;
     for (;;) {
         Py_ssize_t eq;
-        int escaped;
+        int escaped, odd = 0;
         Py_ssize_t j = dp_tag_end(kind, data, i, b, &eq, &escaped, &odd);
         Py_ssize_t key_end = eq >= 0 ? eq : j;
         if (key_end > i) {
@@ -4049,6 +4049,7 @@ dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssiz
             tag->value = eq >= 0 ? eq + 1 : j;
             tag->end = j;
             tag->escaped = escaped;
+            tag->plain = !odd && (kind == PyUnicode_1BYTE_KIND || dp_wide_plain(kind, data, i, j));
             tag->hash = dp_hash(kind, data, i, key_end);
             tag->known = dp_known_key(kind, data, i, key_end, tag->hash);
             if (tag->known >= 0) {
@@ -4074,7 +4075,6 @@ dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssiz
             l->ntags++;
         }
         if (j >= b) {
-            l->plain = l->plain && !odd;
             return 1;
         }
         i = j + 1;
@@ -4230,14 +4230,10 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     }
     l->ntags = l->nunknown = 0;
     Py_ssize_t pos = 0;
-    l->plain = 1;
     if (n > 0 && READ(0) == '@') {
         Py_ssize_t space = find_char(kind, data, 1, n, ' ');
         if (space < 0 || !dp_scan_tags(l, kind, data, 1, space)) {
             return 0;
-        }
-        if (kind != PyUnicode_1BYTE_KIND) {
-            l->plain = l->plain && dp_wide_plain(kind, data, 1, space);
         }
         pos = skip_spaces(kind, data, space, n);
     }
@@ -4379,12 +4375,12 @@ dp_unescaped(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
     return 0;
 }
 
-/* The JSON string of line[a:b] inside the tags (no backslash in it): copied as it is when
- * the tags are plain, escaped otherwise. */
+/* The JSON string of line[a:b] inside a tag (no backslash in it): copied as it is when
+ * the tag is plain, escaped otherwise. */
 static ALWAYS_INLINE int
-dp_tag_span_json(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
+dp_tag_span_json(jbuf *jb, const dp_line *l, int plain, Py_ssize_t a, Py_ssize_t b)
 {
-    if (!l->plain) {
+    if (!plain) {
         return jb_str_range(jb, l->line, a, b);
     }
     if (jb_reserve(jb, b - a + 2) < 0) {
@@ -4421,7 +4417,7 @@ dp_tag_value(jbuf *jb, const dp_line *l, int t)
     }
     const dp_tag *tag = &l->tags[l->known[t]];
     return tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
-                        : dp_tag_span_json(jb, l, tag->value, tag->end);
+                        : dp_tag_span_json(jb, l, tag->plain, tag->value, tag->end);
 }
 
 /* `value or None` of a tag the scan saw without a backslash (so empty means empty). */
@@ -4495,6 +4491,7 @@ static int
 dp_emotes(jbuf *jb, const dp_line *l)
 {
     Py_ssize_t size = l->text_end - l->text;
+    int plain = l->nemotes > 0 && l->tags[l->known[TG_EMOTES]].plain;
     if (JLIT(jb, "[") < 0) {
         return -1;
     }
@@ -4511,7 +4508,7 @@ dp_emotes(jbuf *jb, const dp_line *l)
             return -1;
         }
         first = 0;
-        if ((rc = dp_tag_span_json(jb, l, e->id, e->id_end)) != 0 ||
+        if ((rc = dp_tag_span_json(jb, l, plain, e->id, e->id_end)) != 0 ||
             JLIT(jb, ",\"start\":") < 0 || jb_ll(jb, s) < 0 || JLIT(jb, ",\"end\":") < 0 ||
             jb_ll(jb, (long long)stop - 1) < 0 || JLIT(jb, ",\"name\":") < 0 ||
             (rc = jb_str_range(jb, l->line, l->text + (Py_ssize_t)s, l->text + stop)) != 0 ||
@@ -4535,10 +4532,10 @@ dp_raw_tags(jbuf *jb, const dp_line *l)
         if ((i > 0 && JLIT(jb, ",") < 0)) {
             return -1;
         }
-        if ((rc = dp_tag_span_json(jb, l, tag->key, tag->key_end)) != 0 ||
+        if ((rc = dp_tag_span_json(jb, l, tag->plain, tag->key, tag->key_end)) != 0 ||
             JLIT(jb, ":") < 0 ||
             (rc = tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
-                               : dp_tag_span_json(jb, l, tag->value, tag->end)) != 0) {
+                               : dp_tag_span_json(jb, l, tag->plain, tag->value, tag->end)) != 0) {
             return rc ? rc : -1;
         }
     }
