@@ -14,7 +14,9 @@
  *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
  *   hpub_frames(subject, msgs)  -> bytes or None      (the frames of a list, concatenated)
  *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
- *                                  _lines_to_outbound_py; a read loop's batch in one call)
+ *                                  _lines_to_outbound_py; a read loop's batch in one call;
+ *                                  a common PRIVMSG goes by the "direct path": its JSON
+ *                                  written from the raw line, see that section)
  *
  * The pure-Python functions named above are the reference: every function here returns
  * exactly what its reference returns (same types, same values, same dict order, same
@@ -2892,9 +2894,26 @@ jb_str_range(jbuf *jb, PyObject *s, Py_ssize_t a, Py_ssize_t b)
         }
 #undef JB_BYTE
     }
-    else {
+    else if (kind == PyUnicode_2BYTE_KIND) { /* one loop per kind: no kind test per char */
+        const Py_UCS2 *c = (const Py_UCS2 *)data;
         for (Py_ssize_t i = a; i < b; i++) {
-            if (jb_char(q, &k, READ(i)) != 0) {
+            Py_UCS4 ch = c[i];
+            if (LIKELY(ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')) {
+                q[k++] = (char)ch;
+            }
+            else if (jb_char(q, &k, ch) != 0) {
+                return J_OTHER;
+            }
+        }
+    }
+    else {
+        const Py_UCS4 *c = (const Py_UCS4 *)data;
+        for (Py_ssize_t i = a; i < b; i++) {
+            Py_UCS4 ch = c[i];
+            if (LIKELY(ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')) {
+                q[k++] = (char)ch;
+            }
+            else if (jb_char(q, &k, ch) != 0) {
                 return J_OTHER;
             }
         }
@@ -3806,6 +3825,1171 @@ sp_hpub_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* the direct path: a raw PRIVMSG line -> its OutboundMessage (inside lines_to_outbound)  */
+/*
+ * The per-line path builds an IrcMessage (a tags dict of ~20 strs), a typed Privmsg (with
+ * Chatter, EmoteRange, badge tuples) and then writes the envelope JSON from those objects.
+ * For a PRIVMSG of the common shape the direct path scans the line once into spans (offsets
+ * into the line, no Python objects) and writes the same JSON straight from them, IRC tag
+ * unescaping and JSON escaping in one pass. It must produce what the per-line path produces,
+ * byte for byte, draw the same ids in the same order, and touch the same state (the badge
+ * cache, both IsoClocks of the builder, both RandomIds).
+ *
+ * It works in two phases. dp_scan (reads the line only) and dp_ctx_load / the id peek (read the
+ * builder) may DECLINE: the line then goes to the per-line path as if the direct path did
+ * not exist. Only after both accept is any state touched, in the per-line path's order:
+ * badge cache (badges, then badge-info), received clock, sent clock, ids. What it declines
+ * (all rare in Twitch chat): tags with no space after them, no nick!user prefix, a
+ * command other than PRIVMSG, params other than "#channel :text", a non-ASCII nick or
+ * channel, a lone surrogate anywhere, duplicate tag keys, more than DP_MAX_TAGS tags, a
+ * backslash in any tag value the envelope interprets (all but reply-parent-msg-body and the
+ * tags only copied into payload.raw), shared chat (source-room-id), a display name with
+ * spaces to strip, a tmi-sent-ts or bits that is not 1-18 ASCII digits, emote
+ * ranges that need Python's int(), more than DP_MAX_EMOTES emote ranges, an id block that
+ * needs refilling, and any builder, clock, id source or received_at not of the exact types
+ * (a subclass, a None received_at that would make the builder read its clock).
+ * Two late declines, after the badge cache and the clocks were used but before any id is
+ * drawn: _cheers raising, or returning what the JSON writer refuses (an int beyond 64
+ * bits). Repeating those steps in the per-line path leaves the same state (cache hits,
+ * memo hits, a pure function), so the result is still the per-line path's.
+ *
+ * set_direct_enabled(False) switches only this path off (tests compare both in one
+ * process); direct_stats() counts the lines it took and declined.
+ */
+
+static int g_direct_enabled = 1;
+static unsigned long long g_direct_taken = 0, g_direct_declined = 0;
+
+#define DP_MAX_TAGS 64
+#define DP_MAX_EMOTES 128
+#define DP_KEY_SLOTS 64 /* a power of two, more than TG_N */
+
+typedef struct {
+    Py_ssize_t key, key_end; /* line[key:key_end] */
+    Py_ssize_t value, end;   /* line[value:end]; value == end for a key without '=' */
+    int escaped;             /* a backslash in the value */
+    int plain;               /* key and value are ASCII needing no JSON escaping (the
+                                value's backslashes aside): copied as they are */
+    int known;               /* TG_* of the key, or -1 */
+    uint32_t hash;           /* of the key */
+} dp_tag;
+
+typedef struct {
+    long long start, end;  /* code points of the text, as the tag says */
+    Py_ssize_t id, id_end; /* the emote id: line[id:id_end] */
+} dp_emote;
+
+typedef struct {
+    PyObject *line;
+    int kind;
+    const void *data;
+    int ntags;
+    int known[TG_N]; /* index into tags of each known key, -1 when absent */
+    Py_ssize_t nick, nick_end, chan, chan_end, text, text_end;
+    int is_action;
+    int has_sent; /* tmi-sent-ts holds a number (sent_ms) */
+    long long sent_ms;
+    int has_bits; /* the bits tag holds a number (bits); else None */
+    long long bits;
+    int nemotes;
+    int nunknown; /* the tags whose key is not a known one: their indexes */
+    unsigned char unknown[DP_MAX_TAGS];
+    dp_tag tags[DP_MAX_TAGS];
+    dp_emote emotes[DP_MAX_EMOTES];
+} dp_line;
+
+/* The known tag keys (TG_*) by hash: slots hold TG_* + 1, 0 when empty. */
+static unsigned char dp_key_slots[DP_KEY_SLOTS];
+static uint32_t dp_key_hashes[TG_N];
+
+/* A key's hash from its length and three of its characters: O(1), and every match is
+ * confirmed by comparing the characters. */
+static ALWAYS_INLINE uint32_t
+dp_hash(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    Py_ssize_t n = b - a;
+    if (n <= 0) {
+        return 0;
+    }
+    uint32_t h = (uint32_t)n * 0x9E3779B1u;
+    h ^= (uint32_t)READ(a) * 0x85EBCA77u;
+    h ^= (uint32_t)READ(a + n / 2) * 0x27D4EB2Fu;
+    h ^= (uint32_t)READ(b - 1) * 0xC2B2AE3Du;
+    return h ^ (h >> 15);
+}
+
+static void
+dp_init_keys(void)
+{
+    memset(dp_key_slots, 0, sizeof(dp_key_slots));
+    for (int t = 0; t < TG_N; t++) {
+        PyObject *key = tag_key_table[t];
+        const int kind = PyUnicode_1BYTE_KIND;
+        uint32_t h = dp_hash(kind, PyUnicode_1BYTE_DATA(key), 0, PyUnicode_GET_LENGTH(key));
+        dp_key_hashes[t] = h;
+        size_t slot = h & (DP_KEY_SLOTS - 1);
+        while (dp_key_slots[slot]) {
+            slot = (slot + 1) & (DP_KEY_SLOTS - 1);
+        }
+        dp_key_slots[slot] = (unsigned char)(t + 1);
+    }
+}
+
+/* TG_* of the key line[a:b] (hash h), or -1. */
+static ALWAYS_INLINE int
+dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint32_t h)
+{
+    for (size_t slot = h & (DP_KEY_SLOTS - 1); dp_key_slots[slot];
+         slot = (slot + 1) & (DP_KEY_SLOTS - 1)) {
+        int t = dp_key_slots[slot] - 1;
+        PyObject *key = tag_key_table[t];
+        if (dp_key_hashes[t] != h || PyUnicode_GET_LENGTH(key) != b - a) {
+            continue;
+        }
+        const Py_UCS1 *k = PyUnicode_1BYTE_DATA(key);
+        if (kind == PyUnicode_1BYTE_KIND) { /* short keys: no call to memcmp */
+            const Py_UCS1 *p = (const Py_UCS1 *)data + a;
+            Py_ssize_t i = 0, n = b - a;
+            uint64_t x, y;
+            for (; i + 8 <= n; i += 8) {
+                memcpy(&x, p + i, 8);
+                memcpy(&y, k + i, 8);
+                if (x != y) {
+                    break;
+                }
+            }
+            while (i < n && p[i] == k[i]) {
+                i++;
+            }
+            if (i == n) {
+                return t;
+            }
+            continue;
+        }
+        Py_ssize_t i = 0;
+        while (i < b - a && READ(a + i) == k[i]) {
+            i++;
+        }
+        if (i == b - a) {
+            return t;
+        }
+    }
+    return -1;
+}
+
+/* 1 when data[a:b] of a 2- or 4-byte line is ASCII that needs no JSON escaping (no control
+ * character or '"'; backslashes are the unescaper's): its tags are then copied, narrowed. */
+static ALWAYS_INLINE int
+dp_wide_plain(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    unsigned odd = 0; /* no early exit: the compiler vectorizes the loop */
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = READ(i);
+        odd |= (c < 0x20) | (c >= 0x80) | (c == '"');
+    }
+    return !odd;
+}
+
+/* The byte classes of the 1-byte tag scanner. */
+enum { DPC_PLAIN, DPC_SEMI, DPC_EQ, DPC_BACKSLASH, DPC_JSON };
+static unsigned char dp_class[256];
+
+static void
+dp_init_classes(void)
+{
+    for (int c = 0; c < 256; c++) {
+        dp_class[c] = (c < 0x20 || c >= 0x80 || c == '"') ? DPC_JSON : DPC_PLAIN;
+    }
+    dp_class[';'] = DPC_SEMI;
+    dp_class['='] = DPC_EQ;
+    dp_class['\\'] = DPC_BACKSLASH;
+}
+
+/* The end of the tag at data[i:b] (its ';', or b), as parse_tags_impl finds it: its first
+ * '=' (*eq, -1 when none), a backslash after it (*escaped). *odd is set when the tag needs
+ * JSON escaping (a control character, '"', beyond ASCII, a backslash in the key); 1-byte
+ * lines are scanned byte by byte through a class table (tags are short), others as the
+ * parser scans them. */
+static ALWAYS_INLINE Py_ssize_t
+dp_tag_end(const int kind, const void *data, Py_ssize_t i, Py_ssize_t b, Py_ssize_t *eq,
+           int *escaped, int *odd)
+{
+    Py_ssize_t j = i;
+    *eq = -1;
+    *escaped = 0;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *p = (const Py_UCS1 *)data;
+        while (j < b) {
+#ifdef HAVE_SWAR
+            /* 8 bytes at a time while all are plain; the lowest flagged lane is exact */
+            const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+            while (j + 8 <= b) {
+                uint64_t x;
+                memcpy(&x, p + j, 8);
+                uint64_t hit = ((x - ones * 0x20) & ~x & highs) | (x & highs) |
+                               swar_eq(x, '"', ones, highs) | swar_eq(x, ';', ones, highs) |
+                               swar_eq(x, '=', ones, highs) | swar_eq(x, '\\', ones, highs);
+                if (hit) {
+                    j += (Py_ssize_t)(__builtin_ctzll(hit) >> 3);
+                    goto special;
+                }
+                j += 8;
+            }
+#endif
+            while (j < b && dp_class[p[j]] == DPC_PLAIN) {
+                j++;
+            }
+            if (j >= b) {
+                break;
+            }
+#ifdef HAVE_SWAR
+        special:
+#endif
+            switch (dp_class[p[j]]) {
+            case DPC_SEMI:
+                return j;
+            case DPC_EQ:
+                if (*eq < 0) {
+                    *eq = j;
+                }
+                break;
+            case DPC_BACKSLASH:
+                if (*eq >= 0) {
+                    *escaped = 1;
+                }
+                else {
+                    *odd = 1; /* a backslash in the key */
+                }
+                break;
+            default:
+                *odd = 1;
+            }
+            j++;
+        }
+        return b;
+    }
+    for (;;) { /* wider kinds: dp_scan checks the whole tags for JSON escapes (odd) */
+        j = next_tag_stop(kind, data, j, b);
+        if (j >= b) {
+            return j;
+        }
+        Py_UCS4 c = READ(j);
+        if (c == ';') {
+            return j;
+        }
+        if (c == '=') {
+            if (*eq < 0) {
+                *eq = j;
+            }
+        }
+        else if (*eq >= 0) {
+            *escaped = 1;
+        }
+        else {
+            *odd = 1; /* a backslash in the key */
+        }
+        j++;
+    }
+}
+
+/* The tags data[a:b] into spans, split exactly as parse_tags_impl splits them (empty keys
+ * skipped); 0 declines (too many tags, a repeated key: dict() would merge them). */
+static ALWAYS_INLINE int
+dp_scan_tags(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    Py_ssize_t i = a;
+    for (;;) {
+        Py_ssize_t eq;
+        int escaped, odd = 0;
+        Py_ssize_t j = dp_tag_end(kind, data, i, b, &eq, &escaped, &odd);
+        Py_ssize_t key_end = eq >= 0 ? eq : j;
+        if (key_end > i) {
+            if (l->ntags == DP_MAX_TAGS) {
+                return 0;
+            }
+            dp_tag *tag = &l->tags[l->ntags];
+            tag->key = i;
+            tag->key_end = key_end;
+            tag->value = eq >= 0 ? eq + 1 : j;
+            tag->end = j;
+            tag->escaped = escaped;
+            tag->plain = !odd && (kind == PyUnicode_1BYTE_KIND || dp_wide_plain(kind, data, i, j));
+            tag->hash = dp_hash(kind, data, i, key_end);
+            tag->known = dp_known_key(kind, data, i, key_end, tag->hash);
+            if (tag->known >= 0) {
+                if (l->known[tag->known] >= 0) {
+                    return 0;
+                }
+                if (escaped && tag->known != TG_REPLY_BODY) {
+                    return 0; /* an escape in a value the envelope interprets */
+                }
+                l->known[tag->known] = l->ntags;
+            }
+            else { /* an unknown key: compared with the other unknown ones */
+                Py_ssize_t n = key_end - i;
+                for (int k = 0; k < l->nunknown; k++) {
+                    const dp_tag *other = &l->tags[l->unknown[k]];
+                    if (other->hash == tag->hash && other->key_end - other->key == n &&
+                        same_span(kind, data, other->key, i, n)) {
+                        return 0;
+                    }
+                }
+                l->unknown[l->nunknown++] = (unsigned char)l->ntags;
+            }
+            l->ntags++;
+        }
+        if (j >= b) {
+            return 1;
+        }
+        i = j + 1;
+    }
+}
+
+/* The value span of a known tag: 1 with [*a, *b) when present. */
+static inline int
+dp_tag_span(const dp_line *l, int t, Py_ssize_t *a, Py_ssize_t *b)
+{
+    if (l->known[t] < 0) {
+        *a = *b = 0;
+        return 0;
+    }
+    const dp_tag *tag = &l->tags[l->known[t]];
+    *a = tag->value;
+    *b = tag->end;
+    return 1;
+}
+
+static inline Py_ssize_t
+dp_tag_len(const dp_line *l, int t)
+{
+    return l->known[t] < 0 ? 0 : l->tags[l->known[t]].end - l->tags[l->known[t]].value;
+}
+
+/* find_char for the short spans of a line (prefix parts, emote ranges): a plain loop, no
+ * call into memchr for a few characters. */
+static ALWAYS_INLINE Py_ssize_t
+dp_find(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, Py_UCS4 ch)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (READ(i) == ch) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* parse_emotes over the (unescaped) emotes value line[a:b]: the same ranges, kept as
+ * spans, stably sorted by start; 0 declines (Python's int() needed, too many ranges). */
+static ALWAYS_INLINE int
+dp_scan_emotes(dp_line *l, const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    l->nemotes = 0;
+    Py_ssize_t g = a;
+    while (g <= b) {
+        Py_ssize_t gend = dp_find(kind, data, g, b, '/');
+        if (gend < 0) {
+            gend = b;
+        }
+        Py_ssize_t colon = dp_find(kind, data, g, gend, ':');
+        if (colon >= 0) {
+            Py_ssize_t s = colon + 1;
+            for (;;) {
+                Py_ssize_t send = dp_find(kind, data, s, gend, ',');
+                if (send < 0) {
+                    send = gend;
+                }
+                Py_ssize_t dash = dp_find(kind, data, s, send, '-');
+                long long start = 0, end = 0;
+                int rs = 0, re = 0;
+                if (dash >= 0) {
+                    rs = ascii_number(kind, data, s, dash, &start);
+                    re = rs ? ascii_number(kind, data, dash + 1, send, &end) : 0;
+                }
+                if (rs == 2 || re == 2) {
+                    return 0;
+                }
+                if (rs == 1 && re == 1) {
+                    if (l->nemotes == DP_MAX_EMOTES) {
+                        return 0;
+                    }
+                    dp_emote *e = &l->emotes[l->nemotes++];
+                    e->start = start;
+                    e->end = end;
+                    e->id = g;
+                    e->id_end = colon;
+                }
+                if (send >= gend) {
+                    break;
+                }
+                s = send + 1;
+            }
+        }
+        g = gend + 1;
+    }
+    for (int i = 1; i < l->nemotes; i++) { /* insertion sort: stable, as sorted() */
+        dp_emote x = l->emotes[i];
+        int j = i;
+        while (j > 0 && l->emotes[j - 1].start > x.start) {
+            l->emotes[j] = l->emotes[j - 1];
+            j--;
+        }
+        l->emotes[j] = x;
+    }
+    return 1;
+}
+
+static ALWAYS_INLINE int
+dp_ascii(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (READ(i) >= 128) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* parse_int of a known tag: absent or "" -> None (*has = 0); 1-18 ASCII digits -> *value;
+ * 0 declines anything else (int() may still take it: spaces, '+', '_', other digits). */
+static ALWAYS_INLINE int
+dp_tag_number(const dp_line *l, const int kind, const void *data, int t, int *has,
+              long long *value)
+{
+    Py_ssize_t a, b;
+    *has = 0;
+    *value = 0;
+    if (!dp_tag_span(l, t, &a, &b) || a == b) {
+        return 1;
+    }
+    if (b - a > 18) {
+        return 0;
+    }
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = READ(i);
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+        *value = *value * 10 + (long long)(c - '0');
+    }
+    *has = 1;
+    return 1;
+}
+
+/* The line data[0:n] (trailing CR/LF already cut) into l; 0 declines. Each step mirrors
+ * parse_impl / c_privmsg for the shape it accepts and declines every other shape. */
+static ALWAYS_INLINE int
+dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
+{
+    if (kind != PyUnicode_1BYTE_KIND) { /* a lone surrogate: the JSON writer refuses it */
+        unsigned surrogate = 0; /* no early exit: the compiler vectorizes the loop */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            surrogate |= (Py_UCS4)READ(i) - 0xD800u < 0x800u;
+        }
+        if (surrogate) {
+            return 0;
+        }
+    }
+    for (int t = 0; t < TG_N; t++) {
+        l->known[t] = -1;
+    }
+    l->ntags = l->nunknown = 0;
+    Py_ssize_t pos = 0;
+    if (n > 0 && READ(0) == '@') {
+        Py_ssize_t space = find_char(kind, data, 1, n, ' ');
+        if (space < 0 || !dp_scan_tags(l, kind, data, 1, space)) {
+            return 0;
+        }
+        pos = skip_spaces(kind, data, space, n);
+    }
+    /* :nick!user@host (split_prefix: the nick ends at the first '!' before any '@') */
+    if (pos >= n || READ(pos) != ':') {
+        return 0;
+    }
+    Py_ssize_t space = find_char(kind, data, pos, n, ' ');
+    if (space < 0 || space == pos + 1) {
+        return 0;
+    }
+    Py_ssize_t at = dp_find(kind, data, pos + 1, space, '@');
+    Py_ssize_t bang = dp_find(kind, data, pos + 1, at >= 0 ? at : space, '!');
+    if (bang < 0) {
+        return 0;
+    }
+    l->nick = pos + 1;
+    l->nick_end = bang;
+    if (!dp_ascii(kind, data, l->nick, l->nick_end)) { /* str.lower() beyond ASCII */
+        return 0;
+    }
+    /* PRIVMSG, one space, one middle word, " :" and the text */
+    pos = skip_spaces(kind, data, space, n);
+    static const char PRIVMSG[] = "PRIVMSG ";
+    if (n - pos < 9) {
+        return 0;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (READ(pos + i) != (Py_UCS4)PRIVMSG[i]) {
+            return 0;
+        }
+    }
+    Py_ssize_t p = pos + 8, colon = -1; /* parse_params looks for " :" from p - 1 */
+    for (Py_ssize_t i = p - 1; i + 1 < n; i++) {
+        if (READ(i) == ' ' && READ(i + 1) == ':') {
+            colon = i;
+            break;
+        }
+    }
+    if (colon <= p) {
+        return 0;
+    }
+    for (Py_ssize_t i = p; i < colon; i++) {
+        Py_UCS4 c = READ(i);
+        if (c >= 128 || Py_UNICODE_ISSPACE(c)) { /* two words, or str.lower() beyond ASCII */
+            return 0;
+        }
+    }
+    l->chan = (READ(p) == '#') ? p + 1 : p; /* channel_of drops one leading '#' */
+    l->chan_end = colon;
+    /* split_action */
+    Py_ssize_t t0 = colon + 2, tn = n - t0;
+    static const char ACTION[] = "\x01" "ACTION";
+    l->is_action = tn >= 7;
+    for (int i = 0; l->is_action && i < 7; i++) {
+        l->is_action = READ(t0 + i) == (Py_UCS4)(unsigned char)ACTION[i];
+    }
+    if (l->is_action && tn > 7 && READ(t0 + 7) != ' ' && READ(t0 + 7) != 0x01) {
+        l->is_action = 0;
+    }
+    l->text = t0;
+    l->text_end = n;
+    if (l->is_action) {
+        l->text = tn <= 8 ? n : t0 + 8;
+        l->text_end = (tn > 8 && READ(n - 1) == 0x01) ? n - 1 : n;
+    }
+    /* the tags the envelope interprets */
+    if (l->known[TG_SOURCE_ROOM_ID] >= 0) {
+        return 0; /* shared chat: the per-line path */
+    }
+    Py_ssize_t a, b;
+    if (dp_tag_span(l, TG_DISPLAY_NAME, &a, &b) && b > a &&
+        (READ(a) == ' ' || READ(b - 1) == ' ')) {
+        return 0; /* make_chatter strips it */
+    }
+    if (dp_tag_span(l, TG_REPLY_DISPLAY_NAME, &a, &b) && b > a &&
+        (Py_UNICODE_ISSPACE(READ(a)) || Py_UNICODE_ISSPACE(READ(b - 1)))) {
+        return 0; /* the reply's display name is stripped */
+    }
+    if (!dp_tag_number(l, kind, data, TG_SENT_TS, &l->has_sent, &l->sent_ms) ||
+        !dp_tag_number(l, kind, data, TG_BITS, &l->has_bits, &l->bits)) {
+        return 0;
+    }
+    dp_tag_span(l, TG_EMOTES, &a, &b);
+    return dp_scan_emotes(l, kind, data, a, b);
+}
+
+static int
+dp_scan_line(dp_line *l, PyObject *line)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    const int kind = PyUnicode_KIND(line);
+    const void *data = PyUnicode_DATA(line);
+    while (n > 0 && (READ(n - 1) == '\r' || READ(n - 1) == '\n')) { /* as sp_parse_line */
+        n--;
+    }
+    l->line = line;
+    l->kind = kind;
+    l->data = data;
+    switch (kind) { /* one specialised copy per kind */
+    case PyUnicode_1BYTE_KIND:
+        return dp_scan(l, PyUnicode_1BYTE_KIND, data, n);
+    case PyUnicode_2BYTE_KIND:
+        return dp_scan(l, PyUnicode_2BYTE_KIND, data, n);
+    default:
+        return dp_scan(l, PyUnicode_4BYTE_KIND, data, n);
+    }
+}
+
+/* -- the JSON, from the spans --------------------------------------------------------- */
+
+/* The JSON string of the IRCv3-unescaped line[a:b] (unescape_value, then jb_str_range). */
+static int
+dp_unescaped(jbuf *jb, const dp_line *l, Py_ssize_t a, Py_ssize_t b)
+{
+    const int kind = l->kind;
+    const void *data = l->data;
+    if (jb_reserve(jb, 6 * (b - a) + 2) < 0) {
+        return -1;
+    }
+    char *q = jb->p;
+    Py_ssize_t k = jb->len;
+    q[k++] = '"';
+    for (Py_ssize_t i = a; i < b;) {
+        Py_UCS4 c = READ(i++);
+        if (c == '\\') {
+            if (i >= b) { /* a lone trailing backslash is dropped */
+                break;
+            }
+            Py_UCS4 e = READ(i++);
+            c = e == ':' ? ';' : e == 's' ? ' ' : e == 'r' ? '\r' : e == 'n' ? '\n' : e;
+        }
+        if (jb_char(q, &k, c) != 0) {
+            return J_OTHER; /* a surrogate: dp_scan declined those already */
+        }
+    }
+    q[k++] = '"';
+    jb->len = k;
+    return 0;
+}
+
+/* The JSON string of line[a:b] inside a tag (no backslash in it): copied as it is when
+ * the tag is plain, escaped otherwise. */
+static ALWAYS_INLINE int
+dp_tag_span_json(jbuf *jb, const dp_line *l, int plain, Py_ssize_t a, Py_ssize_t b)
+{
+    if (!plain) {
+        return jb_str_range(jb, l->line, a, b);
+    }
+    if (jb_reserve(jb, b - a + 2) < 0) {
+        return -1;
+    }
+    char *q = jb->p + jb->len;
+    q[0] = '"';
+    if (l->kind == PyUnicode_1BYTE_KIND) {
+        memcpy(q + 1, (const Py_UCS1 *)l->data + a, (size_t)(b - a));
+    }
+    else if (l->kind == PyUnicode_2BYTE_KIND) { /* ASCII code units, narrowed */
+        const Py_UCS2 *c = (const Py_UCS2 *)l->data + a;
+        for (Py_ssize_t i = 0; i < b - a; i++) {
+            q[1 + i] = (char)c[i];
+        }
+    }
+    else {
+        const Py_UCS4 *c = (const Py_UCS4 *)l->data + a;
+        for (Py_ssize_t i = 0; i < b - a; i++) {
+            q[1 + i] = (char)c[i];
+        }
+    }
+    q[b - a + 1] = '"';
+    jb->len += b - a + 2;
+    return 0;
+}
+
+/* A tag's value as a JSON string ("" when absent); unescaped when it holds a backslash. */
+static int
+dp_tag_value(jbuf *jb, const dp_line *l, int t)
+{
+    if (l->known[t] < 0) {
+        return JLIT(jb, "\"\"");
+    }
+    const dp_tag *tag = &l->tags[l->known[t]];
+    return tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
+                        : dp_tag_span_json(jb, l, tag->plain, tag->value, tag->end);
+}
+
+/* `value or None` of a tag the scan saw without a backslash (so empty means empty). */
+static int
+dp_tag_or_null(jbuf *jb, const dp_line *l, int t)
+{
+    return dp_tag_len(l, t) > 0 ? dp_tag_value(jb, l, t) : JLIT(jb, "null");
+}
+
+/* is_one: the value is exactly "1". */
+static int
+dp_tag_flag(jbuf *jb, const dp_line *l, int t)
+{
+    const int kind = l->kind;
+    const void *data = l->data;
+    Py_ssize_t a, b;
+    int one = dp_tag_span(l, t, &a, &b) && b - a == 1 && READ(a) == '1';
+    return one ? JLIT(jb, "true") : JLIT(jb, "false");
+}
+
+/* str.lower() of the ASCII nick: the JSON of the span, its capitals lowered in place (JSON
+ * escapes only add lowercase letters, so only the nick's own capitals are touched). */
+static int
+dp_login(jbuf *jb, const dp_line *l)
+{
+    Py_ssize_t from = jb->len;
+    int rc = jb_str_range(jb, l->line, l->nick, l->nick_end);
+    for (Py_ssize_t i = from; rc == 0 && i < jb->len; i++) {
+        if (jb->p[i] >= 'A' && jb->p[i] <= 'Z') {
+            jb->p[i] = (char)(jb->p[i] + 32);
+        }
+    }
+    return rc;
+}
+
+/* make_chatter's display name: the tag, or the nick as sent when it is empty. */
+static int
+dp_display_name(jbuf *jb, const dp_line *l)
+{
+    return dp_tag_len(l, TG_DISPLAY_NAME) > 0 ? dp_tag_value(jb, l, TG_DISPLAY_NAME)
+                                              : jb_str_range(jb, l->line, l->nick, l->nick_end);
+}
+
+/* parse_color: "#" and 6 hex digits, uppercased; anything else "". */
+static int
+dp_color(jbuf *jb, const dp_line *l)
+{
+    const int kind = l->kind;
+    const void *data = l->data;
+    Py_ssize_t a, b;
+    if (!dp_tag_span(l, TG_COLOR, &a, &b) || b - a != 7 || READ(a) != '#') {
+        return JLIT(jb, "\"\"");
+    }
+    char out[9] = {'"', '#'};
+    for (int i = 1; i < 7; i++) {
+        Py_UCS4 c = READ(a + i);
+        if (c >= 'a' && c <= 'f') {
+            c -= 32;
+        }
+        else if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) {
+            return JLIT(jb, "\"\"");
+        }
+        out[i + 1] = (char)c;
+    }
+    out[8] = '"';
+    return jb_raw(jb, out, 9);
+}
+
+/* _emotes(text, emotes) as jb_emotes writes it, from the spans. */
+static int
+dp_emotes(jbuf *jb, const dp_line *l)
+{
+    Py_ssize_t size = l->text_end - l->text;
+    int plain = l->nemotes > 0 && l->tags[l->known[TG_EMOTES]].plain;
+    if (JLIT(jb, "[") < 0) {
+        return -1;
+    }
+    int first = 1;
+    for (int i = 0; i < l->nemotes; i++) {
+        const dp_emote *e = &l->emotes[i];
+        long long s = e->start, t = e->end;
+        if (!(s < size && s <= t)) {
+            continue;
+        }
+        Py_ssize_t stop = t + 1 > size ? size : (Py_ssize_t)(t + 1);
+        int rc;
+        if ((!first && JLIT(jb, ",") < 0) || JLIT(jb, "{\"id\":") < 0) {
+            return -1;
+        }
+        first = 0;
+        if ((rc = dp_tag_span_json(jb, l, plain, e->id, e->id_end)) != 0 ||
+            JLIT(jb, ",\"start\":") < 0 || jb_ll(jb, s) < 0 || JLIT(jb, ",\"end\":") < 0 ||
+            jb_ll(jb, (long long)stop - 1) < 0 || JLIT(jb, ",\"name\":") < 0 ||
+            (rc = jb_str_range(jb, l->line, l->text + (Py_ssize_t)s, l->text + stop)) != 0 ||
+            JLIT(jb, "}") < 0) {
+            return rc ? rc : -1;
+        }
+    }
+    return JLIT(jb, "]");
+}
+
+/* payload.raw.tags: every tag in line order, values unescaped. */
+static int
+dp_raw_tags(jbuf *jb, const dp_line *l)
+{
+    if (JLIT(jb, "{") < 0) {
+        return -1;
+    }
+    for (int i = 0; i < l->ntags; i++) {
+        const dp_tag *tag = &l->tags[i];
+        int rc;
+        if ((i > 0 && JLIT(jb, ",") < 0)) {
+            return -1;
+        }
+        if ((rc = dp_tag_span_json(jb, l, tag->plain, tag->key, tag->key_end)) != 0 ||
+            JLIT(jb, ":") < 0 ||
+            (rc = tag->escaped ? dp_unescaped(jb, l, tag->value, tag->end)
+                               : dp_tag_span_json(jb, l, tag->plain, tag->value, tag->end)) != 0) {
+            return rc ? rc : -1;
+        }
+    }
+    return JLIT(jb, "}");
+}
+
+/* The objects the envelope needs beyond the spans. */
+typedef struct {
+    PyObject *id;           /* envelope id */
+    PyObject *stamp;        /* the received time, formatted */
+    PyObject *sent_at;      /* str or None */
+    PyObject *cheers;       /* _cheers(text) when bits is non-zero, else NULL ([]) */
+    PyObject *channel;      /* lowercased, without '#' */
+    PyObject *badges;       /* badge tuples, from the badge cache */
+    PyObject *badge_info;
+} dp_objects;
+
+/* The envelope JSON: write_privmsg's bytes for the same line. */
+static int
+dp_write(jbuf *jb, const dp_line *l, const dp_objects *o, const Py_UCS1 *trace,
+         PyObject *transport)
+{
+    int rc = 0;
+#define W(expr)                       \
+    do {                              \
+        if ((rc = (expr)) != 0) {     \
+            return rc < 0 ? -1 : rc;  \
+        }                             \
+    } while (0)
+    W(JLIT(jb, "{\"v\":\"1\",\"id\":"));
+    W(jb_str(jb, o->id));
+    W(JLIT(jb, ",\"correlationId\":"));
+    W(jb_str(jb, o->id));
+    W(JLIT(jb, ",\"traceId\":\""));
+    W(jb_raw(jb, (const char *)trace, 32));
+    W(JLIT(jb, "\",\"timestamp\":"));
+    W(jb_value(jb, o->stamp, 1));
+    W(JLIT(jb, ",\"type\":"));
+    W(jb_value(jb, O_MESSAGE, 1));
+    W(JLIT(jb, ",\"source\":{\"platform\":\"twitch\",\"channel\":"));
+    W(jb_str(jb, o->channel));
+    W(JLIT(jb, ",\"channelId\":"));
+    W(dp_tag_or_null(jb, l, TG_ROOM_ID));
+    W(JLIT(jb, "},\"user\":{\"id\":"));
+    W(dp_tag_value(jb, l, TG_USER_ID));
+    W(JLIT(jb, ",\"name\":"));
+    W(dp_login(jb, l));
+    W(JLIT(jb, ",\"displayName\":"));
+    W(dp_display_name(jb, l));
+    W(JLIT(jb, ",\"profileImageUrl\":\"\",\"role\":\"\"},\"routingSlip\":[],"
+               "\"finalizationDestination\":"));
+    W(jb_value(jb, O_FINALIZER, 1));
+    W(JLIT(jb, ",\"payload\":{\"text\":"));
+    W(jb_str_range(jb, l->line, l->text, l->text_end));
+    W(JLIT(jb, ",\"messageId\":"));
+    W(dp_tag_value(jb, l, TG_ID));
+    W(JLIT(jb, ",\"badges\":["));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o->badges); i++) {
+        if (i > 0) {
+            W(JLIT(jb, ","));
+        }
+        W(jb_str(jb, PyTuple_GET_ITEM(PyTuple_GET_ITEM(o->badges, i), 0)));
+    }
+    W(JLIT(jb, "],\"isMod\":"));
+    W(dp_tag_flag(jb, l, TG_MOD));
+    W(JLIT(jb, ",\"isSubscriber\":"));
+    W(dp_tag_flag(jb, l, TG_SUBSCRIBER));
+    W(JLIT(jb, ",\"color\":"));
+    W(dp_color(jb, l));
+    W(JLIT(jb, ",\"emotes\":"));
+    W(dp_emotes(jb, l));
+    W(JLIT(jb, ",\"raw\":{\"tags\":"));
+    W(dp_raw_tags(jb, l));
+    W(JLIT(jb, "},\"isAction\":"));
+    W(l->is_action ? JLIT(jb, "true") : JLIT(jb, "false"));
+    W(JLIT(jb, ",\"bits\":"));
+    W(l->has_bits ? jb_ll(jb, l->bits) : JLIT(jb, "null"));
+    W(JLIT(jb, ",\"cheers\":"));
+    W(o->cheers ? jb_value(jb, o->cheers, 2) : JLIT(jb, "[]"));
+    W(JLIT(jb, ",\"badgeInfo\":"));
+    W(jb_badge_dict(jb, o->badge_info));
+    W(JLIT(jb, ",\"badgeVersions\":"));
+    W(jb_badge_dict(jb, o->badges));
+    W(JLIT(jb, ",\"isVip\":"));
+    W(has_badge(o->badges, S_vip) ? JLIT(jb, "true") : JLIT(jb, "false"));
+    W(JLIT(jb, ",\"isBroadcaster\":"));
+    W(has_badge(o->badges, S_broadcaster) ? JLIT(jb, "true") : JLIT(jb, "false"));
+    W(JLIT(jb, ",\"firstMessage\":"));
+    W(dp_tag_flag(jb, l, TG_FIRST_MSG));
+    W(JLIT(jb, ",\"returningChatter\":"));
+    W(dp_tag_flag(jb, l, TG_RETURNING));
+    W(JLIT(jb, ",\"customRewardId\":"));
+    W(dp_tag_or_null(jb, l, TG_REWARD));
+    W(JLIT(jb, ",\"messageKind\":"));
+    W(dp_tag_or_null(jb, l, TG_MSG_ID));
+    W(JLIT(jb, ",\"reply\":"));
+    if (l->known[TG_REPLY_MSG_ID] < 0) { /* the presence of the key decides */
+        W(JLIT(jb, "null"));
+    }
+    else {
+        W(JLIT(jb, "{\"parentMessageId\":"));
+        W(dp_tag_value(jb, l, TG_REPLY_MSG_ID));
+        W(JLIT(jb, ",\"parentUserId\":"));
+        W(dp_tag_value(jb, l, TG_REPLY_USER_ID));
+        W(JLIT(jb, ",\"parentUserLogin\":"));
+        W(dp_tag_value(jb, l, TG_REPLY_USER_LOGIN));
+        W(JLIT(jb, ",\"parentDisplayName\":"));
+        W(dp_tag_value(jb, l, TG_REPLY_DISPLAY_NAME));
+        W(JLIT(jb, ",\"parentText\":"));
+        W(dp_tag_value(jb, l, TG_REPLY_BODY));
+        W(JLIT(jb, ",\"threadParentMessageId\":"));
+        W(dp_tag_or_null(jb, l, TG_THREAD_MSG_ID));
+        W(JLIT(jb, ",\"threadParentUserLogin\":"));
+        W(dp_tag_or_null(jb, l, TG_THREAD_USER_LOGIN));
+        W(JLIT(jb, "}"));
+    }
+    W(JLIT(jb, ",\"sharedChat\":null,\"sentAt\":")); /* shared chat declined */
+    W(jb_value(jb, o->sent_at, 2));
+    W(JLIT(jb, ",\"transport\":"));
+    W(jb_str(jb, transport));
+    W(JLIT(jb, "}}"));
+#undef W
+    return 0;
+}
+
+/* -- the builder, read once per batch --------------------------------------------------- */
+
+typedef struct {
+    int ok;                                        /* the direct path may run */
+    int stale;                                     /* Python code ran: read it again */
+    PyObject *received, *sent, *ids, *transport;   /* strong references */
+} dp_ctx;
+
+static void
+dp_ctx_clear(dp_ctx *c)
+{
+    c->ok = 0;
+    c->stale = 0;
+    Py_CLEAR(c->received);
+    Py_CLEAR(c->sent);
+    Py_CLEAR(c->ids);
+    Py_CLEAR(c->transport);
+}
+
+/* What sp_message_to_outbound and c_outbound check, for exact types only. Never raises:
+ * anything odd (even a failing lookup) leaves ok == 0 and the per-line path reproduces it. */
+static void
+dp_ctx_load(dp_ctx *c, PyObject *builder, PyObject *received_at, PyObject *span_ids)
+{
+    dp_ctx_clear(c);
+    if (!g_direct_enabled || !g_outbound_direct || T_OutboundMessage == NULL ||
+        T_IrcMessage == NULL || T_Privmsg == NULL || T_RandomIds == NULL ||
+        T_IsoClock == NULL || F_message_py == NULL || O_badge_cache == NULL ||
+        Py_TYPE(builder) != T_EnvelopeBuilder || !PyFloat_CheckExact(received_at) ||
+        Py_TYPE(span_ids) != T_RandomIds) {
+        return;
+    }
+    PyObject *attrs = PyObject_GenericGetDict(builder, NULL);
+    if (attrs == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *builders = PyDict_GetItemWithError(attrs, S_a_builders);
+    PyObject *received = builders ? PyDict_GetItemWithError(attrs, S_a_received) : NULL;
+    PyObject *clock = received ? PyDict_GetItemWithError(attrs, S_a_clock) : NULL;
+    PyObject *transport = clock ? PyDict_GetItemWithError(attrs, S_k_transport) : NULL;
+    PyObject *ids = transport ? PyDict_GetItemWithError(attrs, S_a_ids) : NULL;
+    PyObject *sent = ids ? PyDict_GetItemWithError(attrs, S_a_sent) : NULL;
+    PyObject *method = NULL;
+    if (sent != NULL && PyDict_CheckExact(builders)) {
+        method = PyDict_GetItemWithError(builders, (PyObject *)T_Privmsg);
+    }
+    if (method != NULL && PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == F_message_py &&
+        PyMethod_GET_SELF(method) == builder && Py_TYPE(received) == T_IsoClock &&
+        Py_TYPE(sent) == T_IsoClock && Py_TYPE(ids) == T_RandomIds && STR_EXACT(transport) &&
+        PyUnicode_IS_ASCII(transport)) {
+        c->received = Py_NewRef(received);
+        c->sent = Py_NewRef(sent);
+        c->ids = Py_NewRef(ids);
+        c->transport = Py_NewRef(transport);
+        c->ok = 1;
+    }
+    PyErr_Clear();
+    Py_DECREF(attrs);
+}
+
+/* -- one line ---------------------------------------------------------------------------- */
+
+/* A str of line[a:b] (ASCII, lowercased: channel_of). */
+static PyObject *
+dp_lower_ascii(const dp_line *l, Py_ssize_t a, Py_ssize_t b)
+{
+    const int kind = l->kind;
+    const void *data = l->data;
+    PyObject *out = PyUnicode_New(b - a, 127);
+    if (out != NULL) {
+        Py_UCS1 *q = PyUnicode_1BYTE_DATA(out);
+        for (Py_ssize_t i = a; i < b; i++) {
+            Py_UCS4 c = READ(i);
+            q[i - a] = (Py_UCS1)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        }
+    }
+    return out;
+}
+
+/* A known tag's value as a str ("" when absent; the scan saw no backslash in it). */
+static PyObject *
+dp_tag_str(const dp_line *l, int t)
+{
+    Py_ssize_t a, b;
+    if (!dp_tag_span(l, t, &a, &b) || a == b) {
+        return Py_NewRef(S_empty);
+    }
+    return PyUnicode_Substring(l->line, a, b);
+}
+
+/* parse_badges of a tag, through the badge cache as the per-line path does. */
+static PyObject *
+dp_badges(const dp_line *l, int t)
+{
+    PyObject *value = dp_tag_str(l, t);
+    if (value == NULL) {
+        return NULL;
+    }
+    PyObject *badges = parse_badges(value);
+    Py_DECREF(value);
+    return badges;
+}
+
+/* The line's OutboundMessage: 1 (*out set), 0 declined (nothing touched: the per-line path
+ * runs) or -1 (an error raised once state was touched, as the per-line path would raise). */
+static int
+dp_line_to_outbound(PyObject *line, dp_ctx *ctx, PyObject *received_at, PyObject *span_ids,
+                    PyObject *monotonic, PyObject **out)
+{
+    if (!STR_EXACT(line)) {
+        return 0;
+    }
+    dp_line l;
+    if (!dp_scan_line(&l, line)) {
+        return 0;
+    }
+    /* the ids the per-line path draws: [uuid4], trace id (builder), span id; peeked only */
+    PyObject *ids = ctx->ids;
+    int need_uuid = dp_tag_len(&l, TG_ID) == 0;
+    int same = ids == span_ids;
+    Py_ssize_t take = 32 * (need_uuid + 1 + same);
+    const Py_UCS1 *h, *sh;
+    Py_ssize_t pos, span_pos = 0;
+    if (!ids_peek_n(ids, take, &h, &pos)) {
+        return 0; /* a refill: the reference's RandomIds methods draw */
+    }
+    if (same) {
+        sh = h + 32 * (need_uuid + 1);
+    }
+    else if (!ids_peek_n(span_ids, 32, &sh, &span_pos)) {
+        return 0;
+    }
+    const Py_UCS1 *trace = h + 32 * need_uuid;
+    static const char zeros[32] = "0000000000000000000000000000000";
+    if ((memcmp(trace, zeros, 31) == 0 && trace[31] == '0') ||
+        (need_uuid && hex_value(h[16]) < 0)) {
+        return 0;
+    }
+    /* accepted: state is touched from here on, in the per-line path's order */
+    dp_objects o = {NULL};
+    PyObject *room_id = NULL, *message_id = NULL, *traceparent = NULL;
+    int rc = -1;
+    jbuf jb;
+    jb_init(&jb);
+    if ((o.badges = dp_badges(&l, TG_BADGES)) == NULL ||
+        (o.badge_info = dp_badges(&l, TG_BADGE_INFO)) == NULL) {
+        goto done;
+    }
+    if (!is_badge_tuple(o.badges) || !is_badge_tuple(o.badge_info)) {
+        rc = 0; /* a cache entry not made by parse_badges: the per-line path (its lookups
+                   of the same values leave the cache as they find it) */
+        goto done;
+    }
+    if ((o.stamp = clock_format(ctx->received, received_at)) == NULL) {
+        goto done;
+    }
+    if (l.has_sent && l.sent_ms <= g_max_epoch_ms) {
+        o.sent_at = clock_format_ms(ctx->sent, l.sent_ms, NULL);
+    }
+    else {
+        o.sent_at = Py_NewRef(Py_None);
+    }
+    if (o.sent_at == NULL) {
+        goto done;
+    }
+    if (l.bits != 0) { /* gather_extras calls the (pure) _cheers here, before any id */
+        PyObject *text = PyUnicode_Substring(line, l.text, l.text_end);
+        ctx->stale = 1;
+        o.cheers = text ? PyObject_CallOneArg(F_cheers_py, text) : NULL;
+        Py_XDECREF(text);
+        if (o.cheers == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_Exception)) {
+                PyErr_Clear(); /* late decline: the per-line path raises it (see below) */
+                rc = 0;
+            }
+            goto done;
+        }
+    }
+    if ((o.channel = dp_lower_ascii(&l, l.chan, l.chan_end)) == NULL ||
+        (room_id = dp_tag_str(&l, TG_ROOM_ID)) == NULL ||
+        (message_id = dp_tag_str(&l, TG_ID)) == NULL) {
+        goto done;
+    }
+    if (need_uuid) {
+        if ((o.id = PyUnicode_New(36, 127)) == NULL) {
+            goto done;
+        }
+        uuid4_text(PyUnicode_1BYTE_DATA(o.id), h);
+    }
+    else if ((o.id = stable_uuid_of(S_twitch_colon, message_id)) == NULL) {
+        goto done;
+    }
+    if ((traceparent = PyUnicode_New(55, 127)) == NULL) {
+        goto done;
+    }
+    Py_UCS1 *tp = PyUnicode_1BYTE_DATA(traceparent);
+    memcpy(tp, "00-", 3);
+    memcpy(tp + 3, trace, 32);
+    tp[35] = '-';
+    memcpy(tp + 36, sh, 16);
+    memcpy(tp + 52, "-01", 3);
+    int written = dp_write(&jb, &l, &o, trace, ctx->transport);
+    if (written != 0) {
+        /* J_OTHER: a value the writer refuses, which only _cheers' list can hold (an
+         * amount beyond 64 bits). A late decline, like a raising _cheers: no id is drawn
+         * yet, and the steps taken (badge cache lookups, the clocks' memos, the pure
+         * _cheers) leave the same state when the per-line path repeats them. */
+        rc = written == J_OTHER ? 0 : -1;
+        goto done;
+    }
+    PyObject *values[OM_N];
+    values[OM_DATA] = PyBytes_FromStringAndSize(jb.p, jb.len);
+    values[OM_ENVELOPE_ID] = Py_NewRef(o.id);
+    values[OM_DEDUP_ID] = Py_NewRef(need_uuid ? o.id : message_id);
+    values[OM_TYPE] = Py_NewRef(O_MESSAGE);
+    values[OM_TRACEPARENT] = Py_NewRef(traceparent);
+    values[OM_ORDERING_KEY] = Py_NewRef(PyUnicode_GET_LENGTH(room_id) ? room_id : o.channel);
+    values[OM_TIME] = Py_NewRef(o.stamp);
+    values[OM_CHANNEL] = Py_NewRef(o.channel);
+    values[OM_RECEIVED_AT] = Py_NewRef(monotonic);
+    values[OM_SEQ] = PyLong_FromLong(-1);
+    if (values[OM_DATA] == NULL || values[OM_SEQ] == NULL ||
+        ids_advance_by(ids, pos, take) < 0 ||
+        (!same && ids_advance_by(span_ids, span_pos, 32) < 0)) {
+        for (int i = 0; i < OM_N; i++) {
+            Py_CLEAR(values[i]);
+        }
+        goto done;
+    }
+    *out = new_outbound(values);
+    rc = *out != NULL ? 1 : -1;
+done:
+    jb_free(&jb);
+    Py_XDECREF(o.id);
+    Py_XDECREF(o.stamp);
+    Py_XDECREF(o.sent_at);
+    Py_XDECREF(o.cheers);
+    Py_XDECREF(o.channel);
+    Py_XDECREF(o.badges);
+    Py_XDECREF(o.badge_info);
+    Py_XDECREF(room_id);
+    Py_XDECREF(message_id);
+    Py_XDECREF(traceparent);
+    return rc;
+}
+
+static PyObject *
+sp_set_direct_enabled(PyObject *module, PyObject *flag)
+{
+    int truth = PyObject_IsTrue(flag);
+    if (truth < 0) {
+        return NULL;
+    }
+    g_direct_enabled = truth;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_direct_stats(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("(KK)", g_direct_taken, g_direct_declined);
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* a batch of lines -> what the read loop hands on (reference: pipeline/outbound.py       */
 /* _lines_to_outbound_py)                                                                 */
 
@@ -3854,11 +5038,40 @@ sp_lines_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (out == NULL) {
         return NULL;
     }
+    dp_ctx ctx = {0};
+    int reload = 1; /* the builder is read again after the per-line path ran Python code */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
         PyObject *line = Py_NewRef(PyList_GET_ITEM(lines, i));
+        PyObject *item = NULL;
+        int direct = 0;
+        if (reload) {
+            dp_ctx_load(&ctx, args[1], args[2], args[3]);
+            reload = 0;
+        }
+        if (ctx.ok) {
+            direct = dp_line_to_outbound(line, &ctx, args[2], args[3], args[4], &item);
+            if (direct > 0) {
+                g_direct_taken++;
+            }
+            else {
+                g_direct_declined += direct == 0;
+            }
+            reload = direct <= 0 || ctx.stale;
+        }
+        if (direct != 0) { /* taken, or raised after touching state: item or the error */
+            Py_DECREF(line);
+            int rc = item != NULL ? PyList_Append(out, item) : append_raised(out);
+            Py_XDECREF(item);
+            if (rc < 0) {
+                dp_ctx_clear(&ctx);
+                Py_DECREF(out);
+                return NULL;
+            }
+            continue;
+        }
         PyObject *msg = sp_parse_line(module, line);
         Py_DECREF(line);
-        PyObject *item = msg ? sp_from_irc(module, msg) : NULL;
+        item = msg ? sp_from_irc(module, msg) : NULL;
         Py_XDECREF(msg);
         if (item != NULL && Py_TYPE(item) == T_Privmsg) {
             PyObject *call[5] = {args[1], item, args[2], args[3], args[4]};
@@ -3873,10 +5086,12 @@ sp_lines_to_outbound(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         int rc = item != NULL ? PyList_Append(out, item) : append_raised(out);
         Py_XDECREF(item);
         if (rc < 0) {
+            dp_ctx_clear(&ctx);
             Py_DECREF(out);
             return NULL;
         }
     }
+    dp_ctx_clear(&ctx);
     return out;
 }
 
@@ -4200,6 +5415,11 @@ static PyMethodDef module_methods[] = {
      "raised (the C twin of pipeline.outbound._lines_to_outbound_py)."},
     {"configure_lines_to_outbound", sp_configure_lines_to_outbound, METH_O,
      "Register the reference lines_to_outbound."},
+    {"set_direct_enabled", sp_set_direct_enabled, METH_O,
+     "set_direct_enabled(flag): False sends every line of lines_to_outbound through the "
+     "per-line path (parse_line, from_irc, message_to_outbound) instead of the direct one."},
+    {"direct_stats", sp_direct_stats, METH_NOARGS,
+     "(lines taken, lines declined) by lines_to_outbound's direct path since import."},
     {"set_enabled", sp_set_enabled, METH_O,
      "set_enabled(flag): False routes every entry point to its Python reference."},
     {"is_enabled", sp_is_enabled, METH_NOARGS, "Whether the C paths are in use."},
@@ -4220,6 +5440,8 @@ PyInit__speedups(void)
         return NULL;
     }
     init_tag_keys();
+    dp_init_keys();
+    dp_init_classes();
 #ifdef HAVE_SHA_NI_CODE
     if (cpu_has_sha_ni() && getenv("INGRESS_EGRESS_NO_SHA_NI") == NULL) {
         sha1_block = sha1_compress_ni;
