@@ -7,7 +7,8 @@ The pure-Python functions stay the reference and the fallback. When the extensio
 ``Privmsg.from_irc``, ``EnvelopeBuilder.build``, ``stable_uuid``, ``message_to_outbound``,
 ``lines_to_outbound``, ``split_lines``) to the C entry points, which return exactly what the
 references return. ``speedups.hpub_frame`` is the C twin of ``bus.nats.hpub_frame`` (it
-answers None where that reference must run).
+answers None where that reference must run), ``speedups.hpub_frames`` that of
+``bus.nats.hpub_frames`` (a slice's frames in one buffer).
 
 * ``INGRESS_EGRESS_PURE_PYTHON=1`` (any value but "" and "0") in the environment: the
   extension is not even imported; every public name is the Python reference.
@@ -25,7 +26,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
-ABI_VERSION = 3  # must match _speedups.c; a stale build is refused (rebuild: make install)
+ABI_VERSION = 4  # must match _speedups.c; a stale build is refused (rebuild: make install)
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None

@@ -38,10 +38,10 @@
  * SHA-1 below is written from FIPS 180-4.
  *
  * ABI_VERSION: bump it whenever the configure_* arguments or the registered classes' slots
- * change, so a stale build is refused by ingress_egress._native (pure Python, with a warning)
- * instead of being half-configured.
+ * change, or entry points the package calls are added, so a stale build is refused by
+ * ingress_egress._native (pure Python, with a warning) instead of being half-configured.
  */
-#define ABI_VERSION 3
+#define ABI_VERSION 4
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
