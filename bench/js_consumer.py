@@ -61,12 +61,16 @@ async def run(args: argparse.Namespace) -> None:
     gc.freeze()
     gc.disable()
     print("ready", flush=True)
-    seen = -1
+    seen, quiet = -1, 0
     while not done.is_set():
         try:
             await asyncio.wait_for(done.wait(), args.idle)
         except TimeoutError:
-            if chat == seen and chat:
+            quiet = quiet + 1 if chat == seen else 0
+            # Stalled: nothing new for --idle seconds (thrice that before the first one, so a
+            # slow service start is waited for, and a service that died is not waited for
+            # forever).
+            if quiet >= (1 if chat else 3):
                 break
             seen = chat
     await sub.unsubscribe()

@@ -29,6 +29,7 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         record=args.out is not None,
         prebuilt=not args.rate,  # drained: only write, so the simulator is not the ceiling
+        warm_templates=True,  # paced: no template building on the traffic core mid-run
     )
     await sim.start()
     # A measuring instrument: its recording of what it sent grows by a tuple per message, and

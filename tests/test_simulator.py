@@ -360,6 +360,30 @@ async def test_prebuilt_stream_survives_a_dropped_client(make_sim: SimFactory) -
     second.close()
 
 
+def test_warming_templates_builds_the_cycle_without_changing_the_stream() -> None:
+    cold, warm = TrafficGenerator(seed=5), TrafficGenerator(seed=5)
+    warm.warm("chan")
+    assert len(warm._pools["chan"].templates) == warm._cycle_length() == 1024
+    assert cold._pools == {}
+    texts = [[text for _, _, text in g.messages("chan", 1500)] for g in (cold, warm)]
+    assert texts[0] == texts[1]
+
+
+async def test_warm_templates_on_join_sends_the_same_chat(make_sim: SimFactory) -> None:
+    streams = []
+    for warm in (False, True):
+        sim = await make_sim(count=120, seed=4, rate=20_000, warm_templates=warm)
+        client = await IrcClient.open(sim.port)
+        await client.login()
+        await client.join("one", "two")
+        if warm:  # built at the JOIN, before the first message
+            assert len(sim.generator._pools) == 2
+        messages = await read_chat(client, 120)
+        streams.append([(m.params[0], m.params[1]) for m in messages])
+        client.close()
+    assert streams[0] == streams[1]
+
+
 def test_prebuilt_applies_only_to_a_counted_unpaced_generated_stream() -> None:
     assert ChatSimulator(count=10, prebuilt=True).prebuilt
     assert not ChatSimulator(count=None, prebuilt=True).prebuilt

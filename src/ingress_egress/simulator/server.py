@@ -136,6 +136,13 @@ class ChatSimulator:
     client socket, in send order; ``sent_count`` counts them. A message that no client could
     take (its only recipient reached a fault budget) is kept and sent to the next client that
     joins its channel, so a reconnecting client gets the remainder of the stream.
+
+    For benchmarks: ``prebuilt=True`` (a ``count`` at full speed, generated chat) generates
+    and encodes the whole stream when chat first has a listener and then only writes it, so
+    the simulator's Python does not cap what a client can drain (``tmi-sent-ts`` is then the
+    build time). ``warm_templates=True`` builds a channel's chat templates (~60 us each) when
+    it is first joined rather than while its first messages are due, so that work does not
+    share a core with what is measured during the first seconds.
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class ChatSimulator:
         batch_size: int = 512,
         pool_size: int = 1024,
         prebuilt: bool = False,
+        warm_templates: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -168,6 +176,7 @@ class ChatSimulator:
         self.ping_interval = ping_interval
         self.batch_size = batch_size
         self.prebuilt = prebuilt and count is not None and not rate and replay_lines is None
+        self.warm_templates = warm_templates
         self._prepared: deque[tuple[list[Message], bytes]] | None = None
         self.generator = TrafficGenerator(seed, pool_size=pool_size)
         self._replay: deque[Message] | None = None
@@ -548,6 +557,8 @@ class ChatSimulator:
         # Subscribe only once the JOIN replies are out, so chat never precedes the JOIN echo.
         if client.receiving:
             for channel in client.channels:
+                if self.warm_templates and channel not in self._subs:
+                    self.generator.warm(channel, room_id_for(channel))
                 self._subs.setdefault(channel, set()).add(client)
         self._notify()
         return True

@@ -410,6 +410,12 @@ class TrafficGenerator:
         self._counter = (self._counter + 1) & 0xFFFFFFFFFFFF
         return f"{self._id_prefix}{self._counter:012x}"
 
+    def warm(self, channel: str, room_id: str | None = None) -> None:
+        """Build the channel's whole template cycle now (the sequence does not move)."""
+        pool = self._pool(channel, room_id)
+        while len(pool.templates) < self._cycle_length():
+            pool.templates.append(pool.make_template())
+
     def templates(self, channel: str, n: int, room_id: str | None = None) -> list[Template]:
         """The next ``n`` templates of the channel's sequence (advances the sequence)."""
         pool = self._pool(channel, room_id)
