@@ -896,8 +896,9 @@ NOTES = [
     "without it the simulator's Python capped the bare reader at ~100k msg/s); paced runs "
     "generate each message when due and write at most every 1 ms (~5 messages a write at "
     "5,000 msg/s), `tmi-sent-ts` stamped as each write's batch is built, from chat templates "
-    "built at the JOIN in paced runs (building them lazily put ~60 us per message of simulator work on the "
-    "traffic core during the first seconds, which showed up as everyone's latency).",
+    "built at the JOIN in paced runs (building them lazily put ~60 us per message of "
+    "simulator work on the traffic core during the first seconds, which showed up as "
+    "everyone's latency).",
     "CPU pinning (taskset, when the machine has 2+ CPUs): the measured client (each peer, the "
     "bare reader, ingress-egress) on CPU 0; the simulator, nats-server and the JetStream "
     "consumer on CPU 1. Every msg/s figure is therefore what one core does.",
