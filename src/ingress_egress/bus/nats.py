@@ -244,32 +244,8 @@ class NatsPublisher(Publisher):
                 raise BusError(f"NATS publish failed: {error}") from error
         if nc.is_closed or nc.is_draining_pubs:
             raise BusError("NATS connection closed or draining")
-        frame = frame_for(self._subject_bytes, message)
-        out = self._out
-        out.append(frame)
-        self._out_bytes += len(frame)
-        self._out_payload += len(message.data)
-        self._out_messages += 1
-        if len(out) == 1:
-            asyncio.get_running_loop().call_soon(self._hand_over)
-        if nc._pending_data_size + self._out_bytes > nc._max_pending_size > 0:
-            # nats-py's own back-pressure: wait until its flusher has written what it holds.
-            self._hand_over()
-            await nc._flush_pending(force_flush=True)
-        future = self._batch
-        if future is not None and future.done():  # given up by the pipeline (cancelled)
-            self._close_batch()
-            future = None
-        if future is None:
-            future = self._batch = asyncio.get_running_loop().create_future()
-            self._linger = asyncio.get_running_loop().call_later(
-                self.ack_linger_s, self._close_batch
-            )
-        self._batch_size += 1
-        self._batch_last = message
-        if self._batch_size >= self.ack_batch:
-            self._close_batch()
-        return future
+        runs = await self._queue(nc, frame_for(self._subject_bytes, message), [message])
+        return runs[0][0]
 
     async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
         """Batch mode: the slice's frames in one go, its messages assigned to ack batches
@@ -286,8 +262,15 @@ class NatsPublisher(Publisher):
         limit = nc.max_payload
         if max(len(message.data) for message in messages) > limit:
             return await super().send_many(messages)  # rare: rejected one by one
-        out = self._out
         frames = frames_for(self._subject_bytes, list(messages))
+        return await self._queue(nc, frames, messages), None
+
+    async def _queue(
+        self, nc: Client, frames: bytes, messages: Sequence[OutboundMessage]
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Queue the messages' frames for the next hand-over and assign them to ack batches:
+        the runs. Waits only on nats-py's own back-pressure (its pending buffer full)."""
+        out = self._out
         out.append(frames)
         self._out_bytes += len(frames)
         self._out_payload += sum([len(message.data) for message in messages])
@@ -296,9 +279,9 @@ class NatsPublisher(Publisher):
             asyncio.get_running_loop().call_soon(self._hand_over)
         runs = self._assign(messages)
         if nc._pending_data_size + self._out_bytes > nc._max_pending_size > 0:
-            self._hand_over()  # nats-py's own back-pressure, as in send
+            self._hand_over()  # wait until its flusher has written what it holds
             await nc._flush_pending(force_flush=True)
-        return runs, None
+        return runs
 
     def _assign(self, messages: Sequence[OutboundMessage]) -> list[tuple[asyncio.Future[Any], int]]:
         """Spread sent messages over ack batches (``NATS_ACK_BATCH`` each): the runs."""
