@@ -916,7 +916,10 @@ NOTES = [
     "in-process, with the memory bus only the ids (drained) or the envelopes (paced).",
     "NATS latency is measured at a separate JetStream consumer process (push consumer, "
     "AckPolicy none, so it adds no ack traffic); memory-bus latency at the bus's `send`. "
-    "The service's own receipt → bus ack histogram is listed under the table.",
+    "The service's own receipt → bus ack histogram is listed under the table. One "
+    "nats-server serves all cases; each case's stream is deleted when the case ends, so "
+    "every case starts on an empty server (left in place, earlier drains grew its Go heap "
+    "to ~336 MB and slowed the cases after them).",
     "The simulator and the JetStream consumer are the measuring instruments: they run with "
     "the cyclic GC frozen and off (their per-message records would otherwise trigger "
     "collections whose pauses count as the client's latency). Drained runs use a prebuilt "
