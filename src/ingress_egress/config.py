@@ -7,6 +7,7 @@ with one ``ConfigError`` line that names the variable; secret values are never e
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ SECRET_VARIABLES = frozenset(
 LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 TWITCH_SOURCES = ("irc", "eventsub")
+CLUSTER_COORDINATIONS = ("none", "nats", "firestore")
+_CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a NATS KV key and a Firestore id
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
 # that a conduit, which needs an app token (TWITCH_CLIENT_SECRET).
 EVENTSUB_MAX_CHANNELS = 50
@@ -116,6 +119,14 @@ class Settings:
     spool_max_bytes: int = 256 * 1024 * 1024
     spool_fsync_ms: int = 50
     nats_duplicate_window_s: int = 300
+    # Cluster mode (docs/scaling.md): "none" is the single instance.
+    cluster_coordination: str = "none"
+    instance_id: str = ""
+    cluster_name: str = "ingress-egress"
+    cluster_heartbeat_ms: int = 2000
+    cluster_member_ttl_ms: int = 10000
+    cluster_replicas: int = 2
+    cluster_handover_max_ms: int = 600000
 
     @property
     def ingress_subject(self) -> str:
@@ -232,10 +243,62 @@ class _Reader:
             spool_max_bytes=self.integer("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 65536, 1 << 40),
             spool_fsync_ms=self.integer("SPOOL_FSYNC_MS", 50, 1, 10_000),
             nats_duplicate_window_s=self.integer("NATS_DUPLICATE_WINDOW_S", 300, 1, 86_400),
+            **self.cluster(),  # type: ignore[arg-type]
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
+        if settings.cluster_coordination != "none":
+            self.check_cluster(settings)
         return settings
+
+    def cluster(self) -> dict[str, object]:
+        """Cluster mode (docs/scaling.md, "The cluster")."""
+        heartbeat = self.integer("CLUSTER_HEARTBEAT_MS", 2000, 100, 60_000)
+        ttl = self.integer("CLUSTER_MEMBER_TTL_MS", 10000, 1000, 600_000)
+        if ttl < 2 * heartbeat:
+            raise ConfigError(
+                "CLUSTER_MEMBER_TTL_MS",
+                f"must be at least twice CLUSTER_HEARTBEAT_MS ({heartbeat}), got {ttl}",
+            )
+        return {
+            "cluster_coordination": self.choice(
+                "CLUSTER_COORDINATION", "none", CLUSTER_COORDINATIONS
+            ),
+            "instance_id": self.cluster_id("INSTANCE_ID", f"ie-{secrets.token_hex(5)}"),
+            "cluster_name": self.cluster_id("CLUSTER_NAME", "ingress-egress"),
+            "cluster_heartbeat_ms": heartbeat,
+            "cluster_member_ttl_ms": ttl,
+            "cluster_replicas": self.integer("CLUSTER_REPLICAS", 2, 1, 16),
+            "cluster_handover_max_ms": self.integer(
+                "CLUSTER_HANDOVER_MAX_MS", 600000, 1000, 86_400_000
+            ),
+        }
+
+    def cluster_id(self, name: str, default: str) -> str:
+        value = self.raw(name, default)
+        if not _CLUSTER_ID_RE.match(value):
+            raise ConfigError(name, f"must be 1-64 letters, digits, - or _, got {value[:40]!r}")
+        return value
+
+    def check_cluster(self, settings: Settings) -> None:
+        """Cluster mode reads IRC anonymously: a bot account's JOIN budget and its
+        100-channel cap are per account, which N members cannot share safely."""
+        if settings.twitch_source != "irc":
+            raise ConfigError(
+                "CLUSTER_COORDINATION", "needs TWITCH_SOURCE=irc (EventSub is not clustered)"
+            )
+        if settings.twitch_bot_username:
+            raise ConfigError(
+                "CLUSTER_COORDINATION",
+                "reads anonymously: unset TWITCH_BOT_USERNAME (a bot account's JOIN rate and "
+                "100-channel cap are per account, see docs/scaling.md)",
+            )
+        if settings.cluster_coordination == "firestore" and not (
+            settings.google_cloud_project or self.raw("FIRESTORE_EMULATOR_HOST", "")
+        ):
+            raise ConfigError(
+                "GOOGLE_CLOUD_PROJECT", "is required when CLUSTER_COORDINATION=firestore"
+            )
 
     def check_eventsub(self, settings: Settings) -> None:
         """EventSub reads chat as a user: no anonymous mode, and a token must be available."""

@@ -14,15 +14,17 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ingress_egress import _native
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.bus.factory import build_publisher
+from ingress_egress.cluster import ClusterConfig, ClusterCoordinator, StoreUnavailable
 from ingress_egress.config import ConfigError, Settings, channel_list
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.http import EmbeddedServer, build_app
+from ingress_egress.http import AdminUnavailable, EmbeddedServer, build_app
 from ingress_egress.observability import Telemetry, build_registry
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.dead_letters import DeadLetters
@@ -108,12 +110,15 @@ class Service:
         self.client: ChatPool | EventSubSource
         self.eventsub: EventSubSource | None = None
         self.channels_doc: FirestoreChannelList | None = None
+        self.cluster: ClusterCoordinator | None = None
+        clustered = settings.cluster_coordination != "none"
         if settings.twitch_source == "eventsub":
             self.client = self.eventsub = self._eventsub_source(eventsub_keepalive_s)
         else:
             self.client = ChatPool(
                 endpoint=settings.twitch_irc_url,
-                channels=settings.twitch_channels,
+                # In a cluster the coordinator hands this member its channels.
+                channels=() if clustered else settings.twitch_channels,
                 login=settings.twitch_bot_username,
                 credentials=self.credentials,
                 sink=self.pipeline.submit,
@@ -123,7 +128,9 @@ class Service:
                 errors=self.errors,
                 limits=pool_limits(settings, keepalive_idle_s, pong_timeout_s),
             )
-            self.channels_doc = build_channels_doc(settings, self.client, self.errors)
+            if clustered:
+                self.cluster = build_cluster(settings, self.client, self.state, self.errors)
+            self.channels_doc = build_channels_doc(settings, self._replace_channels, self.errors)
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_traces_exporter, settings.otel_metrics_exporter
         )
@@ -224,6 +231,8 @@ class Service:
         gc.collect()
         gc.freeze()
         self._tasks.append(asyncio.create_task(self.client.run(), name="twitch-irc"))
+        if self.cluster is not None:
+            self._tasks.append(asyncio.create_task(self.cluster.run(), name="cluster"))
         if self.channels_doc is not None:
             self._tasks.append(asyncio.create_task(self.channels_doc.run(), name="channels-doc"))
 
@@ -232,12 +241,16 @@ class Service:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        started = time.monotonic()
+        if self.cluster is not None:
+            await self.cluster.leave()  # the others take our channels while we still read
         await self.client.stop()
         spooled = self.pipeline.spool is not None
         if spooled:
             left = await self.pipeline.drain(SPOOLED_SHUTDOWN_GRACE_S, in_flight_only=True)
         else:
-            left = await self.pipeline.drain(SHUTDOWN_GRACE_S)
+            grace = max(1.0, SHUTDOWN_GRACE_S - (time.monotonic() - started))
+            left = await self.pipeline.drain(grace)
         if left and not spooled:
             log.error("shutdown: %d envelopes were not acknowledged in time", left)
             self.errors.add("shutdown_unflushed", f"{left} envelopes not acknowledged")
@@ -245,6 +258,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.close()
         with contextlib.suppress(Exception):  # bounded: Cloud Run's 10 s include this
             await asyncio.wait_for(self.publisher.close(), PUBLISHER_CLOSE_S)
         if self.credentials is not None:
@@ -283,15 +298,26 @@ class Service:
 
     def channel_listing(self) -> dict[str, Any]:
         state = self.state
-        return {
+        listing = {
             "wanted": list(state.wanted),
             "joined": sorted(state.joined),
             "pending": state.pending,
             "failed": dict(state.failed_channels),
         }
+        if self.cluster is not None:  # the cluster's list; this member reads its share
+            listing["wanted"] = list(self.cluster.wanted)
+            listing["reading"] = list(state.wanted)
+        return listing
 
-    def change_channels(self, add: list[str], remove: list[str]) -> ChannelChange:
-        change = self.irc_pool().change(add=add, remove=remove)
+    async def change_channels(self, add: list[str], remove: list[str]) -> ChannelChange:
+        if self.cluster is not None:
+            try:
+                wanted = await self.cluster.change_wanted(add, remove)
+            except StoreUnavailable as error:
+                raise AdminUnavailable(f"cluster store unreachable: {error}") from None
+            change = ChannelChange(wanted.added, wanted.removed, wanted.wanted)
+        else:
+            change = self.irc_pool().change(add=add, remove=remove)
         if change.added or change.removed:
             log.info(
                 "channels changed: +%s -%s",
@@ -311,6 +337,10 @@ class Service:
         if self.eventsub is not None:
             log.warning("SIGHUP ignored: channels change at runtime on the IRC source only")
             return
+        if self.cluster is not None:
+            self.cluster.request_replace(channels)
+            log.info("channel list reloaded: %d wanted, for the whole cluster", len(channels))
+            return
         change = self.irc_pool().replace(channels)
         log.info(
             "channel list reloaded: %d wanted, +%d -%d",
@@ -318,6 +348,13 @@ class Service:
             len(change.added),
             len(change.removed),
         )
+
+    def _replace_channels(self, channels: tuple[str, ...]) -> None:
+        """The channel document's list: the cluster's in cluster mode, else this pool's."""
+        if self.cluster is not None:
+            self.cluster.request_replace(channels)
+        else:
+            self.irc_pool().replace(channels)
 
     def irc_pool(self) -> ChatPool:
         assert isinstance(self.client, ChatPool), "dynamic channels are IRC-only"
@@ -335,6 +372,8 @@ class Service:
             reasons.append(f"credentials {status.get('state')}: {status.get('reason')}")
         if self.eventsub is not None:
             reasons.extend(self.eventsub.degraded_reasons())
+        if self.cluster is not None:
+            reasons.extend(self.cluster.readiness())
         if not self.state.connected:
             reasons.append("not connected to Twitch")
         pending = self.state.pending
@@ -369,6 +408,8 @@ class Service:
             "hotPath": hot_path(),
             "connections": self.connections(),
         }
+        if self.cluster is not None:
+            snapshot["cluster"] = self.cluster.describe()
         if self.eventsub is not None:
             snapshot["eventsub"] = self.eventsub.describe()
         else:
@@ -376,8 +417,39 @@ class Service:
         return snapshot
 
 
+def build_cluster(
+    settings: Settings, pool: ChatPool, state: ChatState, errors: ErrorLog
+) -> ClusterCoordinator:
+    """The cluster member (``CLUSTER_COORDINATION``): its store and its coordinator."""
+    ttl_s = settings.cluster_member_ttl_ms / 1000
+    name = settings.cluster_name
+    store: Any
+    if settings.cluster_coordination == "nats":
+        from ingress_egress.cluster.nats_store import NatsKvStore
+
+        store = NatsKvStore(settings.nats_url, name, ttl_s)
+    else:
+        from google.cloud.firestore import AsyncClient
+
+        from ingress_egress.cluster.firestore_store import FirestoreStore
+
+        store = FirestoreStore(
+            AsyncClient(project=settings.google_cloud_project or None), name, ttl_s
+        )
+    config = ClusterConfig(
+        instance_id=settings.instance_id or f"ie-{os.urandom(5).hex()}",
+        coordination=settings.cluster_coordination,
+        cluster_name=name,
+        replicas=settings.cluster_replicas,
+        heartbeat_s=settings.cluster_heartbeat_ms / 1000,
+        ttl_s=ttl_s,
+        handover_max_s=settings.cluster_handover_max_ms / 1000,
+    )
+    return ClusterCoordinator(store, pool, state, config, errors, seed=settings.twitch_channels)
+
+
 def build_channels_doc(
-    settings: Settings, pool: ChatPool, errors: ErrorLog
+    settings: Settings, apply: Callable[[tuple[str, ...]], object], errors: ErrorLog
 ) -> FirestoreChannelList | None:
     """The Firestore-polled channel list, when ``TWITCH_CHANNELS_FIRESTORE_DOC`` is set."""
     if not settings.twitch_channels_firestore_doc:
@@ -387,7 +459,7 @@ def build_channels_doc(
     return FirestoreChannelList(
         AsyncClient(project=settings.google_cloud_project or None),
         settings.twitch_channels_firestore_doc,
-        pool.replace,
+        apply,
         errors,
         poll_interval_s=settings.twitch_channels_firestore_poll_ms / 1000,
     )

@@ -28,7 +28,6 @@ Every Firestore call is bounded (``timeout``) and mapped onto a ``StoreError`` w
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import re
@@ -54,6 +53,7 @@ from google.cloud.firestore import (
 from google.cloud.firestore_v1.async_collection import AsyncCollectionReference
 from google.cloud.firestore_v1.async_document import AsyncDocumentReference
 
+from ingress_egress.bounded import bounded
 from ingress_egress.credentials.errors import (
     DOCUMENT_AMBIGUOUS,
     DOCUMENT_INVALID,
@@ -530,7 +530,7 @@ class FirestoreTokenStore:
     async def _guard(self, op: str, call: Awaitable[T]) -> T:
         """Await one bounded Firestore operation and map its failures onto ``StoreError``."""
         try:
-            return await _bounded(call, self._timeout)
+            return await bounded(call, self._timeout)
         except StoreError:
             raise
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
@@ -552,29 +552,3 @@ class FirestoreTokenStore:
             raise StoreError(
                 FIRESTORE_UNAVAILABLE, f"firestore {op} failed ({type(exc).__name__})"
             ) from None
-
-
-async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
-    """Like ``asyncio.wait_for`` but without waiting for the cancelled work to wind down.
-
-    The Firestore client rolls a failed transaction back in an ``except BaseException`` block;
-    against an unreachable server that rollback retries for up to a minute, and ``wait_for``
-    would wait for it. Here the call is cancelled and left to finish on its own.
-    """
-    task = asyncio.ensure_future(awaitable)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        task.cancel()
-        task.add_done_callback(_swallow)
-        raise
-    if not done:
-        task.cancel()
-        task.add_done_callback(_swallow)
-        raise TimeoutError
-    return task.result()
-
-
-def _swallow(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # mark retrieved: nobody is waiting for this outcome any more

@@ -26,12 +26,17 @@ class ServiceView(Protocol):
         """Seconds since the event-loop heartbeat last ran late or on time."""
 
 
+class AdminUnavailable(Exception):
+    """A channel change could not be made now (the cluster store is unreachable): 503."""
+
+
 class ChannelAdmin(Protocol):
     def channel_listing(self) -> dict[str, Any]:
         """Wanted, joined, pending and failed channels."""
 
-    def change_channels(self, add: list[str], remove: list[str]) -> Any:
-        """Apply a change; returns an object with ``added``, ``removed``, ``wanted``."""
+    async def change_channels(self, add: list[str], remove: list[str]) -> Any:
+        """Apply a change; returns an object with ``added``, ``removed``, ``wanted``.
+        Raises ``AdminUnavailable`` when it cannot be made now."""
 
 
 ADMIN_MAX_CHANNELS = 10_000  # per request: bounded work and memory
@@ -104,7 +109,10 @@ def build_app(
         parsed = _channel_change(body)
         if isinstance(parsed, str):
             return JSONResponse({"error": parsed}, status_code=400)
-        change = admin.change_channels(*parsed)
+        try:
+            change = await admin.change_channels(*parsed)
+        except AdminUnavailable as error:
+            return JSONResponse({"error": str(error)}, status_code=503)
         return JSONResponse(
             {
                 "added": list(change.added),

@@ -63,6 +63,17 @@ class _Publisher(Protocol):
     def connected(self) -> bool: ...
 
 
+class _Cluster(Protocol):
+    owned: set[str]
+    under_replicated: list[str]
+    store_connected: bool
+
+    def live_members(self) -> set[str]: ...
+
+    @property
+    def replicas(self) -> int: ...
+
+
 class MetricsSource(Protocol):
     """What the metrics read (the ``Service`` is one)."""
 
@@ -70,6 +81,7 @@ class MetricsSource(Protocol):
     state: ChatState
     pipeline: _Pipeline
     publisher: _Publisher
+    cluster: _Cluster | None
 
     @property
     def destination(self) -> str: ...
@@ -124,6 +136,16 @@ def _spool(read: Callable[[_Spool], float | int | None]) -> Callable[..., list[P
             return []
         value = read(spool)
         return [({}, 0 if value is None else value)]
+
+    return points
+
+
+def _cluster(read: Callable[[_Cluster], float | int]) -> Callable[..., list[Point]]:
+    """A cluster figure; no point at all when the service runs as a single instance."""
+
+    def points(source: MetricsSource) -> list[Point]:
+        cluster = source.cluster
+        return [] if cluster is None else [({}, read(cluster))]
 
     return points
 
@@ -265,6 +287,42 @@ FIGURES: tuple[Figure, ...] = (
         "gauge",
         "Envelopes sent and not yet acknowledged (including retries)",
         _one(lambda s: s.pipeline.in_flight),
+    ),
+    # Cluster mode only (CLUSTER_COORDINATION): as this member sees the cluster.
+    Figure(
+        "ingress.cluster.members",
+        "{member}",
+        "gauge",
+        "Live cluster members, this one included",
+        _cluster(lambda c: len(c.live_members())),
+    ),
+    Figure(
+        "ingress.cluster.replicas",
+        "{member}",
+        "gauge",
+        "Members that should read each channel (CLUSTER_REPLICAS)",
+        _cluster(lambda c: c.replicas),
+    ),
+    Figure(
+        "ingress.cluster.channels.owned",
+        "{channel}",
+        "gauge",
+        "Channels this member reads by assignment",
+        _cluster(lambda c: len(c.owned)),
+    ),
+    Figure(
+        "ingress.cluster.channels.under_replicated",
+        "{channel}",
+        "gauge",
+        "Wanted channels joined by fewer members than min(replicas, live members)",
+        _cluster(lambda c: len(c.under_replicated)),
+    ),
+    Figure(
+        "ingress.cluster.store.connected",
+        "1",
+        "gauge",
+        "1 while the coordination store answers, else 0",
+        _cluster(lambda c: int(c.store_connected)),
     ),
 )
 
