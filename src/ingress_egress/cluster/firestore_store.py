@@ -1,5 +1,4 @@
-"""Membership in Firestore: a collection of member documents whose ``expiresAt`` is checked
-inside transactions.
+"""Membership in Firestore: a collection of member documents with an ``expiresAt`` field.
 
 Layout (``CLUSTER_NAME`` = ``<name>``)::
 
@@ -11,10 +10,15 @@ Firestore's own TTL deletion runs within about a day, far too slow to say who is
 liveness is decided here: a member is live while its ``expiresAt`` lies ahead of the
 server's clock. Members never compare their own clocks: each heartbeat's write result
 carries the server's commit time, from which a member keeps its offset to the server clock
-and writes ``expiresAt`` in server time. Reading the members is one transaction that also
-deletes expired documents (a document refreshed meanwhile makes the transaction retry
-instead of being deleted). A Firestore TTL policy on ``expiresAt`` may be added to collect
-what crashed members leave behind; it is not needed for correctness.
+and writes ``expiresAt`` in server time.
+
+Every check-and-write is atomic on the server through a precondition on the document's
+update time (Firestore's one-document transaction, without a transaction's locks): an
+expired record is deleted only if nobody refreshed it since it was read, and the wanted list
+is changed by compare-and-set. Multi-document transactions were tried first: members reading
+each other's records inside transactions deadlocked on the emulator's pessimistic locks and
+cost a round trip more. A Firestore TTL policy on ``expiresAt`` may be added to collect what
+crashed members leave behind; it is not needed for correctness.
 
 Firestore's async client cannot watch, so this store is polled every heartbeat.
 """
@@ -23,18 +27,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore import SERVER_TIMESTAMP, async_transactional
+from google.cloud.firestore import SERVER_TIMESTAMP
 
 from ingress_egress.bounded import bounded
-from ingress_egress.cluster.store import Heartbeat, Member, StoreUnavailable, apply_change
+from ingress_egress.cluster.store import (
+    Heartbeat,
+    Member,
+    StoreUnavailable,
+    apply_change,
+    contention_pause,
+)
 
 ROOT_COLLECTION = "ingress_egress_clusters"
 TIMEOUT_S = 5.0
-TRANSACTION_ATTEMPTS = 5
+CAS_ATTEMPTS = 50  # contention is rare (admin changes); back off a little each time
+
+
+class _Conflict(Exception):
+    """A precondition failed: somebody else wrote first."""
 
 
 class FirestoreStore:
@@ -82,21 +97,28 @@ class FirestoreStore:
         await self._guard(self._members.document(instance_id).delete())
 
     async def members(self) -> dict[str, Member]:
-        @async_transactional
-        async def read(tx: Any) -> dict[str, Member]:
-            now = self._server_now()
-            live: dict[str, Member] = {}
-            for snapshot in await self._members.get(transaction=tx):
-                data = snapshot.to_dict() or {}
-                expires = data.get("expiresAt")
-                if not isinstance(expires, datetime) or expires <= now:
-                    tx.delete(snapshot.reference)
-                    continue
-                joined = frozenset(str(c) for c in data.get("joined") or [])
-                live[snapshot.id] = Member(snapshot.id, joined, int(data.get("seq", 0)))
-            return live
+        now = self._server_now()
+        live: dict[str, Member] = {}
+        expired = []
+        for snapshot in await self._guard(self._members.get()):
+            data = snapshot.to_dict() or {}
+            expires = data.get("expiresAt")
+            if not isinstance(expires, datetime) or expires <= now:
+                expired.append(snapshot)
+                continue
+            joined = frozenset(str(c) for c in data.get("joined") or [])
+            live[snapshot.id] = Member(snapshot.id, joined, int(data.get("seq", 0)))
+        for snapshot in expired:
+            await self._delete_if_unchanged(snapshot)
+        return live
 
-        return await self._guard(read(self._transaction()))
+    async def _delete_if_unchanged(self, snapshot: Any) -> None:
+        """Collect an expired record, unless its member refreshed it since we read it."""
+        option = self._client.write_option(last_update_time=snapshot.update_time)
+        try:
+            await self._guard(snapshot.reference.delete(option=option))
+        except _Conflict:
+            pass  # refreshed (alive after all) or deleted by another member: both fine
 
     # -- the wanted list ------------------------------------------------------------
 
@@ -105,38 +127,44 @@ class FirestoreStore:
         return _channels(snapshot)
 
     async def seed_wanted(self, channels: tuple[str, ...]) -> tuple[str, ...]:
-        @async_transactional
-        async def seed(tx: Any) -> tuple[str, ...]:
-            current = _channels(await self._root.get(transaction=tx))
-            if current is not None:
-                return current
-            tx.set(self._root, {"channels": list(channels)}, merge=True)
-            return channels
-
-        return await self._guard(seed(self._transaction()))
+        return await self._compare_and_set(lambda current: channels if current is None else current)
 
     async def change_wanted(self, add: tuple[str, ...], remove: tuple[str, ...]) -> tuple[str, ...]:
-        @async_transactional
-        async def change(tx: Any) -> tuple[str, ...]:
-            current = _channels(await self._root.get(transaction=tx)) or ()
-            new = apply_change(current, add, remove)
-            tx.set(self._root, {"channels": list(new)}, merge=True)
-            return new
-
-        return await self._guard(change(self._transaction()))
+        return await self._compare_and_set(lambda current: apply_change(current or (), add, remove))
 
     async def replace_wanted(self, channels: tuple[str, ...]) -> tuple[str, ...]:
         await self._guard(self._root.set({"channels": list(channels)}, merge=True))
         return channels
 
-    # -- plumbing -------------------------------------------------------------------
+    async def _compare_and_set(
+        self, change: Callable[[tuple[str, ...] | None], tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """Read, change, write only if nobody wrote in between (the document's update time
+        as a precondition, or its absence); otherwise read again."""
+        for _ in range(CAS_ATTEMPTS):
+            snapshot = await self._guard(self._root.get())
+            current = _channels(snapshot)
+            new = change(current)
+            if new == current:
+                return new
+            try:
+                if snapshot.exists:
+                    option = self._client.write_option(last_update_time=snapshot.update_time)
+                    await self._guard(self._root.update({"channels": list(new)}, option=option))
+                else:
+                    await self._guard(self._root.create({"channels": list(new)}))
+                return new
+            except _Conflict:
+                await contention_pause()
+        raise StoreUnavailable("the wanted list kept changing under us; try again")
 
-    def _transaction(self) -> Any:
-        return self._client.transaction(max_attempts=TRANSACTION_ATTEMPTS)
+    # -- plumbing -------------------------------------------------------------------
 
     async def _guard(self, call: Any) -> Any:
         try:
             return await bounded(call, TIMEOUT_S)
+        except (gexc.FailedPrecondition, gexc.Aborted, gexc.AlreadyExists, gexc.NotFound):
+            raise _Conflict from None
         except TimeoutError:
             raise StoreUnavailable(f"firestore timed out after {TIMEOUT_S:g}s") from None
         except (gexc.GoogleAPIError, OSError, ValueError) as error:

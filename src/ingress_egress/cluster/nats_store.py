@@ -32,13 +32,14 @@ from ingress_egress.cluster.store import (
     Member,
     StoreUnavailable,
     apply_change,
+    contention_pause,
 )
 
 log = logging.getLogger("ingress_egress.cluster.nats")
 
 WANTED_KEY = "wanted"
 REQUEST_TIMEOUT_S = 3.0
-CAS_ATTEMPTS = 10
+CAS_ATTEMPTS = 50  # contention is rare (admin changes); back off a little each time
 
 
 def bucket_names(cluster: str) -> tuple[str, str]:
@@ -57,6 +58,7 @@ class NatsKvStore:
         self._members: Any = None  # nats.js.kv.KeyValue
         self._channels: Any = None
         self._watchers: list[asyncio.Task[None]] = []
+        self._last_error = "no answer"
 
     @property
     def changed(self) -> asyncio.Event:
@@ -64,27 +66,34 @@ class NatsKvStore:
 
     async def start(self) -> None:
         try:
-            self._nc = await nats.connect(
-                self.url,
-                name="ingress-egress-cluster",
-                connect_timeout=REQUEST_TIMEOUT_S,
-                max_reconnect_attempts=-1,  # the store comes back: keep trying, forever
-                reconnect_time_wait=0.5,
-                allow_reconnect=True,
-                error_cb=self._quiet,
-                disconnected_cb=self._disconnected,
-            )
+            self._nc = await asyncio.wait_for(self._connect(), 2 * REQUEST_TIMEOUT_S)
             js = self._nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             self._members = await self._bucket(js, self.members_bucket, self.ttl_s)
             self._channels = await self._bucket(js, self.channels_bucket, None)
         except StoreUnavailable:
             await self.close()
             raise
+        except TimeoutError:
+            await self.close()
+            # nats-py retries the first connection too: say why it failed, not that it hung.
+            raise StoreUnavailable(f"cannot reach {self.url}: {self._last_error}") from None
         except Exception as error:
             await self.close()
             raise StoreUnavailable(_describe(error)) from None
         for bucket in (self._members, self._channels):
             self._watchers.append(asyncio.create_task(self._watch(bucket), name="cluster-watch"))
+
+    async def _connect(self) -> Any:
+        return await nats.connect(
+            self.url,
+            name="ingress-egress-cluster",
+            connect_timeout=REQUEST_TIMEOUT_S,
+            max_reconnect_attempts=-1,  # the store comes back: keep trying, forever
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=self._quiet,
+            disconnected_cb=self._disconnected,
+        )
 
     async def _bucket(self, js: Any, bucket: str, ttl_s: float | None) -> Any:
         try:
@@ -195,6 +204,7 @@ class NatsKvStore:
                     await self._call(self._channels.create(WANTED_KEY, _encode_channels(new)))
                     return new
                 except _Exists:
+                    await contention_pause()
                     continue
             new = change(_decode_channels(entry.value) or ())
             try:
@@ -203,7 +213,7 @@ class NatsKvStore:
                 )
                 return new
             except _Exists:  # somebody else changed it meanwhile: read again
-                continue
+                await contention_pause()
         raise StoreUnavailable("the wanted list kept changing under us; try again")
 
     # -- errors ---------------------------------------------------------------------
@@ -226,6 +236,7 @@ class NatsKvStore:
             raise StoreUnavailable(_describe(error)) from None
 
     async def _quiet(self, error: Exception) -> None:
+        self._last_error = _describe(error)
         log.debug("cluster store connection: %s", _describe(error))
 
     async def _disconnected(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,6 +91,12 @@ class CoordinationStore(Protocol):
 
     async def replace_wanted(self, channels: tuple[str, ...]) -> tuple[str, ...]:
         """Make ``channels`` the list; returns it."""
+
+
+async def contention_pause() -> None:
+    """A short random pause before a compare-and-set is tried again, so that writers that
+    collided do not collide again in lockstep."""
+    await asyncio.sleep(random.uniform(0.002, 0.03))
 
 
 def apply_change(
