@@ -125,15 +125,21 @@ def test_cloudbuild_steps_run_in_order() -> None:
     assert flag(deploy_args(), "--image") == build_tag
 
 
-def test_cloudbuild_deploys_exactly_one_always_on_instance() -> None:
+def test_cloudbuild_deploys_a_fixed_always_on_cluster() -> None:
+    """Enough members for every channel to stay on CLUSTER_REPLICAS readers when one is
+    lost or replaced; a fixed count, since members are coordinated, not autoscaled."""
+    from ingress_egress.config import Settings
+
     args = deploy_args()
     assert args[:3] == ["run", "deploy", "${_SERVICE}"]
-    assert "--min-instances=1" in args and "--max-instances=1" in args
+    count = int(flag(args, "--min-instances"))
+    assert flag(args, "--max-instances") == str(count)
+    assert count >= Settings().cluster_replicas + 1
     assert "--no-cpu-throttling" in args
     deploy = ARCHITECTURE["service"]["deploy"]
     assert (deploy["minInstances"], deploy["maxInstances"], deploy["cpuThrottling"]) == (
-        1,
-        1,
+        count,
+        count,
         False,
     )
     assert flag(args, "--port") == str(deploy["port"])
@@ -162,9 +168,18 @@ def test_cloudbuild_secrets_come_from_secret_manager_and_env_is_valid() -> None:
     assert not set(env) & set(secrets)  # a secret is never a plain env var
     assert set(env) <= set(ARCHITECTURE["env"])
     assert env["MESSAGE_BUS_DRIVER"] == "pubsub"
+    assert env["CLUSTER_COORDINATION"] == "firestore"  # Firestore is there already (tokens)
     assert "TWITCH_CHANNELS" in env and separator != ","  # channel lists hold commas
-    concrete = {k: v for k, v in env.items() if "$" not in v}
-    Settings.from_env(concrete)  # every literal value is one the service accepts
+    # Every value is one the service accepts, with the substitutions' defaults filled in.
+    substitutions = {f"${{{k}}}": str(v) for k, v in CLOUDBUILD["substitutions"].items()}
+    substitutions["$PROJECT_ID"] = "example-project"
+    concrete = {}
+    for key, value in env.items():
+        for placeholder, filled in substitutions.items():
+            value = value.replace(placeholder, filled)
+        assert "$" not in value, key
+        concrete[key] = value
+    Settings.from_env(concrete)
 
 
 def test_cloudbuild_probes_use_the_service_routes() -> None:

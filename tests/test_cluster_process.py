@@ -1,0 +1,251 @@
+"""The cluster as deployed: real ``ingress-egress serve`` processes, a real nats-server (bus
+and coordination store) or the Firestore emulator, and the simulator producing chat on the
+clock whether anyone listens or not (what nobody was joined for is lost, as on Twitch).
+
+Each case checks the three properties of docs/scaling.md ("The cluster"): no message is
+produced while its channel has no live reader; every channel is back on two readers within
+the member TTL plus the JOIN time; every message heard is on the stream exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ingress_egress.cluster.assignment import readers_of
+from ingress_egress.config import INGRESS_TOPIC
+from ingress_egress.simulator import ChatSimulator
+from tests.support.cluster import (
+    TTL_MS,
+    MemberProcess,
+    expected_ids,
+    latest_receivers,
+    member_env,
+    stream_ids,
+    wait_replicated,
+)
+from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
+    FirestoreEmulator,
+    firestore_emulator_fixture,
+)
+from tests.support.nats import NatsServer
+
+pytestmark = pytest.mark.timeout(240)
+
+CHANNELS = tuple(f"chan{i:02d}" for i in range(60))
+RATE = 300  # msg/s over all channels: 5 per channel per second
+RESTORE_S = TTL_MS / 1000 + 10  # the TTL, then JOINs (well within one JOIN window here)
+
+
+class Cluster:
+    def __init__(self, tmp_path: Path, sim: ChatSimulator, env: dict[str, str]) -> None:
+        self.tmp_path = tmp_path
+        self.sim = sim
+        self.env = env
+        self.members: dict[str, MemberProcess] = {}
+
+    async def add(self, name: str) -> MemberProcess:
+        member = await MemberProcess(name, self.tmp_path, self.env).start()
+        self.members[name] = member
+        return member
+
+    async def all_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not all([await m.ready() for m in self.members.values()]):
+            assert time.monotonic() < deadline, "members not ready:\n" + "\n".join(
+                m.log_tail(1500) for m in self.members.values()
+            )
+            await asyncio.sleep(0.25)
+
+    def stop(self) -> None:
+        for member in self.members.values():
+            member.stop()
+
+
+@pytest.fixture
+async def live_sim() -> AsyncIterator[ChatSimulator]:
+    async with ChatSimulator(live_channels=CHANNELS, rate=RATE, live_events_every=25) as sim:
+        yield sim
+
+
+@pytest.fixture
+def nats(tmp_path: Path):
+    server = NatsServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def settle_and_check(
+    cluster: Cluster, nats_url: str, mark: int, what: str
+) -> dict[str, float]:
+    """Stop the clock, then check no message after ``mark`` went unheard and every heard
+    one is on the stream exactly once."""
+    await asyncio.sleep(2.0)
+    sim = cluster.sim
+    sim.stop_live()
+    watched = sim.live_log[mark:]
+    unheard = [m for m in watched if m.receivers == 0]
+    assert not unheard, f"{what}: {len(unheard)} messages produced with no live reader"
+    heard = [m for m in sim.live_log if m.receivers > 0]
+    on_stream = await stream_ids(nats_url, INGRESS_TOPIC, len(heard))
+    want = expected_ids(heard)
+    missing = [i for i in want if on_stream[i] == 0]
+    twice = {i: n for i, n in on_stream.items() if n > 1}
+    assert not missing, f"{what}: {len(missing)} of {len(want)} heard messages not on the stream"
+    assert not twice, f"{what}: {len(twice)} envelopes stored more than once"
+    assert set(on_stream) == set(want), "the stream holds envelopes nobody produced"
+    return {"watched": len(watched), "heard": len(heard)}
+
+
+async def test_sigkill_of_one_of_three_loses_nothing(
+    tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
+) -> None:
+    env = member_env(
+        live_sim.port, CHANNELS, "nats", "kill", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        for name in ("ie-a", "ie-b", "ie-c"):
+            await cluster.add(name)
+        await wait_replicated(live_sim, 2, 60)
+        await cluster.all_ready()
+        debug = await cluster.members["ie-a"].debug()
+        assert debug is not None and len(debug["cluster"]["members"]) == 3
+        mark = len(live_sim.live_log)
+        victim = cluster.members.pop("ie-c")
+        victim.kill()
+        # Right after the kill its channels are on one reader, never on none.
+        assert min(latest_receivers(live_sim).values()) >= 1
+        restored = await wait_replicated(live_sim, 2, RESTORE_S)
+        assert restored < RESTORE_S
+        debug = await cluster.members["ie-a"].debug()
+        assert debug is not None
+        assert [m["id"] for m in debug["cluster"]["members"]] == ["ie-a", "ie-b"]
+        assert debug["cluster"]["underReplicated"]["count"] == 0
+        await settle_and_check(cluster, nats.url, mark, "SIGKILL")
+    finally:
+        cluster.stop()
+
+
+async def test_rolling_replacement_loses_nothing(
+    tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
+) -> None:
+    env = member_env(
+        live_sim.port, CHANNELS, "nats", "roll", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        for name in ("ie-a", "ie-b", "ie-c"):
+            await cluster.add(name)
+        await wait_replicated(live_sim, 2, 60)
+        mark = len(live_sim.live_log)
+        await cluster.add("ie-d")  # the new revision's instance
+        await wait_replicated(live_sim, 2, RESTORE_S)
+        await cluster.all_ready()
+        old = cluster.members.pop("ie-a")
+        code, took = await old.terminate()
+        assert code == 0, old.log_tail()
+        assert took < 10, "past Cloud Run's 10 s grace"
+        assert "every channel handed over" in old.log_tail(20_000)
+        await wait_replicated(live_sim, 2, RESTORE_S)
+        await settle_and_check(cluster, nats.url, mark, "rolling replacement")
+    finally:
+        cluster.stop()
+
+
+async def test_scaling_out_moves_only_the_newcomers_share(
+    tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
+) -> None:
+    env = member_env(
+        live_sim.port, CHANNELS, "nats", "scale", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        for name in ("ie-a", "ie-b"):
+            await cluster.add(name)
+        await wait_replicated(live_sim, 2, 60)  # two members: both read everything
+        await cluster.all_ready()
+        joins, parts = len(live_sim.joins), len(live_sim.parts)
+        first_new_connection = live_sim.connections_made
+        await cluster.add("ie-c")
+        await wait_replicated(live_sim, 2, RESTORE_S)
+        await cluster.all_ready()
+        won = {c for c in CHANNELS if "ie-c" in readers_of(c, ["ie-a", "ie-b", "ie-c"], 2)}
+        new_joins = live_sim.joins[joins:]
+        # Every JOIN since is the newcomer's (its connections are the new ones), for the
+        # channels it won; the old members only PARTed channels the newcomer took.
+        assert {conn >= first_new_connection for conn, _ in new_joins} == {True}
+        assert {channel for _, channel in new_joins} == won
+        parted = [channel for _, channel in live_sim.parts[parts:]]
+        assert set(parted) == won and len(parted) == len(won)
+        # The rendezvous share: the newcomer reads 2/3 of the channels.
+        assert abs(len(won) / len(CHANNELS) - 2 / 3) < 0.2
+        mark = len(live_sim.live_log)
+        await settle_and_check(cluster, nats.url, mark, "scale 2 -> 3")
+    finally:
+        cluster.stop()
+
+
+async def test_the_store_restarting_changes_no_reader(
+    tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
+) -> None:
+    env = member_env(
+        live_sim.port, CHANNELS, "nats", "restart", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        for name in ("ie-a", "ie-b", "ie-c"):
+            await cluster.add(name)
+        await wait_replicated(live_sim, 2, 60)
+        await cluster.all_ready()
+        joins, parts = len(live_sim.joins), len(live_sim.parts)
+        mark = len(live_sim.live_log)
+        nats.stop()
+        await asyncio.sleep(TTL_MS / 1000 + 2)  # down for longer than a member's TTL
+        assert not await cluster.members["ie-a"].ready()
+        nats.start()
+        await cluster.all_ready(60)
+        await asyncio.sleep(TTL_MS / 1000)  # and a while after, for a late rebalance
+        assert live_sim.joins[joins:] == [] and live_sim.parts[parts:] == []
+        assert set(latest_receivers(live_sim).values()) == {2}
+        await settle_and_check(cluster, nats.url, mark, "store restart")
+    finally:
+        cluster.stop()
+
+
+async def test_firestore_coordination_survives_a_sigkill(
+    tmp_path: Path,
+    live_sim: ChatSimulator,
+    nats: NatsServer,
+    firestore_emulator: FirestoreEmulator,
+) -> None:
+    firestore_emulator.clear()
+    env = member_env(
+        live_sim.port,
+        CHANNELS,
+        "firestore",
+        "fs-kill",
+        MESSAGE_BUS_DRIVER="nats",
+        NATS_URL=nats.url,
+        FIRESTORE_EMULATOR_HOST=firestore_emulator.host_port,
+        GOOGLE_CLOUD_PROJECT=firestore_emulator.project,
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        for name in ("ie-a", "ie-b", "ie-c"):
+            await cluster.add(name)
+        await wait_replicated(live_sim, 2, 60)
+        await cluster.all_ready()
+        mark = len(live_sim.live_log)
+        cluster.members.pop("ie-b").kill()
+        assert min(latest_receivers(live_sim).values()) >= 1
+        await wait_replicated(live_sim, 2, RESTORE_S)
+        await settle_and_check(cluster, nats.url, mark, "SIGKILL (firestore)")
+    finally:
+        cluster.stop()
