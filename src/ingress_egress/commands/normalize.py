@@ -53,7 +53,7 @@ class LineNormalizer:
     def __init__(self, types: frozenset[str] = frozenset(), use_sent_time: bool = False) -> None:
         self.types = types
         self.use_sent_time = use_sent_time
-        self.builder = EnvelopeBuilder()
+        self.builder = EnvelopeBuilder(roomstate_window_ms=None)  # see EnvelopeBuilder
         self.stats = NormalizeStats()
 
     def record(self, raw: bytes) -> tuple[bytes | None, bool]:

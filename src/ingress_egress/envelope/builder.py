@@ -6,6 +6,7 @@ The contract fields (docs/envelope.md, docs/schemas/) are always present; additi
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ingress_egress import _native
 from ingress_egress.envelope.ids import MAX_EPOCH_MS, IsoClock, RandomIds, stable_uuid
 from ingress_egress.envelope.types import MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
+from ingress_egress.protocol import escape_tag_value
 from ingress_egress.twitch.messages import (
     Chatter,
     Clearchat,
@@ -28,6 +30,9 @@ from ingress_egress.twitch.messages.common import cheer_spans, emotes_within
 Envelope = dict[str, Any]
 FINALIZER = "internal.finalizer.v1"
 NO_USER = {"id": "", "name": "", "displayName": "", "profileImageUrl": "", "role": ""}
+# A ROOMSTATE without tmi-sent-ts (every one Twitch sends) is keyed by its receipt time rounded
+# down to this window, so two readers of one change publish one id (docs/envelope.md, "Ids").
+ROOMSTATE_WINDOW_MS = 5000
 
 
 class EnvelopeBuilder:
@@ -37,8 +42,14 @@ class EnvelopeBuilder:
         transport: str = "irc",
         clock: Callable[[], float] = time.time,
         ids: RandomIds | None = None,
+        roomstate_window_ms: int | None = ROOMSTATE_WINDOW_MS,
     ) -> None:
+        """``roomstate_window_ms=None``: a ROOMSTATE without tmi-sent-ts gets a random id
+        (``normalize``: a backfill read in seconds would otherwise merge a day's repeats)."""
+        if roomstate_window_ms is not None and roomstate_window_ms < 1:
+            raise ValueError("roomstate_window_ms must be >= 1 or None")
         self.transport = transport
+        self.roomstate_window_ms = roomstate_window_ms
         self._clock = clock
         self._ids = ids or RandomIds()
         self._received = IsoClock()
@@ -193,7 +204,8 @@ class EnvelopeBuilder:
         return envelope
 
     def _clearchat(self, msg: Clearchat, stamp: str) -> Envelope:
-        key = _event_key("clearchat", msg.room_id, msg.sent_at_ms, msg.target_user_id)
+        target = msg.target_user_id or msg.target_login
+        key = _event_key("clearchat", _scope(msg.room_id, msg.channel), msg.sent_at_ms, target)
         return self._moderation(
             msg,
             stamp,
@@ -207,7 +219,9 @@ class EnvelopeBuilder:
         )
 
     def _clearmsg(self, msg: Clearmsg, stamp: str) -> Envelope:
-        key = _event_key("clearmsg", msg.room_id, msg.sent_at_ms, msg.target_message_id)
+        # Twitch sends CLEARMSG with an empty room-id: the channel then scopes the key.
+        scope = _scope(msg.room_id, msg.channel)
+        key = _event_key("clearmsg", scope, msg.sent_at_ms, msg.target_message_id)
         return self._moderation(
             msg,
             stamp,
@@ -249,7 +263,8 @@ class EnvelopeBuilder:
         return envelope
 
     def _roomstate(self, msg: Roomstate, stamp: str) -> Envelope:
-        envelope = self._frame(ROOMSTATE, stamp, "", msg.channel, msg.room_id, dict(NO_USER))
+        key = _roomstate_key(msg, stamp, self.roomstate_window_ms)
+        envelope = self._frame(ROOMSTATE, stamp, key, msg.channel, msg.room_id, dict(NO_USER))
         envelope["payload"] = {
             **msg.settings,
             "transport": self.transport,
@@ -262,11 +277,45 @@ def _twitch_key(message_id: str) -> str:
     return f"twitch:{message_id}" if message_id else ""
 
 
-def _event_key(kind: str, room_id: str, sent_at_ms: int | None, target: str) -> str:
-    """Events without a Twitch id: a key stable across duplicate deliveries of one line."""
-    if not room_id or sent_at_ms is None:
+def _scope(room_id: str, channel: str) -> str:
+    """The room id, else ``#`` + the channel login (never mistaken for a numeric id)."""
+    return room_id or (f"#{channel}" if channel else "")
+
+
+def _event_key(kind: str, scope: str, sent_at_ms: int | None, target: str) -> str:
+    """Events without a Twitch id: a key stable across duplicate deliveries of one line.
+    ``scope`` comes from ``_scope``."""
+    if not scope or sent_at_ms is None:
         return ""
-    return f"twitch:{kind}:{room_id}:{sent_at_ms}:{target}"
+    return f"twitch:{kind}:{scope}:{sent_at_ms}:{target}"
+
+
+def _roomstate_key(msg: Roomstate, stamp: str, window_ms: int | None) -> str:
+    """Room, Twitch's send time (else ``~`` + the receipt time rounded down to the window)
+    and the line's settings, sorted: two readers' copies of one change share the key."""
+    tags = msg.irc.tags
+    sent = tags.get("tmi-sent-ts", "")
+    if not (sent.isascii() and sent.isdigit()):
+        received = None if window_ms is None else _stamp_ms(stamp)
+        if window_ms is None or received is None:
+            return ""
+        sent = f"~{received - received % window_ms}"
+    settings = ";".join(
+        f"{key}={escape_tag_value(tags[key])}"
+        for key in sorted(tags)
+        if key not in ("room-id", "tmi-sent-ts")
+    )
+    return f"twitch:roomstate:{_scope(msg.room_id, msg.channel)}:{sent}:{settings}"
+
+
+def _stamp_ms(stamp: str) -> int | None:
+    """``2026-12-04T17:05:12.345Z`` (an envelope timestamp) -> epoch milliseconds; None for
+    a stamp of another shape (a receipt time before year 1000 or after 9999)."""
+    try:
+        seconds = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        return seconds * 1000 + int(stamp[20:23])
+    except ValueError:
+        return None
 
 
 def _user(chatter: Chatter) -> dict[str, str]:

@@ -2,7 +2,7 @@
 demos and benchmarks. See docs/simulator.md."""
 
 from ingress_egress.simulator.faults import Faults
-from ingress_egress.simulator.server import CAPABILITIES, ChatSimulator
+from ingress_egress.simulator.server import CAPABILITIES, ChatSimulator, LiveMessage
 from ingress_egress.simulator.traffic import EMOTES, TrafficGenerator, room_id_for, user_id_for
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "EMOTES",
     "ChatSimulator",
     "Faults",
+    "LiveMessage",
     "TrafficGenerator",
     "room_id_for",
     "user_id_for",

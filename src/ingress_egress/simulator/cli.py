@@ -32,6 +32,20 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _channel_list(text: str) -> tuple[str, ...]:
+    channels = tuple(c.strip().lstrip("#").lower() for c in text.split(",") if c.strip())
+    if not channels:
+        raise argparse.ArgumentTypeError("needs at least one channel")
+    return channels
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -67,6 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --count and no --rate: generate the whole stream before sending it, so "
         "the simulator only writes (benchmarks); tmi-sent-ts is then the build time",
+    )
+    parser.add_argument(
+        "--live",
+        type=_channel_list,
+        default=(),
+        metavar="CH1,CH2,...",
+        help="live mode: chat for exactly these channels, produced on the clock at --rate "
+        "whether or not anyone joined (what nobody was joined for is lost, as on Twitch)",
+    )
+    parser.add_argument(
+        "--live-events-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --live: every Nth message is, in turn, a USERNOTICE sub, a CLEARCHAT "
+        "timeout and a CLEARMSG",
     )
     parser.add_argument(
         "--ping-interval",
@@ -115,6 +145,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_simulator(args: argparse.Namespace) -> ChatSimulator:
+    """The simulator the options describe; ``ValueError`` for options that do not combine."""
+    if args.live and not args.rate:
+        raise ValueError("--live needs --rate (chat is produced on the clock)")
+    if args.live_events_every is not None and not args.live:
+        raise ValueError("--live-events-every needs --live")
     replay_lines = None
     if args.replay is not None:
         text = args.replay.read_text(encoding="utf-8")
@@ -140,6 +175,8 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         seed=args.seed,
         record=False,  # a long-running simulator must not keep every message in memory
         ping_interval=args.ping_interval or None,
+        live_channels=args.live,
+        live_events_every=args.live_events_every,
     )
 
 
@@ -152,6 +189,8 @@ async def _serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     where = f"irc://{sim.host}:{sim.port}"
+    if sim.live_channels:
+        where += f" (live: {len(sim.live_channels)} channels at {sim.rate:g} msg/s)"
     if sim.ws_port is not None:
         where += f" ws://{sim.host}:{sim.ws_port}/"
     print(f"twitch chat simulator listening on {where}", file=sys.stderr, flush=True)
@@ -159,6 +198,12 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await sim.stop()
+        if sim.live_channels:
+            print(
+                f"live: {sim.live_count} produced, {sim.unheard_count} heard by nobody",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:  # e.g. the port is taken
+    except (OSError, ValueError) as exc:  # e.g. the port is taken, --live without --rate
         print(f"simulator: {exc}", file=sys.stderr)
         return 1
     return 0

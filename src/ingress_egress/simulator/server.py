@@ -22,7 +22,12 @@ from websockets.http11 import Request, Response
 
 from ingress_egress.protocol.tags import format_tags
 from ingress_egress.simulator.faults import Faults
-from ingress_egress.simulator.traffic import TrafficGenerator, room_id_for, user_id_for
+from ingress_egress.simulator.traffic import (
+    TrafficGenerator,
+    clearmsg_line,
+    room_id_for,
+    user_id_for,
+)
 from ingress_egress.simulator.transport import (
     MAX_LINE,
     TcpTransport,
@@ -51,6 +56,25 @@ class Message(NamedTuple):
     msg_id: str
     text: str
     retarget: bool  # replayed line: may go to whichever channel is joined
+
+
+# Live mode: chat is produced on this tick whether or not anyone listens; a client whose
+# socket takes no more within LIVE_SEND_TIMEOUT_S is dropped, as Twitch drops slow readers,
+# so one stalled client cannot stop the clock for the others.
+LIVE_TICK_S = 0.005
+LIVE_SEND_TIMEOUT_S = 1.0
+LIVE_EVENTS = ("USERNOTICE", "CLEARCHAT", "CLEARMSG")
+
+
+class LiveMessage(NamedTuple):
+    """One event the live stream produced, and how many connections it was written to."""
+
+    id: str  # the id tag (PRIVMSG, USERNOTICE), else the event's target (user or message id)
+    channel: str  # login, no '#'
+    command: str  # PRIVMSG, USERNOTICE, CLEARCHAT or CLEARMSG
+    line: str  # as written to tagged connections, without CRLF
+    receivers: int  # live connections joined to the channel that were written the line
+    at: float  # time.monotonic() when it was produced
 
 
 class _Client:
@@ -162,9 +186,25 @@ class ChatSimulator:
         pool_size: int = 1024,
         prebuilt: bool = False,
         warm_templates: bool = False,
+        live_channels: Sequence[str] = (),
+        live_events_every: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.live_channels = tuple(dict.fromkeys(c.lstrip("#").lower() for c in live_channels))
+        if self.live_channels and (not rate or rate <= 0):
+            raise ValueError("live_channels needs a rate > 0 (chat is produced on the clock)")
+        if self.live_channels and (replay_lines is not None or prebuilt):
+            raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
+        if live_events_every is not None and live_events_every < 1:
+            raise ValueError("live_events_every must be >= 1")
+        self.live_events_every = live_events_every
+        self.live_log: list[LiveMessage] = []
+        self._live_count = 0
+        self._unheard_count = 0
+        self._live_stopped = False
+        self._last_privmsg: dict[str, tuple[str, str, str]] = {}  # channel -> (id, login, text)
+        self._event_ts: dict[str, int] = {}  # channel -> last event tmi-sent-ts (kept unique)
         self.host = host
         self.port = port
         self.ws_port = ws_port
@@ -220,10 +260,32 @@ class ChatSimulator:
 
     @property
     def finished(self) -> bool:
-        """Whether ``count`` messages (or the whole replay) have been sent."""
+        """Whether ``count`` messages (or the whole replay) have been sent; in live mode,
+        whether ``count`` have been produced, heard or not."""
+        if self.live_channels:
+            return self.count is not None and self._live_count >= self.count
         if self.count is not None and self._sent_count >= self.count:
             return True
         return self._replay is not None and not self._replay and not self._pending
+
+    @property
+    def live_count(self) -> int:
+        """Messages the live stream produced (heard or not)."""
+        return self._live_count
+
+    @property
+    def unheard_count(self) -> int:
+        """Live messages written to no connection: lost, as they would be on Twitch."""
+        return self._unheard_count
+
+    def unheard(self) -> list[LiveMessage]:
+        """The recorded live messages nobody received (``record=True``)."""
+        return [m for m in self.live_log if m.receivers == 0]
+
+    def stop_live(self) -> None:
+        """Stop the live stream for good (``pause()`` stops it until ``resume()``)."""
+        self._live_stopped = True
+        self._notify()
 
     def pause(self) -> None:
         self._paused = True
@@ -274,7 +336,8 @@ class ChatSimulator:
                 close_timeout=1.0,
             )
             self.ws_port = next(iter(self._ws_server.sockets)).getsockname()[1]
-        self._emitter = asyncio.create_task(self._emit_loop(), name="chat-simulator-emitter")
+        emit = self._live_loop() if self.live_channels else self._emit_loop()
+        self._emitter = asyncio.create_task(emit, name="chat-simulator-emitter")
 
     async def stop(self) -> None:
         """Close the listeners and every client connection; cancel all simulator tasks."""
@@ -774,6 +837,122 @@ class ChatSimulator:
             else:
                 for m in done:
                     sent.setdefault(m.channel, []).append((m.msg_id, m.text))
+
+    # -- live mode: chat on the clock ----------------------------------------------------
+
+    async def _live_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        rate = self.rate
+        assert rate is not None
+        base: float | None = None
+        produced = 0
+        while not self.finished and not self._live_stopped:
+            if self._paused or self._stopping:
+                base = None  # resume starts the clock afresh: a pause produces nothing
+                await self._changed.wait()
+                continue
+            now = loop.time()
+            if base is None:
+                base, produced = now, 0
+            due = int((now - base) * rate) + 1 - produced
+            if due > max(rate, self.batch_size) * 2:  # far behind (a stalled loop): no burst
+                base, produced, due = now, 0, 1
+            if self.count is not None:
+                due = min(due, self.count - self._live_count)
+            if due > 0:
+                due = min(due, self.batch_size)
+                await self._produce_live(due)
+                produced += due
+                self._notify()
+            await asyncio.sleep(LIVE_TICK_S)
+        self._notify()
+
+    def _live_next(self, ts: int) -> tuple[str, str, str, str, str]:
+        """The next live message: ``(channel, command, id, line, text)``. Chat goes
+        round-robin over the channels; events (every Nth message) in turn, each round of the
+        three kinds to the next channel, so every channel gets chat and every kind."""
+        seq = self._live_count
+        self._live_count = seq + 1
+        channels = self.live_channels
+        every = self.live_events_every
+        events = 0 if every is None else (seq + 1) // every
+        if every is not None and (seq + 1) % every == 0:
+            n = events - 1
+            channel = channels[n // len(LIVE_EVENTS) % len(channels)]
+            return self._live_event(channel, LIVE_EVENTS[n % len(LIVE_EVENTS)], ts)
+        channel = channels[(seq - events) % len(channels)]
+        line, msg_id, text = self.generator.messages(channel, 1, room_id_for(channel), ts)[0]
+        login = line.partition(" :")[2].partition("!")[0]
+        self._last_privmsg[channel] = (msg_id, login, text)
+        return channel, "PRIVMSG", msg_id, line, text
+
+    def _live_event(self, channel: str, kind: str, ts: int) -> tuple[str, str, str, str, str]:
+        # Strictly increasing per channel, so (room, tmi-sent-ts, target) never repeats.
+        ts = max(ts, self._event_ts.get(channel, 0) + 1)
+        self._event_ts[channel] = ts
+        gen = self.generator
+        if kind == "USERNOTICE":
+            line, msg_id = gen.sub(channel, ts)
+            return channel, kind, msg_id, line, ""
+        if kind == "CLEARCHAT":
+            line, target = gen.timeout(channel, ts)
+            return channel, kind, target, line, ""
+        target, login, text = self._last_privmsg.pop(channel, ("", "", ""))
+        if not target:  # nothing said here yet: a message deleted before we saw it
+            target, login, text = gen.new_id(), "viewer", "deleted"
+        return channel, kind, target, clearmsg_line(channel, login, target, text, ts), text
+
+    async def _produce_live(self, n: int) -> None:
+        ts = time.time_ns() // 1_000_000
+        at = time.monotonic()
+        batch = [self._live_next(ts) for _ in range(n)]
+        receivers = [0] * n
+        targets: set[_Client] = set()
+        for channel in {m[0] for m in batch}:
+            targets |= self._subs.get(channel, set())
+        for client in sorted(targets, key=lambda c: c.index):
+            for i in await self._send_live(client, batch):
+                receivers[i] += 1
+        self._record_live(batch, receivers, at)
+
+    async def _send_live(
+        self, client: _Client, batch: list[tuple[str, str, str, str, str]]
+    ) -> list[int]:
+        """Write the client's share of ``batch``; the indices it was written. Membership is
+        read here, not when the batch was made: a PART that came in meanwhile counts."""
+        if not client.receiving:
+            return []
+        picked = [i for i, m in enumerate(batch) if m[0] in client.channels]
+        if not picked:
+            return []
+        lines = [batch[i][3] for i in picked]
+        if not client.tags:
+            lines = [_without_tags(line) for line in lines]
+        try:
+            async with asyncio.timeout(LIVE_SEND_TIMEOUT_S):
+                await client.transport.send(("\r\n".join(lines) + "\r\n").encode())
+        except _CLOSE_ERRORS:
+            self._unsubscribe(client)
+            return []
+        except TimeoutError:  # a client that does not read: dropped, what it had is lost
+            self._unsubscribe(client)
+            client.transport.abort()
+            return []
+        return picked
+
+    def _record_live(
+        self, batch: list[tuple[str, str, str, str, str]], receivers: list[int], at: float
+    ) -> None:
+        heard = 0
+        for (channel, command, msg_id, line, text), got in zip(batch, receivers, strict=True):
+            if got:
+                heard += 1
+                if self.record:
+                    self.sent.setdefault(channel, []).append((msg_id, text))
+            if self.record:
+                self.live_log.append(LiveMessage(msg_id, channel, command, line, got, at))
+        self._sent_count += heard
+        self._unheard_count += len(batch) - heard
 
     def _fire_fault(self, client: _Client) -> None:
         if client.fault == "reconnect" and self.faults.reconnect_overlap:

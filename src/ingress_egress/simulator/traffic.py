@@ -388,6 +388,7 @@ class TrafficGenerator:
         # shorter (never below 64) so warming up all of them stays around a second.
         self.max_templates = max_templates
         self._pools: dict[str, _ChannelPool] = {}
+        self._event_rngs: dict[str, random.Random] = {}
         raw = int.from_bytes(os.urandom(10), "big")
         a, b, c, d = raw >> 48, (raw >> 32) & 0xFFFF, (raw >> 20) & 0xFFF, (raw >> 8) & 0xFFF
         self._id_prefix = f"{a & 0xFFFFFFFF:08x}-{b:04x}-4{c:03x}-{8 | (raw & 3):x}{d:03x}-"
@@ -447,3 +448,66 @@ class TrafficGenerator:
     def privmsg(self, channel: str, room_id: str | None = None) -> tuple[str, str, str]:
         """The channel's next ``(line, message_id, text)``; ``line`` has no CRLF."""
         return self.messages(channel, 1, room_id)[0]
+
+    # -- Twitch events (the simulator's live mode mixes them in) -----------------------
+
+    def _event_chatter(self, channel: str) -> Chatter:
+        # A separate stream of choices: events never shift the chat templates' sequence.
+        pool = self._pool(channel, None)
+        rng = self._event_rngs.setdefault(pool.channel, random.Random(f"{self.seed}:ev:{channel}"))
+        return rng.choice(pool.chatters[1:] or pool.chatters)  # not the broadcaster
+
+    def sub(self, channel: str, ts_ms: int) -> tuple[str, str]:
+        """A USERNOTICE ``sub`` (Tier 1, first month) by one of the channel's chatters, in
+        Twitch's tag set: ``(line, id)``."""
+        key = channel.lstrip("#").lower()
+        chatter = self._event_chatter(key)
+        msg_id = self.new_id()
+        tags = {
+            "badge-info": "subscriber/1",
+            "badges": "subscriber/0",
+            "color": chatter.color,
+            "display-name": chatter.display_name,
+            "emotes": "",
+            "flags": "",
+            "id": msg_id,
+            "login": chatter.login,
+            "mod": "1" if chatter.mod else "0",
+            "msg-id": "sub",
+            "msg-param-cumulative-months": "1",
+            "msg-param-months": "0",
+            "msg-param-multimonth-duration": "1",
+            "msg-param-multimonth-tenure": "0",
+            "msg-param-should-share-streak": "0",
+            "msg-param-sub-plan-name": f"Channel Subscription ({key})",
+            "msg-param-sub-plan": "1000",
+            "msg-param-was-gifted": "false",
+            "room-id": room_id_for(key),
+            "subscriber": "1",
+            "system-msg": f"{chatter.display_name} subscribed at Tier 1.",
+            "tmi-sent-ts": str(ts_ms),
+            "user-id": chatter.user_id,
+            "user-type": chatter.user_type,
+        }
+        return f"{format_tags(tags)} :tmi.twitch.tv USERNOTICE #{key}", msg_id
+
+    def timeout(self, channel: str, ts_ms: int, seconds: int = 600) -> tuple[str, str]:
+        """A CLEARCHAT timing out one of the channel's chatters: ``(line, target user id)``."""
+        key = channel.lstrip("#").lower()
+        chatter = self._event_chatter(key)
+        tags = {
+            "ban-duration": str(seconds),
+            "room-id": room_id_for(key),
+            "target-user-id": chatter.user_id,
+            "tmi-sent-ts": str(ts_ms),
+        }
+        return (
+            f"{format_tags(tags)} :tmi.twitch.tv CLEARCHAT #{key} :{chatter.login}",
+            chatter.user_id,
+        )
+
+
+def clearmsg_line(channel: str, login: str, target_id: str, text: str, ts_ms: int) -> str:
+    """A CLEARMSG as Twitch sends it: ``room-id`` present but empty."""
+    tags = {"login": login, "room-id": "", "target-msg-id": target_id, "tmi-sent-ts": str(ts_ms)}
+    return f"{format_tags(tags)} :tmi.twitch.tv CLEARMSG #{channel.lstrip('#').lower()} :{text}"
