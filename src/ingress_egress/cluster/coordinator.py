@@ -10,8 +10,8 @@ cluster's wanted list from the store, and tells the chat source what to read:
   (make before break), or ``handover_max_s`` has passed; channels nobody wants any more go
   at once;
 * while the store is unreachable nothing changes: readers keep reading what they read, and
-  after the store returns the view must be stable for ``settle_s`` before the member acts
-  on it again (members that re-register one by one must not look like members that died).
+  after the store returns the member waits one TTL before it acts on the view again
+  (members that re-register one by one must not look like members that died).
 
 On shutdown (``leave``) the member deletes its record first, so the others take its channels
 over while it still reads them, and waits (bounded) until they have.
@@ -58,7 +58,10 @@ class ClusterConfig:
 
     @property
     def settle_s(self) -> float:
-        return 2 * self.heartbeat_s
+        """After a store outage, every live member has refreshed its record within one TTL
+        of the store's return (it beats several times per TTL); until then a missing record
+        may be a member that has not reconnected yet, not a dead one."""
+        return self.ttl_s
 
 
 @dataclass(frozen=True, slots=True)

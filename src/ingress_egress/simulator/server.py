@@ -259,6 +259,11 @@ class ChatSimulator:
         return len(self._clients)
 
     @property
+    def connections_made(self) -> int:
+        """Connections accepted so far: the next one's index (as in ``joins``/``parts``)."""
+        return self._next_index
+
+    @property
     def finished(self) -> bool:
         """Whether ``count`` messages (or the whole replay) have been sent; in live mode,
         whether ``count`` have been produced, heard or not."""
