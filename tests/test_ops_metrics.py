@@ -127,6 +127,12 @@ def test_every_alert_has_a_duration_a_severity_a_summary_and_a_runbook_section()
         assert anchor in anchors, f"{rule['alert']}: no section {url}"
 
 
+def test_the_runbook_links_within_itself_resolve() -> None:
+    links = re.findall(r"\]\(#([^)]+)\)", RUNBOOK)
+    assert len(links) >= 15
+    assert set(links) <= runbook_anchors()
+
+
 def test_promtool_tests_cover_every_alert() -> None:
     tests = yaml.safe_load((OPS / "alerts.test.yaml").read_text())
     assert tests["rule_files"] == ["alerts.yaml"]
