@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
+from ingress_egress.envelope.types import EVENT_TYPES, MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
 from ingress_egress.simulator import ChatSimulator, Faults
 from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
     FirestoreEmulator,
@@ -176,6 +177,7 @@ def test_the_dashboard_shows_what_ops_need() -> None:
         "ingress_twitch_channels_failed",
         "ingress_twitch_reconnects_total",
         "ingress_credentials_healthy",
+        "sum by (envelope_type) (rate(ingress_envelopes_total",
     ):
         assert needed in exprs, needed
     assert CLUSTER_METRICS <= DASHBOARD_NAMES
@@ -261,5 +263,13 @@ async def test_every_metric_in_the_alerts_and_the_dashboard_is_scraped(
     assert started + twitch.expires_in - 120 <= expiry <= scraped_at + twitch.expires_in + 120
     assert only(scrape, "ingress_credentials_refresh_failures_total") == 0
     assert only(scrape, "ingress_spool_max_bytes") == 1 << 20
+    by_type = {
+        labels["envelope_type"]: value for labels, value in scrape["ingress_envelopes_total"]
+    }
+    assert set(by_type) == set(EVENT_TYPES)  # every type from the start, no other label
+    assert by_type[ROOMSTATE] == 2  # one per joined channel
+    assert by_type[MESSAGE] >= 40 - by_type[NOTIFICATION] - by_type[MODERATION]
+    received = only(scrape, "messaging_client_consumed_messages_total")
+    assert sum(by_type.values()) == received
     assert only(scrape, "ingress_event_loop_lag") < 1.0
     assert only(samples(stalled), "ingress_event_loop_lag") >= 1.0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ingress_egress.envelope.types import EVENT_TYPES
 from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.status import ChatState, Counters
 
@@ -56,6 +57,8 @@ class _Pipeline(Protocol):
 
     @property
     def in_flight(self) -> int: ...
+
+    def envelopes_by_type(self) -> dict[str, int]: ...
 
 
 class _Publisher(Protocol):
@@ -281,6 +284,13 @@ FIGURES: tuple[Figure, ...] = (
     ),
     # -- figures the alerts and the dashboard need (docs/ops/alerts.yaml) --------------
     Figure(
+        "ingress.envelopes",
+        "{envelope}",
+        "counter",
+        "Envelopes built from Twitch events, by envelope type",
+        lambda s: _by_type(s),
+    ),
+    Figure(
         "ingress.ready",
         "1",
         "gauge",
@@ -353,6 +363,12 @@ FIGURES: tuple[Figure, ...] = (
         _spool(lambda spool: spool.max_bytes),
     ),
 )
+
+
+def _by_type(source: MetricsSource) -> list[Point]:
+    counts = source.pipeline.envelopes_by_type()
+    kinds = list(EVENT_TYPES) + sorted(set(counts) - set(EVENT_TYPES))  # every type, from 0
+    return [({"envelope.type": kind}, counts.get(kind, 0)) for kind in kinds]
 
 
 def _connections(source: MetricsSource) -> list[Point]:
