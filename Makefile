@@ -8,7 +8,10 @@ UV := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test lint demo bench bench-normalize clean
+PROMTOOL := $(TOOLS)/bin/promtool
+ALERTS := docs/ops/alerts.yaml
+
+.PHONY: install test lint alerts demo bench bench-normalize clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,7 +29,16 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/hadolint Dockerfile
 
-test: lint
+# promtool from Debian's prometheus package (.ci/install-promtool; nothing by hand).
+$(PROMTOOL):
+	.ci/install-promtool $@
+
+# The alert rules are code: checked, and unit-tested against series that must / must not fire.
+alerts: $(PROMTOOL)
+	$(PROMTOOL) check rules $(ALERTS)
+	cd $(dir $(ALERTS)) && $(abspath $(PROMTOOL)) test rules alerts.test.yaml
+
+test: lint alerts
 	$(VENV)/bin/python -m pytest
 
 demo: install

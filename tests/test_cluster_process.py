@@ -33,6 +33,7 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
     firestore_emulator_fixture,
 )
 from tests.support.nats import NatsServer
+from tests.support.scrape import CLUSTER_METRICS, missing_from_scrape, samples
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -128,6 +129,16 @@ async def test_sigkill_of_one_of_three_loses_nothing(
         assert debug is not None
         assert [m["id"] for m in debug["cluster"]["members"]] == ["ie-a", "ie-b"]
         assert debug["cluster"]["underReplicated"]["count"] == 0
+        # The cluster figures the alerts and the dashboard use, from a real scrape.
+        response = await cluster.members["ie-a"].get("/metrics")
+        assert response is not None
+        assert missing_from_scrape(response.text, CLUSTER_METRICS) == set()
+        scrape = samples(response.text)
+        assert scrape["ingress_cluster_members"] == [({}, 2.0)]
+        assert scrape["ingress_cluster_replicas"] == [({}, 2.0)]
+        assert scrape["ingress_cluster_channels_owned"] == [({}, float(len(CHANNELS)))]
+        assert scrape["ingress_cluster_channels_under_replicated"] == [({}, 0.0)]
+        assert scrape["ingress_cluster_store_connected"] == [({}, 1.0)]
         await settle_and_check(cluster, nats.url, mark, "SIGKILL")
     finally:
         cluster.stop()

@@ -102,10 +102,31 @@ def test_port_is_the_same_everywhere() -> None:
     assert ARCHITECTURE["service"]["deploy"]["port"] == default_port
 
 
-def deploy_args() -> list[str]:
+SERVICE_CONTAINER = "ingress-egress"
+SIDECAR_CONTAINER = "prometheus-sidecar"
+
+
+def deploy_containers() -> tuple[list[str], dict[str, list[str]]]:
+    """The deploy step's service-wide flags, and each ``--container``'s own flags."""
     (deploy,) = [step for step in CLOUDBUILD["steps"] if step.get("id") == "deploy"]
     assert deploy["entrypoint"] == "gcloud"
-    return [str(arg) for arg in deploy["args"]]
+    service: list[str] = []
+    containers: dict[str, list[str]] = {}
+    current = service
+    for arg in (str(arg) for arg in deploy["args"]):
+        if arg.startswith("--container="):
+            name = arg.split("=", 1)[1]
+            assert name not in containers, name
+            current = containers[name] = []
+        else:
+            current.append(arg)
+    return service, containers
+
+
+def deploy_args() -> list[str]:
+    """Service-wide flags and the service container's (the one taking requests)."""
+    service, containers = deploy_containers()
+    return service + containers[SERVICE_CONTAINER]
 
 
 def flag(args: list[str], name: str) -> str:
@@ -192,3 +213,26 @@ def test_cloudbuild_probes_use_the_service_routes() -> None:
     assert "path=/livez" in liveness  # a stalled loop restarts the instance
     assert "path=/healthz" in startup
     assert "--no-allow-unauthenticated" in args
+
+
+def test_cloudbuild_runs_the_prometheus_sidecar_beside_the_service() -> None:
+    """docs/ops/cloud-run-metrics.md: the Managed Service for Prometheus sidecar scrapes
+    :8080/metrics (its default) and needs CPU between requests."""
+    service, containers = deploy_containers()
+    assert set(containers) == {SERVICE_CONTAINER, SIDECAR_CONTAINER}
+    assert not any(arg.startswith(("--image=", "--port=")) for arg in service)
+    sidecar = containers[SIDECAR_CONTAINER]
+    image = flag(sidecar, "--image")
+    assert image == "${_GMP_SIDECAR_IMAGE}"
+    pinned = CLOUDBUILD["substitutions"]["_GMP_SIDECAR_IMAGE"]
+    assert re.fullmatch(
+        r"us-docker\.pkg\.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/"
+        r"cloud-run-gmp-sidecar:\d+\.\d+\.\d+",
+        pinned,
+    )
+    assert flag(sidecar, "--depends-on") == SERVICE_CONTAINER  # scrapes once it is up
+    assert not any(arg.startswith("--port=") for arg in sidecar)  # one ingress container
+    assert flag(deploy_args(), "--port") == "8080"  # what the sidecar scrapes by default
+    assert "--no-cpu-throttling" in service
+    memory = flag(sidecar, "--memory")
+    assert memory.endswith("Mi") and int(memory[:-2]) <= 512

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # imported when chosen: TwitchIO costs start-up time on the I
 log = logging.getLogger("ingress_egress.service")
 
 HEARTBEAT_S = 0.5
+LAG_WINDOW_S = 60.0  # a stall stays visible in the lag figure this long (no scrape runs in one)
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
 PUBLISHER_CLOSE_S = 4.0
 SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
@@ -147,6 +148,7 @@ class Service:
         self.bus_error = "connecting"
         self._started_at = time.monotonic()
         self._beat = time.monotonic()
+        self._worst_lag = (0.0, self._beat)  # (seconds late, when) for recent_loop_lag_s
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
 
@@ -280,9 +282,17 @@ class Service:
         await self.stop()
 
     async def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
         while True:
-            self._beat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
+            now = time.monotonic()
+            self._note_lag(now - self._beat - HEARTBEAT_S, now)
+            self._beat = now
+
+    def _note_lag(self, lag: float, now: float) -> None:
+        worst, at = self._worst_lag
+        if lag >= worst or now - at > LAG_WINDOW_S:
+            self._worst_lag = (max(lag, 0.0), now)
 
     # -- ServiceView / MetricsSource ----------------------------------------------------
 
@@ -362,6 +372,13 @@ class Service:
 
     def loop_lag_s(self) -> float:
         return max(0.0, time.monotonic() - self._beat - HEARTBEAT_S)
+
+    def recent_loop_lag_s(self) -> float:
+        """The worst heartbeat lateness of about the last minute, or the current lag."""
+        worst, at = self._worst_lag
+        if time.monotonic() - at > LAG_WINDOW_S:
+            worst = 0.0
+        return max(worst, self.loop_lag_s())
 
     def readiness(self) -> list[str]:
         reasons = []

@@ -49,16 +49,18 @@ class MemberProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                [sys.executable, "-m", "ingress_egress", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     async def start(self, timeout: float = 30.0) -> MemberProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it until it exits
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingress_egress", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.proc = self._spawn()
         deadline = time.monotonic() + timeout
         while await self.debug() is None:
             assert self.proc.poll() is None, f"{self.name} exited:\n{self.log_tail()}"

@@ -9,10 +9,13 @@ figures with the usual Prometheus translation (dots -> underscores, ``_total`` o
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ingress_egress.envelope.types import EVENT_TYPES
 from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.status import ChatState, Counters
 
@@ -55,6 +58,8 @@ class _Pipeline(Protocol):
     @property
     def in_flight(self) -> int: ...
 
+    def envelopes_by_type(self) -> dict[str, int]: ...
+
 
 class _Publisher(Protocol):
     name: str
@@ -74,6 +79,10 @@ class _Cluster(Protocol):
     def replicas(self) -> int: ...
 
 
+class _Credentials(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
 class MetricsSource(Protocol):
     """What the metrics read (the ``Service`` is one)."""
 
@@ -81,10 +90,17 @@ class MetricsSource(Protocol):
     state: ChatState
     pipeline: _Pipeline
     publisher: _Publisher
+    credentials: _Credentials | None
     cluster: _Cluster | None
 
     @property
     def destination(self) -> str: ...
+
+    def readiness(self) -> list[str]: ...
+
+    def recent_loop_lag_s(self) -> float: ...
+
+    def connections(self) -> list[dict[str, Any]]: ...
 
 
 Point = tuple[dict[str, str], int | float]
@@ -324,7 +340,144 @@ FIGURES: tuple[Figure, ...] = (
         "1 while the coordination store answers, else 0",
         _cluster(lambda c: int(c.store_connected)),
     ),
+    # -- figures the alerts and the dashboard need (docs/ops/alerts.yaml) --------------
+    Figure(
+        "ingress.envelopes",
+        "{envelope}",
+        "counter",
+        "Envelopes built from Twitch events, by envelope type",
+        lambda s: _by_type(s),
+    ),
+    Figure(
+        "ingress.ready",
+        "1",
+        "gauge",
+        "1 while /readyz answers 200 (Twitch, every channel, the bus, credentials), else 0",
+        _one(lambda s: int(not s.readiness())),
+    ),
+    Figure(
+        "ingress.twitch.channels.pending",
+        "{channel}",
+        "gauge",
+        "Channels configured and not yet joined (JOIN sent or queued; not refused)",
+        _one(lambda s: len(s.state.pending)),
+    ),
+    Figure(
+        "ingress.twitch.channels.failed",
+        "{channel}",
+        "gauge",
+        "Channels Twitch refused to join (suspended, banned, ...; retried periodically)",
+        _one(lambda s: len(s.state.failed_channels)),
+    ),
+    Figure(
+        "ingress.twitch.connections",
+        "{connection}",
+        "gauge",
+        "Connections to Twitch, by state (connected = logged in)",
+        lambda s: _connections(s),
+    ),
+    Figure(
+        "ingress.twitch.last_received_time",
+        "s",
+        "gauge",
+        "Unix time chat events were last seen arriving, from any channel (checked when "
+        "metrics are read; the time of the first read until the first event)",
+        lambda s: [({}, _RECEIPTS.last_time(s))],
+    ),
+    Figure(
+        "ingress.event_loop.lag",
+        "s",
+        "gauge",
+        "Worst lateness of the event loop's heartbeat over about the last minute "
+        "(/livez fails at 5 s)",
+        _one(lambda s: round(s.recent_loop_lag_s(), 3)),
+    ),
+    Figure(
+        "ingress.credentials.healthy",
+        "1",
+        "gauge",
+        "1 while the bot's credentials are usable and refreshing, else 0 (none when anonymous)",
+        lambda s: _credentials(s, lambda status: int(status.get("state") == "ok")),
+    ),
+    Figure(
+        "ingress.credentials.token_expiry_time",
+        "s",
+        "gauge",
+        "Unix time the bot's current access token expires (the earliest of its identities)",
+        lambda s: _credentials(s, _token_expiry),
+    ),
+    Figure(
+        "ingress.credentials.refresh_failures",
+        "{failure}",
+        "counter",
+        "Failed token loads, refreshes and validations (Firestore-backed credentials)",
+        lambda s: _credentials(s, _refresh_failures),
+    ),
+    Figure(
+        "ingress.spool.max_bytes",
+        "By",
+        "gauge",
+        "The spool's size cap (SPOOL_MAX_BYTES); envelopes are refused past it",
+        _spool(lambda spool: spool.max_bytes),
+    ),
 )
+
+
+def _by_type(source: MetricsSource) -> list[Point]:
+    counts = source.pipeline.envelopes_by_type()
+    kinds = list(EVENT_TYPES) + sorted(set(counts) - set(EVENT_TYPES))  # every type, from 0
+    return [({"envelope.type": kind}, counts.get(kind, 0)) for kind in kinds]
+
+
+def _connections(source: MetricsSource) -> list[Point]:
+    entries = source.connections()
+    up = sum(1 for entry in entries if entry.get("connected"))
+    return [({"state": "connected"}, up), ({"state": "disconnected"}, len(entries) - up)]
+
+
+class _ReceiptClock:
+    """When ``counters.received`` last moved, noticed at read time: the hot path pays
+    nothing, and the precision (one scrape interval) is plenty for a silence alert."""
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary[Any, tuple[int, float]] = weakref.WeakKeyDictionary()
+
+    def last_time(self, source: MetricsSource) -> float:
+        received = source.counters.received
+        seen = self._seen.get(source)
+        if seen is None or seen[0] != received:
+            seen = (received, round(time.time(), 3))
+            self._seen[source] = seen
+        return seen[1]
+
+
+_RECEIPTS = _ReceiptClock()
+
+
+def _credentials(
+    source: MetricsSource, read: Callable[[dict[str, Any]], float | int | None]
+) -> list[Point]:
+    """A credentials figure: no point when anonymous, or when the provider cannot tell."""
+    if source.credentials is None:
+        return []
+    value = read(source.credentials.status())
+    return [] if value is None else [({}, value)]
+
+
+def _identities(status: dict[str, Any]) -> list[dict[str, Any]]:
+    identities = status.get("identities")
+    return list(identities.values()) if isinstance(identities, dict) else []
+
+
+def _token_expiry(status: dict[str, Any]) -> float | None:
+    left = [i["expires_in_s"] for i in _identities(status) if i.get("expires_in_s") is not None]
+    return round(time.time() + min(left)) if left else None
+
+
+def _refresh_failures(status: dict[str, Any]) -> int | None:
+    counts = [i.get("counters", {}).get("failures") for i in _identities(status)]
+    known = [count for count in counts if isinstance(count, int)]
+    return sum(known) if known else None
 
 
 def latency_buckets(histogram: LatencyHistogram) -> list[tuple[float, int]]:

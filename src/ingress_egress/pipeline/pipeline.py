@@ -31,6 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.pipeline.outbound import (
@@ -115,6 +116,10 @@ class Pipeline:
         self._refused_log_at = 0.0
         self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # Envelopes built, by type (``envelopes_by_type``): counted per message on the typed
+        # path only; the C path's runs (chat messages only) add one sum per read.
+        self._typed_built: dict[str, int] = {}
+        self._run_built = 0
 
     # -- the read loop's side -------------------------------------------------------
 
@@ -123,7 +128,16 @@ class Pipeline:
             self.builder, message, received_at, self._ids, time.monotonic()
         )
         if outbound is not None:
+            kind = outbound.type
+            self._typed_built[kind] = self._typed_built.get(kind, 0) + 1
             self._accept(outbound)
+
+    def envelopes_by_type(self) -> dict[str, int]:
+        """Envelopes built so far, by envelope type (a run of ``submit_lines`` holds chat
+        messages only: the other lines come back typed and go through ``submit``)."""
+        counts = dict(self._typed_built)
+        counts[MESSAGE] = counts.get(MESSAGE, 0) + self._run_built
+        return counts
 
     def submit_lines(
         self, lines: list[str], received_at: float
@@ -156,6 +170,7 @@ class Pipeline:
         """``_accept`` for consecutive envelopes: at once when the window has room for all
         of them (and, with a spool, nothing spilled and the spool takes them all: the
         common case), else one by one."""
+        self._run_built += len(run)
         unsent, spool = self._unsent, self.spool
         if len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
             if spool is not None:
