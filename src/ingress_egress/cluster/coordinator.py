@@ -129,7 +129,9 @@ class ClusterCoordinator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
         self._set_wanted(wanted)
-        self._stable_since = -1e9  # a fresh start trusts the first view it reads
+        # A fresh start acts after one heartbeat: members started at the same moment (a
+        # new deployment) then see each other instead of each claiming every channel.
+        self._stable_since = self._clock() - self.config.settle_s + self.config.heartbeat_s
         log.info(
             "cluster %s: member %s, coordination %s, %d wanted channels, %d replicas",
             self.config.cluster_name,
@@ -276,12 +278,15 @@ class ClusterCoordinator:
         readers = {c: readers_of(c, live, replicas) for c in self.wanted}
         owned = {c for c, who in readers.items() if me in who}
         reading = set(self.state.wanted)
+        joined = self.state.joined
         wanted = set(self.wanted)
         now = self._clock()
         release: list[str] = []
         for channel in sorted(reading - owned):
-            if channel not in wanted:
-                release.append(channel)  # nobody wants it: no handover needed
+            if channel not in wanted or channel not in joined:
+                # Nobody wants it, or we never got it joined (a queued JOIN): keeping it
+                # protects nothing, and dropping it frees a JOIN for a channel we own.
+                release.append(channel)
                 continue
             since = self.handing_over.setdefault(channel, now)
             if self._confirmed(channel, readers[channel]) or (
