@@ -18,7 +18,6 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
 )
 from tests.support.nats import NatsServer
 from tests.support.processes import free_port
-from tests.support.service import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -163,4 +162,17 @@ async def eventually_async(check, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-__all__ = ["eventually"]
+
+async def test_a_nats_store_that_never_connected_refuses_every_call() -> None:
+    """A member stopped before it ever reached the store (SIGTERM during start-up)."""
+    store = NatsKvStore(f"nats://127.0.0.1:{free_port()}", "c", TTL_S)
+    for call in (
+        store.leave("ie-a"),
+        store.heartbeat(Heartbeat("ie-a")),
+        store.members(),
+        store.wanted(),
+        store.change_wanted(("x",), ()),
+    ):
+        with pytest.raises(StoreUnavailable, match="not connected"):
+            await call
+    await store.close()

@@ -44,6 +44,8 @@ LAG_WINDOW_S = 60.0  # a stall stays visible in the lag figure this long (no scr
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
 PUBLISHER_CLOSE_S = 4.0
 SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
+CLUSTER_LEAVE_S = 5.0  # hand channels over first (4 s inside, bounded here too)
+SHUTDOWN_BUDGET_S = 9.5  # all of it, within Cloud Run's 10 s
 
 
 def hot_path() -> str:
@@ -244,8 +246,9 @@ class Service:
             return
         self._stopped.set()
         started = time.monotonic()
-        if self.cluster is not None:
-            await self.cluster.leave()  # the others take our channels while we still read
+        if self.cluster is not None:  # the others take our channels while we still read
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.cluster.leave(), CLUSTER_LEAVE_S)
         await self.client.stop()
         spooled = self.pipeline.spool is not None
         if spooled:
@@ -262,8 +265,10 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.cluster is not None:
             await self.cluster.close()
-        with contextlib.suppress(Exception):  # bounded: Cloud Run's 10 s include this
-            await asyncio.wait_for(self.publisher.close(), PUBLISHER_CLOSE_S)
+        # Bounded: Cloud Run's 10 s include this (and, in a cluster, the handover before it).
+        close_s = min(PUBLISHER_CLOSE_S, max(0.5, SHUTDOWN_BUDGET_S - (time.monotonic() - started)))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.publisher.close(), close_s)
         if self.credentials is not None:
             with contextlib.suppress(Exception):
                 await self.credentials.close()

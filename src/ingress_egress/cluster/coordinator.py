@@ -114,7 +114,12 @@ class ClusterCoordinator:
     async def run(self) -> None:
         await self._connect()
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as error:  # a bug here must not end the membership silently
+                log.exception("cluster round failed; trying again")
+                self.errors.add("cluster_error", f"{type(error).__name__}: {error}")
+                await asyncio.sleep(self.config.heartbeat_s)
             await self._sleep(LOOP_TICK_S)
 
     async def _connect(self) -> None:

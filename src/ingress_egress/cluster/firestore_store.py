@@ -48,8 +48,9 @@ TIMEOUT_S = 5.0
 CAS_ATTEMPTS = 50  # contention is rare (admin changes); back off a little each time
 
 
-class _Conflict(Exception):
-    """A precondition failed: somebody else wrote first."""
+class _Conflict(StoreUnavailable):
+    """A precondition failed: somebody else wrote first (caught where that is an answer;
+    anywhere else, a failure like any other)."""
 
 
 class FirestoreStore:

@@ -142,20 +142,32 @@ class NatsKvStore:
                 await asyncio.wait_for(self._nc.close(), REQUEST_TIMEOUT_S)
             self._nc = None
 
+    @property
+    def _member_bucket(self) -> Any:
+        if self._members is None or self._nc is None:
+            raise StoreUnavailable("not connected")
+        return self._members
+
+    @property
+    def _channel_bucket(self) -> Any:
+        if self._channels is None or self._nc is None:
+            raise StoreUnavailable("not connected")
+        return self._channels
+
     # -- members --------------------------------------------------------------------
 
     async def heartbeat(self, beat: Heartbeat) -> None:
-        await self._call(self._members.put(beat.instance_id, beat.encode()))
+        await self._call(self._member_bucket.put(beat.instance_id, beat.encode()))
 
     async def leave(self, instance_id: str) -> None:
-        await self._call(self._members.purge(instance_id))
+        await self._call(self._member_bucket.purge(instance_id))
 
     async def members(self) -> dict[str, Member]:
-        keys = await self._call(self._keys(self._members))
+        keys = await self._call(self._keys(self._member_bucket))
         out: dict[str, Member] = {}
         for key in keys:
             try:
-                entry = await self._call(self._members.get(key))
+                entry = await self._call(self._member_bucket.get(key))
             except _Missing:
                 continue  # expired or left between listing and reading
             beat = _decode_beat(entry.value)
@@ -174,14 +186,14 @@ class NatsKvStore:
 
     async def wanted(self) -> tuple[str, ...] | None:
         try:
-            entry = await self._call(self._channels.get(WANTED_KEY))
+            entry = await self._call(self._channel_bucket.get(WANTED_KEY))
         except _Missing:
             return None
         return _decode_channels(entry.value)
 
     async def seed_wanted(self, channels: tuple[str, ...]) -> tuple[str, ...]:
         try:
-            await self._call(self._channels.create(WANTED_KEY, _encode_channels(channels)))
+            await self._call(self._channel_bucket.create(WANTED_KEY, _encode_channels(channels)))
             return channels
         except _Exists:
             current = await self.wanted()
@@ -191,17 +203,17 @@ class NatsKvStore:
         return await self._compare_and_set(lambda current: apply_change(current, add, remove))
 
     async def replace_wanted(self, channels: tuple[str, ...]) -> tuple[str, ...]:
-        await self._call(self._channels.put(WANTED_KEY, _encode_channels(channels)))
+        await self._call(self._channel_bucket.put(WANTED_KEY, _encode_channels(channels)))
         return channels
 
     async def _compare_and_set(self, change: Any) -> tuple[str, ...]:
         for _ in range(CAS_ATTEMPTS):
             try:
-                entry = await self._call(self._channels.get(WANTED_KEY))
+                entry = await self._call(self._channel_bucket.get(WANTED_KEY))
             except _Missing:
                 new = change(())
                 try:
-                    await self._call(self._channels.create(WANTED_KEY, _encode_channels(new)))
+                    await self._call(self._channel_bucket.create(WANTED_KEY, _encode_channels(new)))
                     return new
                 except _Exists:
                     await contention_pause()
@@ -209,7 +221,9 @@ class NatsKvStore:
             new = change(_decode_channels(entry.value) or ())
             try:
                 await self._call(
-                    self._channels.update(WANTED_KEY, _encode_channels(new), last=entry.revision)
+                    self._channel_bucket.update(
+                        WANTED_KEY, _encode_channels(new), last=entry.revision
+                    )
                 )
                 return new
             except _Exists:  # somebody else changed it meanwhile: read again
@@ -219,9 +233,6 @@ class NatsKvStore:
     # -- errors ---------------------------------------------------------------------
 
     async def _call(self, awaitable: Any) -> Any:
-        if self._nc is None:
-            awaitable.close()
-            raise StoreUnavailable("not connected")
         try:
             return await asyncio.wait_for(awaitable, REQUEST_TIMEOUT_S)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
@@ -243,12 +254,12 @@ class NatsKvStore:
         self._changed.set()  # let the coordinator notice at once
 
 
-class _Missing(Exception):
-    pass
+class _Missing(StoreUnavailable):
+    """No such key (caught where absence is an answer; anywhere else, a failure)."""
 
 
-class _Exists(Exception):
-    pass
+class _Exists(StoreUnavailable):
+    """A compare-and-set lost: somebody else wrote first."""
 
 
 def _describe(error: BaseException) -> str:
