@@ -37,6 +37,9 @@ from ingress_egress.cluster.assignment import readers_of  # noqa: E402
 from ingress_egress.simulator import ChatSimulator  # noqa: E402
 
 DEFAULTS = {"CLUSTER_HEARTBEAT_MS": "2000", "CLUSTER_MEMBER_TTL_MS": "10000"}
+# Before each disturbance: one JOIN window with no JOINs, so that what is measured is a
+# steady cluster's recovery, not JOINs queued behind the previous step's.
+QUIET_S = 11.0
 
 
 async def start(names: list[str], workdir: Path, env: dict[str, str]) -> dict[str, MemberProcess]:
@@ -62,12 +65,14 @@ async def failover(channels: tuple[str, ...], rate: int, workdir: Path, nats_url
         members = await start(["ie-a", "ie-b", "ie-c"], workdir, env)
         try:
             cold = await wait_replicated(sim, 2, 300)
+            await asyncio.sleep(QUIET_S)
             mark = len(sim.live_log)
             members["ie-c"].kill()
             killed = await wait_replicated(sim, 2, 300)
             after_kill = unheard_since(sim, mark)
             members["ie-d"] = await MemberProcess("ie-d", workdir, env).start()
             await wait_replicated(sim, 2, 300)
+            await asyncio.sleep(QUIET_S)
             mark = len(sim.live_log)
             code, exit_s = await members["ie-a"].terminate()
             termed = await wait_replicated(sim, 2, 300)
@@ -102,6 +107,7 @@ async def scale_out(channels: tuple[str, ...], rate: int, workdir: Path, nats_ur
         members = await start(["ie-a", "ie-b"], workdir, env)
         try:
             await wait_replicated(sim, 2, 300)
+            await asyncio.sleep(QUIET_S)
             joins, parts, first_new = len(sim.joins), len(sim.parts), sim.connections_made
             started = time.monotonic()
             members["ie-c"] = await MemberProcess("ie-c", workdir, env).start()

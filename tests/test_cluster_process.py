@@ -10,10 +10,12 @@ the member TTL plus the JOIN time; every message heard is on the stream exactly 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ingress_egress.cluster.assignment import readers_of
@@ -260,3 +262,58 @@ async def test_firestore_coordination_survives_a_sigkill(
         await settle_and_check(cluster, nats.url, mark, "SIGKILL (firestore)")
     finally:
         cluster.stop()
+
+
+async def test_the_wanted_list_is_changed_for_the_whole_cluster(
+    tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
+) -> None:
+    """The admin route on one member and SIGHUP on another change every member's list."""
+    channels_file = tmp_path / "channels.txt"
+    channels_file.write_text("\n".join(CHANNELS[:10]) + "\n")
+    env = member_env(
+        live_sim.port,
+        (),
+        "nats",
+        "wanted",
+        MESSAGE_BUS_DRIVER="nats",
+        NATS_URL=nats.url,
+        TWITCH_CHANNELS_FILE=str(channels_file),
+        ADMIN_TOKEN="admin-secret",
+    )
+    cluster = Cluster(tmp_path, live_sim, env)
+    try:
+        a, b = await cluster.add("ie-a"), await cluster.add("ie-b")
+        await cluster.all_ready()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{a.port}") as client:
+            response = await client.post(
+                "/_admin/channels",
+                json={"add": ["extra_one"], "remove": [CHANNELS[0]]},
+                headers={"Authorization": "Bearer admin-secret"},
+            )
+        assert response.status_code == 200, response.text
+        assert response.json()["added"] == ["extra_one"]
+
+        await eventually_joined(live_sim, "extra_one", 2)
+        debug = await b.debug()
+        assert debug is not None and debug["cluster"]["wantedChannels"] == 10
+        channels_file.write_text("\n".join(CHANNELS[20:25]) + "\n")
+        b.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        for channel in CHANNELS[20:25]:
+            await eventually_joined(live_sim, channel, 2)
+        deadline = time.monotonic() + 20
+        while True:
+            debug = await a.debug()
+            if debug is not None and sorted(debug["joinedChannels"]) == list(CHANNELS[20:25]):
+                break
+            assert time.monotonic() < deadline, debug
+            await asyncio.sleep(0.2)
+    finally:
+        cluster.stop()
+
+
+async def eventually_joined(sim: ChatSimulator, channel: str, connections: int) -> None:
+    """Wait until ``channel`` was JOINed by ``connections`` distinct connections."""
+    deadline = time.monotonic() + 20
+    while len({conn for conn, ch in sim.joins if ch == channel}) < connections:
+        assert time.monotonic() < deadline, f"{channel} not joined by {connections}"
+        await asyncio.sleep(0.1)
