@@ -136,10 +136,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, default=60)
     parser.add_argument("--rate", type=int, default=300)
+    parser.add_argument("--keep", type=Path, help="keep the members' logs in this directory")
     args = parser.parse_args()
     channels = tuple(f"chan{i:03d}" for i in range(args.channels))
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        for part in ("failover", "scale"):
+            (workdir / part).mkdir(parents=True, exist_ok=True)
         server = NatsServer(workdir).start()
         try:
             results = {
@@ -147,8 +150,8 @@ async def main() -> None:
                 "machine": f"{platform.machine()}, {platform.python_version()}",
                 "settings": {**DEFAULTS, "CLUSTER_REPLICAS": "2", "TWITCH_JOIN_RATE_LIMIT": "20"},
                 "rate": args.rate,
-                "failover": await failover(channels, args.rate, workdir, server.url),
-                "scaleOut": await scale_out(channels, args.rate, workdir, server.url),
+                "failover": await failover(channels, args.rate, workdir / "failover", server.url),
+                "scaleOut": await scale_out(channels, args.rate, workdir / "scale", server.url),
             }
         finally:
             server.stop()

@@ -161,7 +161,7 @@ async def test_leave_hands_over_before_returning() -> None:
     await leaver.coordinator.store.leave("ie-a")
     leaver.coordinator.leaving = True
     others = [m for n, m in cluster.members.items() if n != "ie-a"]
-    for _ in range(2):
+    for _ in range(4):  # a member is dropped after two views without it
         cluster.clock[0] += 0.5
         cluster.store.now = cluster.clock[0]
         for member in others:
@@ -236,3 +236,30 @@ async def test_under_replicated_is_reported_until_joins_are_confirmed(replicas: 
     await steady(cluster)
     assert coordinator.under_replicated == []
     assert coordinator.describe()["underReplicated"]["count"] == 0
+
+
+async def test_one_empty_view_from_the_store_changes_nothing() -> None:
+    """A store that answers one round with no members at all (seen once with NATS KV's
+    key listing under load) must not make a member claim every channel."""
+    cluster = Cluster()
+    for name in ("ie-a", "ie-b", "ie-c"):
+        await cluster.add(name)
+    await steady(cluster)
+    a = cluster.members["ie-a"]
+    reading = a.reading
+    joins = list(a.source.joins)
+    real_members = cluster.store.members
+    blinks = [1]
+
+    async def blinking() -> dict:
+        if blinks:
+            blinks.pop()
+            return {}
+        return await real_members()
+
+    cluster.store.members = blinking  # type: ignore[method-assign]
+    a.coordinator._wake.set()
+    await a.coordinator.tick()
+    assert a.reading == reading and a.source.joins == joins
+    await steady(cluster)
+    assert a.reading == reading and a.source.joins == joins

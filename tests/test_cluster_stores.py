@@ -162,7 +162,6 @@ async def eventually_async(check, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-
 async def test_a_nats_store_that_never_connected_refuses_every_call() -> None:
     """A member stopped before it ever reached the store (SIGTERM during start-up)."""
     store = NatsKvStore(f"nats://127.0.0.1:{free_port()}", "c", TTL_S)

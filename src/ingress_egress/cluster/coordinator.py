@@ -37,6 +37,7 @@ log = logging.getLogger("ingress_egress.cluster")
 _LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 LOOP_TICK_S = 0.25  # how often joined-set changes are checked for an early heartbeat
 LISTED_MAX = 100  # channels listed by name in /_debug/twitch (counts are always exact)
+VIEWS_TO_DROP = 2  # consecutive views without a member before it counts as gone
 
 
 class ChannelReader(Protocol):
@@ -106,6 +107,7 @@ class ClusterCoordinator:
         self._last_beat = -1e9
         self._stable_since: float | None = None
         self._seen: dict[str, tuple[int, float]] = {}  # member -> (seq, when it changed)
+        self._misses: dict[str, int] = {}  # member -> consecutive views that missed it
         self._replace: tuple[str, ...] | None = None  # SIGHUP / channel document, to write
         self._wake = asyncio.Event()
 
@@ -225,9 +227,21 @@ class ClusterCoordinator:
         self._last_beat = self._clock()
 
     async def _read_view(self) -> None:
-        members = await self.store.members()
+        members = dict(await self.store.members())
         wanted = await self.store.wanted()
         now = self._clock()
+        # A member is gone when two views in a row miss it: one odd answer from the store
+        # must not make every member claim every channel.
+        fresh = set(members)
+        for gone in set(self.members) - fresh:
+            misses = self._misses.get(gone, 0) + 1
+            if misses < VIEWS_TO_DROP:
+                self._misses[gone] = misses
+                members[gone] = self.members[gone]
+            else:
+                self._misses.pop(gone, None)
+        for seen in fresh:
+            self._misses.pop(seen, None)
         for member_id, member in members.items():
             seen = self._seen.get(member_id)
             if seen is None or seen[0] != member.seq:

@@ -55,6 +55,7 @@ class NatsKvStore:
         self.ttl_s = ttl_s
         self._changed = asyncio.Event()
         self._nc: Any = None
+        self._js: Any = None  # nats.js.JetStreamContext
         self._members: Any = None  # nats.js.kv.KeyValue
         self._channels: Any = None
         self._watchers: list[asyncio.Task[None]] = []
@@ -70,6 +71,7 @@ class NatsKvStore:
             js = self._nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             self._members = await self._bucket(js, self.members_bucket, self.ttl_s)
             self._channels = await self._bucket(js, self.channels_bucket, None)
+            self._js = js
         except StoreUnavailable:
             await self.close()
             raise
@@ -141,6 +143,7 @@ class NatsKvStore:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), REQUEST_TIMEOUT_S)
             self._nc = None
+        self._js = None
 
     @property
     def _member_bucket(self) -> Any:
@@ -163,7 +166,7 @@ class NatsKvStore:
         await self._call(self._member_bucket.purge(instance_id))
 
     async def members(self) -> dict[str, Member]:
-        keys = await self._call(self._keys(self._member_bucket))
+        keys = await self._call(self._keys(self.members_bucket))
         out: dict[str, Member] = {}
         for key in keys:
             try:
@@ -175,12 +178,18 @@ class NatsKvStore:
                 out[key] = Member(key, frozenset(beat.joined), beat.seq)
         return out
 
-    @staticmethod
-    async def _keys(bucket: Any) -> list[str]:
-        try:
-            return list(await bucket.keys())
-        except nats.js.errors.NoKeysError:
-            return []
+    async def _keys(self, bucket: str) -> list[str]:
+        """The bucket's keys, from one stream-info request listing its subjects.
+
+        Not ``KeyValue.keys()``: that creates an ephemeral consumer per call, and under load
+        it was seen to end its listing early (an empty view for one round, which made a
+        member claim every channel). Deleted keys are listed too; ``get`` skips them.
+        """
+        if self._js is None:
+            raise StoreUnavailable("not connected")
+        prefix = f"$KV.{bucket}."
+        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+        return [subject[len(prefix) :] for subject in (info.state.subjects or {})]
 
     # -- the wanted list ------------------------------------------------------------
 
