@@ -64,9 +64,32 @@ class Cluster:
             )
             await asyncio.sleep(0.25)
 
+    async def settled(self, timeout: float = 60.0) -> None:
+        """Every member sees all of them, owns its share and has joined it, and hands
+        nothing over any more (wait_replicated alone passes before a newcomer even starts
+        joining: the old readers are still there)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            views = [await m.debug() for m in self.members.values()]
+            if all(v is not None and _settled(v, len(self.members)) for v in views):
+                return
+            assert time.monotonic() < deadline, f"cluster not settled: {views}"
+            await asyncio.sleep(0.25)
+
     def stop(self) -> None:
         for member in self.members.values():
             member.stop()
+
+
+def _settled(debug: dict, members: int) -> bool:
+    cluster = debug["cluster"]
+    return (
+        len(cluster["members"]) == members
+        and cluster["owned"]["count"] > 0
+        and not cluster["handingOver"]
+        and cluster["underReplicated"]["count"] == 0
+        and len(debug["joinedChannels"]) == cluster["owned"]["count"]
+    )
 
 
 @pytest.fixture
@@ -159,6 +182,7 @@ async def test_rolling_replacement_loses_nothing(
         await wait_replicated(live_sim, 2, 60)
         mark = len(live_sim.live_log)
         await cluster.add("ie-d")  # the new revision's instance
+        await cluster.settled()
         await wait_replicated(live_sim, 2, RESTORE_S)
         await cluster.all_ready()
         old = cluster.members.pop("ie-a")
@@ -187,8 +211,8 @@ async def test_scaling_out_moves_only_the_newcomers_share(
         joins, parts = len(live_sim.joins), len(live_sim.parts)
         first_new_connection = live_sim.connections_made
         await cluster.add("ie-c")
+        await cluster.settled()
         await wait_replicated(live_sim, 2, RESTORE_S)
-        await cluster.all_ready()
         won = {c for c in CHANNELS if "ie-c" in readers_of(c, ["ie-a", "ie-b", "ie-c"], 2)}
         new_joins = live_sim.joins[joins:]
         # Every JOIN since is the newcomer's (its connections are the new ones), for the
