@@ -71,8 +71,14 @@ class LineNormalizer:
         except IrcParseError as error:
             stats.errors += 1
             return orjson.dumps({"error": error.reason, "raw": line}), True
-        envelope = self.builder.build(typed, self._received_at(typed))
-        if envelope is None:
+        try:
+            envelope = self.builder.build(typed, self._received_at(typed))
+            encoded = None if envelope is None else orjson.dumps(envelope)
+        except Exception as error:  # a backfill never stops at one line: say why, go on
+            stats.errors += 1
+            reason = f"cannot convert: {type(error).__name__}: {str(error)[:200]}"
+            return orjson.dumps({"error": reason, "raw": line}), True
+        if envelope is None or encoded is None:
             stats.ignored += 1
             if self.types:
                 stats.filtered += 1
@@ -84,7 +90,7 @@ class LineNormalizer:
             return None, False
         stats.envelopes += 1
         stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
-        return orjson.dumps(envelope), False
+        return encoded, False
 
     def _received_at(self, typed: object) -> float | None:
         if not self.use_sent_time:
