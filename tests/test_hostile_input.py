@@ -8,9 +8,11 @@ reference, and through ``ingress-egress normalize`` as a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,13 +22,19 @@ import pytest
 from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.config import Settings
+from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.simulator import ChatSimulator
+from ingress_egress.sources.irc.transport import (
+    MAX_LINE_BYTES,
+    LineTransport,
+    TransportClosed,
+    open_transport,
+)
 from ingress_egress.status import Counters, ErrorLog
 from tests.support.service import eventually, running, settings_for
 
@@ -163,3 +171,105 @@ def test_submit_lines_contains_an_error_raised_while_submitting_one_event() -> N
     assert items[0] is None and items[2] is None
     assert isinstance(items[1], RuntimeError)
     assert pipeline.counters.received == 2
+
+
+# -- line length -------------------------------------------------------------------------
+
+
+async def _serve_bytes(parts: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A raw TCP server on loopback that writes ``parts`` to its one client, then closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _read_all(port: int) -> tuple[list[str], LineTransport]:
+    transport = await open_transport(parse_irc_url(f"irc://127.0.0.1:{port}"))
+    lines: list[str] = []
+    try:
+        while True:
+            lines += await transport.read_lines()
+    except TransportClosed:
+        pass
+    finally:
+        await transport.close()
+    return lines, transport
+
+
+async def test_a_line_over_the_limit_is_discarded_as_it_arrives_in_bounded_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    at_limit = b"@x=" + b"y" * (MAX_LINE_BYTES - 3)
+    huge = 16 * 1024 * 1024  # one 16 MB line without a line break, 64 KiB at a time
+    parts = [b"PING :before\r\n", at_limit + b"\r\n", b"OVERSIZED "]
+    parts += [b"z" * (1 << 16)] * (huge // (1 << 16))
+    parts += [b"\r\nPING :after\r\n", b"w" * (MAX_LINE_BYTES + 1) + b"\nPING :last\r\n"]
+    server, port = await _serve_bytes(parts)
+    tracemalloc.start()
+    try:
+        lines, transport = await _read_all(port)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        server.close()
+        await server.wait_closed()
+    assert lines == ["PING :before", at_limit.decode(), "PING :after", "PING :last"]
+    assert transport.oversized_lines == 2
+    # Never the 16 MB line (buffering it whole peaks above 16 MB); the in-process server's
+    # write buffers are traced too, hence the slack over the transport's own 32 KiB + 64 KiB.
+    assert peak < 2 * 1024 * 1024, peak
+    logged = [r.getMessage() for r in caplog.records if "discarded a line" in r.getMessage()]
+    assert len(logged) == 2  # once per line, not once per chunk
+    assert "OVERSIZED zzz" in logged[0]
+    assert all(len(message) < 300 for message in logged)  # a prefix, not the line
+
+
+async def test_an_oversized_line_is_counted_and_the_read_loop_goes_on() -> None:
+    lines = [privmsg(1, "good-1"), privmsg(2, "x" * (MAX_LINE_BYTES + 1)), privmsg(3, "good-3")]
+    publisher = MemoryPublisher()
+    async with ChatSimulator(replay_lines=lines) as sim:
+        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        async with running(settings, publisher=publisher) as service:
+            await eventually(lambda: service.counters.published >= 2, what="good lines")
+            await eventually(lambda: service.counters.oversized_lines == 1, what="counted")
+            debug = service.debug_snapshot()
+            assert debug["counters"]["oversizedLines"] == 1
+            assert any(e["code"] == "oversized_line" for e in debug["recentErrors"])
+            assert service.state.connected
+    texts = [
+        orjson.loads(m.data)["payload"]["text"]
+        for m in publisher.messages
+        if m.type == "external.chat.message.v1"
+    ]
+    assert texts == ["good-1", "good-3"]
+
+
+def test_an_envelope_is_bounded_by_the_line_limit() -> None:
+    """The worst amplification (a line packed with one-character emote ranges) of a line at
+    the limit stays far below the bus's 1 MB message limit (NATS's default max_payload)."""
+    ranges = ",".join(f"{i}-{i}" for i in range(0, 2000, 2))
+    head = f"@emotes=25:{ranges};id=x;room-id=5"
+    line = head + " :a!a@a PRIVMSG #one :" + "K " * 1000
+    line = line[:MAX_LINE_BYTES]
+    assert len(line.encode()) <= MAX_LINE_BYTES
+    for name in CODECS:
+        with codec(name):
+            (item,) = lines_to_outbound([line], EnvelopeBuilder(), 1.7e9, RandomIds(), 1.0)
+        assert isinstance(item, OutboundMessage)
+        assert len(item.data) < 1_000_000
+
+
+async def test_unknown_commands_are_counted() -> None:
+    lines = [privmsg(1, "good-1"), ":tmi.twitch.tv FOO #one :x", ":x BAR", privmsg(2, "good-2")]
+    async with ChatSimulator(replay_lines=lines) as sim:
+        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        async with running(settings) as service:
+            await eventually(lambda: service.counters.published >= 2, what="good lines")
+            await eventually(lambda: service.counters.unknown_commands == 2, what="counted")
+            assert service.debug_snapshot()["counters"]["unknownCommands"] == 2
