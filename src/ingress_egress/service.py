@@ -384,8 +384,17 @@ def build_channels_doc(
         return None
     from google.cloud.firestore import AsyncClient
 
+    try:
+        client = AsyncClient(project=settings.google_cloud_project or None)
+    except Exception as error:  # no Google credentials or project: say so, in one line
+        problem = str(error).splitlines()[0][:160] if str(error) else ""
+        raise ConfigError(
+            "TWITCH_CHANNELS_FIRESTORE_DOC",
+            f"cannot open Firestore ({type(error).__name__}: {problem}); set "
+            "GOOGLE_CLOUD_PROJECT and Google credentials, or FIRESTORE_EMULATOR_HOST",
+        ) from None
     return FirestoreChannelList(
-        AsyncClient(project=settings.google_cloud_project or None),
+        client,
         settings.twitch_channels_firestore_doc,
         pool.replace,
         errors,
