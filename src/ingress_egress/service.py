@@ -368,6 +368,7 @@ class Service:
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
             "hotPath": hot_path(),
             "connections": self.connections(),
+            "http": self.http.stats(),  # open connections, cap, refused, timed out
         }
         if self.eventsub is not None:
             snapshot["eventsub"] = self.eventsub.describe()
@@ -387,7 +388,7 @@ def build_channels_doc(
     try:
         client = AsyncClient(project=settings.google_cloud_project or None)
     except Exception as error:  # no Google credentials or project: say so, in one line
-        problem = str(error).splitlines()[0][:160] if str(error) else ""
+        problem = str(error).splitlines()[0][:80] if str(error) else ""
         raise ConfigError(
             "TWITCH_CHANNELS_FIRESTORE_DOC",
             f"cannot open Firestore ({type(error).__name__}: {problem}); set "

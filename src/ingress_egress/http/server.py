@@ -4,7 +4,8 @@ The HTTP side is bounded so that a flood of clients cannot take what Twitch and 
 need (file descriptors, the event loop):
 
 * at most ``max_connections`` open connections (a quarter of the process's file-descriptor
-  limit, at most ``MAX_CONNECTIONS``); one more is closed as soon as it is accepted;
+  limit, at most ``MAX_CONNECTIONS``); one more closes the oldest connection that has not
+  sent a request yet (or itself, when all are busy) as soon as it is accepted;
 * each request's head and body must arrive within ``REQUEST_DEADLINE_S`` (slow clients,
   idle connections that never send a request), and an idle keep-alive connection is closed
   after ``KEEP_ALIVE_S``.
@@ -47,6 +48,23 @@ def connection_limit() -> int:
     return max(4, min(MAX_CONNECTIONS, soft // 4))
 
 
+class CappedListener(socket.socket):
+    """The listening socket. asyncio accepts up to a backlog of connections before any of
+    their protocols exists, so the cap in ``connection_made`` alone could still run the
+    process out of file descriptors: here an accept beyond twice the cap closes the new
+    connection at once (asyncio then stops accepting until the next loop iteration)."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        conn, address = super().accept()
+        held = len(BoundedH11Protocol.live) + BoundedH11Protocol.pending
+        if held >= 2 * BoundedH11Protocol.max_connections:
+            conn.close()
+            BoundedH11Protocol.refused += 1
+            raise ConnectionAbortedError("over the HTTP connection cap")
+        BoundedH11Protocol.pending += 1
+        return conn, address
+
+
 class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a connection cap and a deadline per request."""
 
@@ -54,15 +72,35 @@ class BoundedH11Protocol(H11Protocol):
     request_deadline_s = REQUEST_DEADLINE_S
     refused = 0  # connections closed at once: over the cap (class-wide, one server)
     timed_out = 0  # connections closed because a request did not arrive in time
+    pending = 0  # accepted by CappedListener, protocol not made yet
+    live: set[BoundedH11Protocol] = set()  # made and not lost yet (each holds an fd)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        BoundedH11Protocol.pending = max(0, BoundedH11Protocol.pending - 1)
+        BoundedH11Protocol.live.add(self)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._opened_at = self.loop.time()
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            BoundedH11Protocol.refused += 1
-            transport.abort()  # the fd is freed now, not after a response
-            return
-        self._deadline: asyncio.TimerHandle | None = None
-        self._arm()
+            self._make_room()
+        if not transport.is_closing():
+            self._arm()
+
+    def _make_room(self) -> None:
+        """Over the cap: close the oldest connection that has not sent a request yet (a
+        slow or idle client), so a new probe still gets in; if every one is busy, this
+        new one. Either way the fd is freed now (abort), not after a response."""
+        idle = [
+            c
+            for c in self.connections
+            if isinstance(c, BoundedH11Protocol)
+            and c.conn.their_state is h11.IDLE
+            and c is not self
+        ]
+        victim = min(idle, key=lambda c: c._opened_at) if idle else self
+        BoundedH11Protocol.refused += 1
+        victim.transport.abort()
+        self.connections.discard(victim)  # connection_lost follows; counted out now
 
     def _arm(self) -> None:
         if self._deadline is not None:
@@ -83,6 +121,7 @@ class BoundedH11Protocol(H11Protocol):
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        BoundedH11Protocol.live.discard(self)
         deadline = getattr(self, "_deadline", None)
         if deadline is not None:
             deadline.cancel()
@@ -106,7 +145,7 @@ def bind(host: str, port: int) -> socket.socket:
         reason = getattr(error, "strerror", None) or str(error)
         raise ConfigError("HOST", f"cannot resolve {host[:40]!r}: {reason}") from None
     family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    sock = CappedListener(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -142,6 +181,7 @@ class EmbeddedServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        BoundedH11Protocol.pending = 0
         sock = bind(self.host, self.requested_port)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
         while not self._server.started:
@@ -157,6 +197,7 @@ class EmbeddedServer:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "open": len(self._server.server_state.connections),
             "maxConnections": BoundedH11Protocol.max_connections,
             "refused": BoundedH11Protocol.refused,
             "timedOut": BoundedH11Protocol.timed_out,

@@ -83,6 +83,7 @@ CHANNEL_FAILURES = frozenset(
 )
 # After the replacement joined everything, keep reading the old connection this long: what
 # Twitch had already routed to it still arrives, and copies are dropped by message id.
+LOG_LINE_CHARS = 160  # how much of a bad line a log record quotes
 UNKNOWN_LOGGED = 32  # distinct unknown commands logged by name; all are counted
 OVERLAP_HOLD_S = 1.0
 RETIRE_GRACE_S = 5.0  # after QUIT, how long the old connection may take to say goodbye
@@ -391,10 +392,12 @@ class TwitchIrcClient:
         self.counters.parse_errors += 1
         if isinstance(error, IrcParseError):
             self.errors.add("parse_error", error.reason)
-            log.warning("unparseable line (%s): %r", error.reason, line[:512])
+            log.warning("unparseable line (%s): %r", error.reason, line[:LOG_LINE_CHARS])
         else:
             self.errors.add("handler_error", "a line could not be handled")
-            log.error("failed to handle line (%r): %r", error, line[:512], exc_info=error)
+            log.error(
+                "failed to handle line (%r): %r", error, line[:LOG_LINE_CHARS], exc_info=error
+            )
 
     def _sink_once(self, message: TwitchMessage, received_at: float) -> None:
         """The sink during a RECONNECT overlap: each event once, whichever connection wins."""
