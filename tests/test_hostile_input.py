@@ -273,3 +273,27 @@ async def test_unknown_commands_are_counted() -> None:
             await eventually(lambda: service.counters.published >= 2, what="good lines")
             await eventually(lambda: service.counters.unknown_commands == 2, what="counted")
             assert service.debug_snapshot()["counters"]["unknownCommands"] == 2
+
+
+@pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "python"])
+def test_normalize_turns_an_oversized_line_into_one_error_record(pure: str) -> None:
+    huge = "@x=" + "y" * (8 << 20)  # 8 MB, never held whole
+    at_limit = privmsg(9, "z" * (MAX_LINE_BYTES - len(privmsg(9, ""))))
+    lines = [privmsg(1, "good-1"), huge, privmsg(2, "good-2"), at_limit, "w" * (MAX_LINE_BYTES + 1)]
+    done = subprocess.run(
+        [sys.executable, "-m", "ingress_egress", "normalize", "--summary"],
+        input="\r\n".join(lines).encode(),  # the last line has no line break at all
+        capture_output=True,
+        env={**os.environ, "INGRESS_EGRESS_PURE_PYTHON": pure},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    records = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == len(lines)
+    assert records[1] == {"error": f"line over {MAX_LINE_BYTES} bytes ({len(huge)} bytes)"}
+    assert records[4] == {"error": f"line over {MAX_LINE_BYTES} bytes ({MAX_LINE_BYTES + 1} bytes)"}
+    texts = [r["payload"]["text"] for r in records if "payload" in r]
+    assert texts[:2] == ["good-1", "good-2"] and len(texts) == 3
+    summary = orjson.loads(done.stderr.splitlines()[-1])["summary"]
+    assert summary["oversized"] == 2
