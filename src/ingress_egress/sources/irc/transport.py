@@ -147,7 +147,8 @@ class StreamTransport(LineTransport):
             self._keep_partial(data[end + 1 :])
             lines, invalid = split_lines(chunk)
             self.invalid_utf8 += invalid
-            lines = self._within_limit(lines)
+            if len(chunk) > MAX_LINE_BYTES:  # else no line in it can be over the limit
+                lines = self._within_limit(lines)
             if lines:
                 return lines
 
