@@ -18,7 +18,7 @@ from tests.support.processes import free_port
 pytestmark = pytest.mark.timeout(120)
 
 
-def serve(env: dict[str, str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def serve(env: dict[str, str], home: Path, timeout: float = 30) -> subprocess.CompletedProcess:
     # HOME and CLOUDSDK_CONFIG point at an empty directory: no Google credentials to find.
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin"),
@@ -70,6 +70,17 @@ CASES = {
     "admin-token-space": ({"ADMIN_TOKEN": "two words"}, "ADMIN_TOKEN"),
     "channel-with-a-space": ({"TWITCH_CHANNELS": "good,ba d"}, "TWITCH_CHANNELS"),
     "bot-without-token": ({"TWITCH_BOT_USERNAME": "mybot"}, "TWITCH_OAUTH_TOKEN"),
+    "port-4000-digits": ({"PORT": "9" * 4000}, "PORT"),
+    "timeout-long-garbage": (
+        {
+            "TWITCH_OAUTH_TIMEOUT_S": "x" * 5000,
+            "TWITCH_BOT_USERNAME": "mybot",
+            "GOOGLE_CLOUD_PROJECT": "demo-project",
+            "TWITCH_CLIENT_ID": "client-id-123",
+            "TWITCH_CLIENT_SECRET": "client-secret-123",
+        },
+        "TWITCH_OAUTH_TIMEOUT_S",
+    ),
     "reconnect-storm": (
         {
             "IRC_RECONNECT_INITIAL_MS": "1",

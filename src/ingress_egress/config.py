@@ -176,7 +176,9 @@ class _Reader:
         except ValueError:
             raise ConfigError(name, f"must be a whole number, got {_shown(name, text)}") from None
         if not minimum <= value <= maximum:
-            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
+            raise ConfigError(
+                name, f"must be between {minimum} and {maximum}, got {_shown(name, text)}"
+            )
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
