@@ -36,7 +36,7 @@ from ingress_egress.sources.irc.transport import (
     open_transport,
 )
 from ingress_egress.status import Counters, ErrorLog
-from tests.support.service import eventually, running, settings_for
+from tests.support.service import eventually, get, running, settings_for
 
 pytestmark = pytest.mark.timeout(120)
 HUGE = str(1 << 64)  # 18446744073709551616: one more than any 64-bit integer holds
@@ -242,6 +242,8 @@ async def test_an_oversized_line_is_counted_and_the_read_loop_goes_on() -> None:
             assert debug["counters"]["oversizedLines"] == 1
             assert any(e["code"] == "oversized_line" for e in debug["recentErrors"])
             assert service.state.connected
+            metrics = (await get(service, "/metrics")).text
+            assert "ingress_twitch_oversized_lines_total 1.0" in metrics
     texts = [
         orjson.loads(m.data)["payload"]["text"]
         for m in publisher.messages
@@ -273,6 +275,8 @@ async def test_unknown_commands_are_counted() -> None:
             await eventually(lambda: service.counters.published >= 2, what="good lines")
             await eventually(lambda: service.counters.unknown_commands == 2, what="counted")
             assert service.debug_snapshot()["counters"]["unknownCommands"] == 2
+            metrics = (await get(service, "/metrics")).text
+            assert "ingress_twitch_unknown_commands_total 2.0" in metrics
 
 
 @pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "python"])
