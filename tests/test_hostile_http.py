@@ -112,7 +112,7 @@ async def test_over_the_connection_cap_the_oldest_idle_connection_makes_room(
                 assert (await get(service, "/healthz")).status_code == 200
 
 
-async def test_deep_json_is_a_400_and_a_truncated_body_no_error(
+async def test_deep_or_huge_json_is_a_4xx_not_a_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = settings_for(BASE, free_port(), (), admin_token="admin-token-123")
@@ -128,6 +128,13 @@ async def test_deep_json_is_a_400_and_a_truncated_body_no_error(
             assert (await client.post(url, content=big, headers=headers)).status_code == 413
             ok = await client.post(url, json={"add": ["forsen"]}, headers=headers)
             assert ok.status_code == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_client_hanging_up_mid_body_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for(BASE, free_port(), (), admin_token="admin-token-123")
+    async with running(settings) as service:
         for _ in range(5):  # hang up mid-body
             sock = socket.create_connection(("127.0.0.1", service.http.port))
             sock.sendall(
