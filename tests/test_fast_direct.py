@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -192,14 +193,18 @@ def test_declined_shapes_agree_and_are_counted() -> None:
 
 
 @needs_c
-def test_late_declines_agree() -> None:
-    """bits with a cheer amount beyond 64 bits: _cheers runs, the writer refuses its list."""
+def test_cheer_amounts_beyond_64_bits_are_text_on_both_paths() -> None:
+    """A cheer amount beyond 64 bits is no cheer (no envelope could carry it): the direct
+    path takes the line like any other, with the same (empty) cheers as the reference."""
     base = next(line for line in CORPUS if "bits=" not in line)
     tags, rest = base.split(" ", 1)
     channel_text = rest.split(" :", 1)
     line = f"{tags};bits=5 {channel_text[0]} :Cheer{'9' * 30} hi"
     taken, declined = check([line, CORPUS[2]])
-    assert (taken, declined) == (1, 1)
+    assert (taken, declined) == (2, 0)
+    builder = EnvelopeBuilder(clock=lambda: RECEIVED)
+    (out,) = lines_to_outbound([line], builder, RECEIVED, RandomIds(), MONOTONIC)
+    assert orjson.loads(out.data)["payload"]["cheers"] == []
 
 
 @needs_c

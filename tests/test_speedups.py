@@ -338,8 +338,14 @@ EDGES = {
         "#1e90fg",
         "#\uff11\uff12\uff13\uff14\uff15\uff16",
     ],
-    "bits": ["", "0", "100", " 100", "+1", "1_0", "٣", "²", "9" * 18, "9" * 19, "9" * 5000, "x"],
-    "tmi-sent-ts": ["-1", "0", "253402300799999", "253402300800000", "9" * 25, "1.5"],
+    "bits": [
+        *["", "0", "100", " 100", "+1", "1_0", "٣", "²", "9" * 18, "9" * 19, "9" * 5000, "x"],
+        *[str(1 << 63), str((1 << 63) - 1), str(1 << 64), str(-(1 << 63)), str(-(1 << 63) - 1)],
+    ],
+    "tmi-sent-ts": [
+        *["-1", "0", "253402300799999", "253402300800000", "9" * 25, "1.5"],
+        *[str(1 << 64), " " + str(1 << 63)],
+    ],
     "emotes": [
         "",
         "25:0-4",
@@ -369,6 +375,27 @@ EDGES = {
     "id": ["", "x", "é", "🎉", "\ud800"],
 }
 EDGE_TEXTS = ["", "\x01ACTION", "\x01ACTION\x01", "\x01ACTION \x01", "\x01ACTIONs", "🎉" * 3]
+EDGE_TEXTS += [f"Cheer{1 << 63} cheer1", f"cheer{(1 << 63) - 1}", "Cheer" + "9" * 5000]
+
+
+# Chat events without a channel: an error (IrcParseError) on both paths, never an envelope.
+NO_CHANNEL = [
+    "@id=1 :a!a@a PRIVMSG",
+    "@id=1 :a!a@a PRIVMSG # :hash only",
+    "@id=1 :a!a@a PRIVMSG #",
+    ":tmi.twitch.tv CLEARCHAT",
+    "@room-id=1 :tmi.twitch.tv ROOMSTATE #",
+    "@msg-id=sub :tmi.twitch.tv USERNOTICE # :x",
+]
+
+
+@needs_c
+@pytest.mark.parametrize("line", NO_CHANNEL)
+def test_chat_events_without_a_channel_fail_alike(line: str) -> None:
+    check_line(line)
+    for native in (False, True):
+        with implementation(native), pytest.raises(IrcParseError, match="without a channel"):
+            from_irc(parse_line(line))
 
 
 @needs_c

@@ -10,7 +10,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 INGRESS_TOPIC = "internal.ingress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
@@ -37,6 +37,27 @@ _LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 # Pub/Sub topic names allow letters, digits and -_.~+% ; NATS subjects must not hold spaces
 # or wildcards. One rule that satisfies both keeps the prefix portable between drivers.
 _BUS_PREFIX_RE = re.compile(r"^[A-Za-z0-9\-_.~+%]*$")
+
+
+CHANNELS_FILE_MAX = 1 << 20  # characters: 100,000 logins of 10 fit
+QUOTE_CHARS = 40  # an error line quotes at most this much of a bad value
+
+
+def _quote(value: str) -> str:
+    """``repr`` of a bad value, cut to a short prefix: the error stays one short line."""
+    if len(value) <= QUOTE_CHARS:
+        return repr(value)
+    return f"{value[:QUOTE_CHARS]!r}... ({len(value)} characters)"
+
+
+def _split_url(name: str, url: str) -> SplitResult:
+    """``urlsplit``, with its ValueError (``irc://[::1``) as a ConfigError naming ``name``."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parsed lazily; may raise too
+    except ValueError as error:
+        raise ConfigError(name, f"not a valid URL ({error}): {_quote(url)}") from None
+    return parts
 
 
 class ConfigError(ValueError):
@@ -166,7 +187,9 @@ class _Reader:
         except ValueError:
             raise ConfigError(name, f"must be a whole number, got {_shown(name, text)}") from None
         if not minimum <= value <= maximum:
-            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
+            raise ConfigError(
+                name, f"must be between {minimum} and {maximum}, got {_shown(name, text)}"
+            )
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -180,19 +203,35 @@ class _Reader:
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name, default).lower()
         if value not in choices:
-            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {_quote(value)}")
+        return value
+
+    def secret(self, name: str) -> str:
+        """A bearer token the HTTP routes compare: set but blank would silently leave the
+        route open, and a character HTTP headers cannot carry would never match."""
+        value = self.env.get(name)
+        if value is None or value == "":
+            return ""
+        value = value.strip()
+        if not value:
+            raise ConfigError(name, "is set but blank (unset it, or give a real token)")
+        if not all(" " < char < "\x7f" for char in value):
+            raise ConfigError(
+                name, "must be printable ASCII without spaces (it is sent in an HTTP header)"
+            )
         return value
 
     def settings(self) -> Settings:
         initial = self.integer("IRC_RECONNECT_INITIAL_MS", 1000, 1, 3_600_000)
-        maximum = self.integer("IRC_RECONNECT_MAX_MS", 30000, 1, 3_600_000)
+        # At least 100 ms: the backoff must be able to slow reconnects below 10 a second.
+        maximum = self.integer("IRC_RECONNECT_MAX_MS", 30000, 100, 3_600_000)
         if maximum < initial:
             raise ConfigError(
                 "IRC_RECONNECT_MAX_MS", f"must be >= IRC_RECONNECT_INITIAL_MS ({initial})"
             )
         bot = self.raw("TWITCH_BOT_USERNAME", "").lower().lstrip("@")
         if bot and not _LOGIN_RE.match(bot):
-            raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {bot!r}")
+            raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {_quote(bot)}")
         driver = self.choice("MESSAGE_BUS_DRIVER", "stdout", BUS_DRIVERS)
         settings = Settings(
             message_bus_driver=driver,
@@ -217,7 +256,7 @@ class _Reader:
             publish_max_in_flight=self.integer("PUBLISH_MAX_IN_FLIGHT", 1024, 1, 65536),
             queue_max_messages=self.integer("QUEUE_MAX_MESSAGES", 10000, 1, 10_000_000),
             port=self.integer("PORT", 8080, 0, 65535),
-            host=self.raw("HOST", "0.0.0.0"),
+            host=self.host(),
             google_cloud_project=self.raw("GOOGLE_CLOUD_PROJECT", ""),
             firestore_tokens_collection=self.raw("FIRESTORE_TOKENS_COLLECTION", "twitch_tokens"),
             firestore_lookup=self.choice("FIRESTORE_LOOKUP", "login", ("login", "user_id")),
@@ -226,7 +265,7 @@ class _Reader:
                 "LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
             log_format=self.choice("LOG_FORMAT", "auto", LOG_FORMATS),
-            debug_token=self.raw("DEBUG_TOKEN", ""),
+            debug_token=self.secret("DEBUG_TOKEN"),
             otel_traces_exporter=self.otel_exporter(
                 "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
             ),
@@ -247,6 +286,12 @@ class _Reader:
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
+        elif bot and not settings.twitch_oauth_token and not self.uses_firestore(settings):
+            raise ConfigError(
+                "TWITCH_OAUTH_TOKEN",
+                "is required with TWITCH_BOT_USERNAME (or tokens from Firestore: "
+                "GOOGLE_CLOUD_PROJECT); leave TWITCH_BOT_USERNAME empty to read anonymously",
+            )
         if settings.cluster_coordination != "none":
             self.check_cluster(settings)
         return settings
@@ -277,7 +322,7 @@ class _Reader:
     def cluster_id(self, name: str, default: str) -> str:
         value = self.raw(name, default)
         if not _CLUSTER_ID_RE.match(value):
-            raise ConfigError(name, f"must be 1-64 letters, digits, - or _, got {value[:40]!r}")
+            raise ConfigError(name, f"must be 1-64 letters, digits, - or _, got {_quote(value)}")
         return value
 
     def check_cluster(self, settings: Settings) -> None:
@@ -293,12 +338,20 @@ class _Reader:
                 "reads anonymously: unset TWITCH_BOT_USERNAME (a bot account's JOIN rate and "
                 "100-channel cap are per account, see docs/scaling.md)",
             )
-        if settings.cluster_coordination == "firestore" and not (
-            settings.google_cloud_project or self.raw("FIRESTORE_EMULATOR_HOST", "")
-        ):
+        if settings.cluster_coordination == "firestore" and not self.uses_firestore(settings):
             raise ConfigError(
                 "GOOGLE_CLOUD_PROJECT", "is required when CLUSTER_COORDINATION=firestore"
             )
+
+    def uses_firestore(self, settings: Settings) -> bool:
+        return bool(settings.google_cloud_project or self.raw("FIRESTORE_EMULATOR_HOST", ""))
+
+    def host(self) -> str:
+        """An address or host name to bind; whether it can be bound is checked at start."""
+        host = self.raw("HOST", "0.0.0.0")
+        if len(host) > 253 or not re.match(r"^[A-Za-z0-9.:\-_%\[\]]+$", host):
+            raise ConfigError("HOST", f"not an address or host name: {_quote(host)}")
+        return host
 
     def check_eventsub(self, settings: Settings) -> None:
         """EventSub reads chat as a user: no anonymous mode, and a token must be available."""
@@ -307,8 +360,7 @@ class _Reader:
             raise ConfigError("TWITCH_BOT_USERNAME", why)
         if not settings.twitch_client_id:
             raise ConfigError("TWITCH_CLIENT_ID", why)
-        firestore = settings.google_cloud_project or self.raw("FIRESTORE_EMULATOR_HOST", "")
-        if not (settings.twitch_oauth_token or firestore):
+        if not (settings.twitch_oauth_token or self.uses_firestore(settings)):
             raise ConfigError(
                 "TWITCH_OAUTH_TOKEN",
                 "is required when TWITCH_SOURCE=eventsub (or tokens from Firestore: "
@@ -328,9 +380,9 @@ class _Reader:
 
     def ws_url(self, name: str, default: str) -> str:
         url = self.raw(name, default)
-        parts = urlsplit(url)
+        parts = _split_url(name, url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ConfigError(name, f"must be a ws(s) URL, got {url!r}")
+            raise ConfigError(name, f"must be a ws(s) URL, got {_quote(url)}")
         return url
 
     def channels(self) -> tuple[str, ...]:
@@ -356,7 +408,7 @@ class _Reader:
             "irc_failed_channel_retry_ms": self.integer(
                 "IRC_FAILED_CHANNEL_RETRY_MS", 300000, 1, 86_400_000
             ),
-            "admin_token": self.raw("ADMIN_TOKEN", ""),
+            "admin_token": self.secret("ADMIN_TOKEN"),
             "twitch_channels_firestore_doc": self.document_path("TWITCH_CHANNELS_FIRESTORE_DOC"),
             "twitch_channels_firestore_poll_ms": self.integer(
                 "TWITCH_CHANNELS_FIRESTORE_POLL_MS", 30000, 100, 86_400_000
@@ -368,7 +420,7 @@ class _Reader:
         path = self.raw(name, "").strip("/")
         parts = path.split("/") if path else []
         if parts and (len(parts) % 2 or not all(parts)):
-            raise ConfigError(name, f"must be collection/document, got {path!r}")
+            raise ConfigError(name, f"must be collection/document, got {_quote(path)}")
         return path
 
     def spool_dir(self) -> str:
@@ -377,7 +429,7 @@ class _Reader:
         if value.lower() == "off":
             return ""
         if not value.startswith("/"):
-            raise ConfigError("SPOOL_DIR", f"must be an absolute path or off, got {value!r}")
+            raise ConfigError("SPOOL_DIR", f"must be an absolute path or off, got {_quote(value)}")
         return value
 
     def otel_exporter(self, name: str, signal_endpoint: str) -> str:
@@ -389,13 +441,15 @@ class _Reader:
         endpoint = self.raw("OTEL_EXPORTER_OTLP_ENDPOINT", "") or self.raw(signal_endpoint, "")
         value = self.raw(name, "otlp" if endpoint else "none").lower()
         if value not in OTEL_EXPORTERS:
-            raise ConfigError(name, f"must be one of {', '.join(OTEL_EXPORTERS)}, got {value!r}")
+            raise ConfigError(
+                name, f"must be one of {', '.join(OTEL_EXPORTERS)}, got {_quote(value)}"
+            )
         return value
 
     def nats_url(self) -> str:
         url = self.raw("NATS_URL", "nats://127.0.0.1:4222")
         for part in url.split(","):
-            scheme = urlsplit(part.strip()).scheme
+            scheme = _split_url("NATS_URL", part.strip()).scheme
             if scheme not in ("nats", "tls", "ws", "wss"):
                 raise ConfigError("NATS_URL", "must be nats://, tls://, ws:// or wss:// URL(s)")
         return url
@@ -403,14 +457,14 @@ class _Reader:
     def stream_name(self) -> str:
         name = self.raw("NATS_STREAM", "INGRESS")
         if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
-            raise ConfigError("NATS_STREAM", f"must be letters, digits, - or _, got {name!r}")
+            raise ConfigError("NATS_STREAM", f"must be letters, digits, - or _, got {_quote(name)}")
         return name
 
     def bus_prefix(self) -> str:
         prefix = self.env.get("BUS_PREFIX", "")
         if not _BUS_PREFIX_RE.match(prefix):
             raise ConfigError(
-                "BUS_PREFIX", f"may hold only letters, digits and -_.~+%, got {prefix!r}"
+                "BUS_PREFIX", f"may hold only letters, digits and -_.~+%, got {_quote(prefix)}"
             )
         if prefix.lower().startswith("goog"):
             raise ConfigError("BUS_PREFIX", "must not start with 'goog' (reserved by Pub/Sub)")
@@ -418,9 +472,9 @@ class _Reader:
 
     def http_url(self, name: str, default: str) -> str:
         url = self.raw(name, default).rstrip("/")
-        parts = urlsplit(url)
+        parts = _split_url(name, url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(name, f"must be an http(s) URL, got {url!r}")
+            raise ConfigError(name, f"must be an http(s) URL, got {_quote(url)}")
         return url
 
 
@@ -430,18 +484,21 @@ def channel_list(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _shown(name: str, value: str) -> str:
-    return "<redacted>" if name in SECRET_VARIABLES else repr(value)
+    return "<redacted>" if name in SECRET_VARIABLES else _quote(value)
 
 
 def parse_channels(text: str) -> tuple[str, ...]:
-    """``"#Foo, bar,,#baz"`` -> ``("foo", "bar", "baz")``: case and ``#`` tolerated, order kept."""
+    """``"#Foo, bar,,#baz"`` -> ``("foo", "bar", "baz")``: case, ``#`` and spaces around
+    commas tolerated, order kept. ``"ba d"`` is an error, not two channels."""
     seen: dict[str, None] = {}
-    for item in text.replace(" ", ",").split(","):
+    for item in text.split(","):
         login = item.strip().lstrip("#").lower()
         if not login:
             continue
         if not _LOGIN_RE.match(login):
-            raise ConfigError("TWITCH_CHANNELS", f"not a Twitch channel login: {item.strip()!r}")
+            raise ConfigError(
+                "TWITCH_CHANNELS", f"not a Twitch channel login: {_quote(item.strip())}"
+            )
         seen.setdefault(login, None)
     return tuple(seen)
 
@@ -451,9 +508,13 @@ def read_channels_file(path: str) -> tuple[str, ...]:
     with ``# `` (hash, space) is a comment, ``#name`` is a channel."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read(1 << 20)
+            text = handle.read(CHANNELS_FILE_MAX + 1)
     except OSError as error:
         raise ConfigError("TWITCH_CHANNELS_FILE", f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("TWITCH_CHANNELS_FILE", f"{path}: not UTF-8 text") from None
+    if len(text) > CHANNELS_FILE_MAX:  # never a silently cut list
+        raise ConfigError("TWITCH_CHANNELS_FILE", f"{path}: over {CHANNELS_FILE_MAX} characters")
     lines = [line for line in text.splitlines() if not line.strip().startswith(("# ", "#\t"))]
     lines = [line for line in lines if line.strip() != "#"]
     try:
@@ -463,14 +524,16 @@ def read_channels_file(path: str) -> tuple[str, ...]:
 
 
 def parse_irc_url(url: str) -> IrcEndpoint:
-    parts = urlsplit(url)
+    parts = _split_url("TWITCH_IRC_URL", url)
     scheme = parts.scheme.lower()
     if scheme not in IRC_URL_SCHEMES:
-        raise ConfigError("TWITCH_IRC_URL", f"scheme must be irc, ircs, ws or wss, got {url!r}")
+        raise ConfigError(
+            "TWITCH_IRC_URL", f"scheme must be irc, ircs, ws or wss, got {_quote(url)}"
+        )
     if not parts.hostname:
-        raise ConfigError("TWITCH_IRC_URL", f"has no host: {url!r}")
+        raise ConfigError("TWITCH_IRC_URL", f"has no host: {_quote(url)}")
     try:
         port = parts.port or IRC_URL_SCHEMES[scheme]
     except ValueError:
-        raise ConfigError("TWITCH_IRC_URL", f"has an invalid port: {url!r}") from None
+        raise ConfigError("TWITCH_IRC_URL", f"has an invalid port: {_quote(url)}") from None
     return IrcEndpoint(scheme, parts.hostname, port, parts.path if scheme in ("ws", "wss") else "")

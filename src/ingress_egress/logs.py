@@ -8,6 +8,8 @@
   envelope's ``traceId`` extra: ``projects/<project>/traces/<traceId>`` when the project is
   known), plus ``service``, ``component``, ``eventId``, ``channel``, ``userLogin``,
   ``errorCode`` when present.
+* ``RepeatLimiter`` lets at most 10 records of one kind (logger, level, message template)
+  through per 10 s and says how many it dropped.
 * Where logs go: stdout, except with ``MESSAGE_BUS_DRIVER=stdout`` (stdout then carries the
   envelopes, so logs go to stderr; Cloud Run parses JSON on either stream). The format is
   ``LOG_FORMAT``: ``json``, ``text``, or ``auto`` = text when stderr is a terminal.
@@ -114,6 +116,50 @@ class RedactingFilter(logging.Filter):
 REDACTION = RedactingFilter()
 
 
+class RepeatLimiter(logging.Filter):
+    """At most ``burst`` records per ``window_s`` for each (logger, level, message template):
+    a flood of one kind (a parse warning per hostile line, asyncio's accept error at the
+    fd limit) cannot fill the disk or starve the loop. The first record let through after
+    a suppression says how many were dropped; counters keep the real totals."""
+
+    def __init__(self, burst: int = 10, window_s: float = 10.0, max_keys: int = 1024) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.suppressed = 0  # records dropped so far, all keys
+        self._windows: dict[tuple[str, int, str], list[float | int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        window = self._windows.get(key)
+        now = time.monotonic()
+        if window is None or now - window[0] >= self.window_s:
+            if len(self._windows) >= self.max_keys:
+                self._windows.clear()
+            dropped = int(window[2]) if window is not None else 0
+            self._windows[key] = [now, 1, 0]
+            if dropped:
+                record.msg = f"{record.getMessage()} [{dropped} similar records suppressed]"
+                record.args = None
+            return True
+        if window[1] < self.burst:
+            window[1] += 1
+            if window[1] == self.burst:
+                record.msg = (
+                    f"{record.getMessage()} [similar records: at most {self.burst} per "
+                    f"{self.window_s:g} s from now on]"
+                )
+                record.args = None
+            return True
+        window[2] += 1
+        self.suppressed += 1
+        return False
+
+
+REPEATS = RepeatLimiter()
+
+
 def _component(logger_name: str) -> str:
     """``ingress_egress.sources.irc.client`` -> ``sources.irc.client``; others unchanged."""
     prefix = "ingress_egress."
@@ -217,6 +263,7 @@ def configure(
         handler.setFormatter(JsonFormatter(service=service, project=project))
     else:
         handler.setFormatter(TextFormatter())
+    handler.addFilter(REPEATS)  # first: a dropped record costs no redaction
     handler.addFilter(REDACTION)
     root = logging.getLogger()
     root.handlers[:] = [handler]

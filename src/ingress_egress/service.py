@@ -429,6 +429,7 @@ class Service:
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
             "hotPath": hot_path(),
             "connections": self.connections(),
+            "http": self.http.stats(),  # open connections, cap, refused, timed out
         }
         if self.cluster is not None:
             snapshot["cluster"] = self.cluster.describe()
@@ -451,13 +452,9 @@ def build_cluster(
 
         store = NatsKvStore(settings.nats_url, name, ttl_s)
     else:
-        from google.cloud.firestore import AsyncClient
-
         from ingress_egress.cluster.firestore_store import FirestoreStore
 
-        store = FirestoreStore(
-            AsyncClient(project=settings.google_cloud_project or None), name, ttl_s
-        )
+        store = FirestoreStore(firestore_client(settings, "CLUSTER_COORDINATION"), name, ttl_s)
     config = ClusterConfig(
         instance_id=settings.instance_id or f"ie-{os.urandom(5).hex()}",
         coordination=settings.cluster_coordination,
@@ -470,16 +467,30 @@ def build_cluster(
     return ClusterCoordinator(store, pool, state, config, errors, seed=settings.twitch_channels)
 
 
+def firestore_client(settings: Settings, variable: str) -> Any:
+    """A Firestore ``AsyncClient``; without Google credentials or a project, a one-line
+    ``ConfigError`` naming the variable that asked for Firestore."""
+    from google.cloud.firestore import AsyncClient
+
+    try:
+        return AsyncClient(project=settings.google_cloud_project or None)
+    except Exception as error:
+        problem = str(error).splitlines()[0][:80] if str(error) else ""
+        raise ConfigError(
+            variable,
+            f"cannot open Firestore ({type(error).__name__}: {problem}); set "
+            "GOOGLE_CLOUD_PROJECT and Google credentials, or FIRESTORE_EMULATOR_HOST",
+        ) from None
+
+
 def build_channels_doc(
     settings: Settings, apply: Callable[[tuple[str, ...]], object], errors: ErrorLog
 ) -> FirestoreChannelList | None:
     """The Firestore-polled channel list, when ``TWITCH_CHANNELS_FIRESTORE_DOC`` is set."""
     if not settings.twitch_channels_firestore_doc:
         return None
-    from google.cloud.firestore import AsyncClient
-
     return FirestoreChannelList(
-        AsyncClient(project=settings.google_cloud_project or None),
+        firestore_client(settings, "TWITCH_CHANNELS_FIRESTORE_DOC"),
         settings.twitch_channels_firestore_doc,
         apply,
         errors,

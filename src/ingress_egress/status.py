@@ -21,6 +21,8 @@ class Counters:
     retries: int = 0  # publish attempts beyond the first
     dropped: int = 0  # envelopes that found the queue full (never silent: logged too)
     invalid_utf8: int = 0  # reads whose bytes were not UTF-8 (replaced, still processed)
+    oversized_lines: int = 0  # lines over the maximum line length, discarded (logged too)
+    unknown_commands: int = 0  # lines with a command this service has no type for, ignored
     # delivery guarantees (docs/delivery.md)
     refused: int = 0  # envelopes the full spool could not take (never silent: logged too)
     spilled: int = 0  # envelopes kept only in the spool while the memory queue was full
@@ -39,6 +41,8 @@ class Counters:
             "retries": self.retries,
             "dropped": self.dropped,
             "invalidUtf8": self.invalid_utf8,
+            "oversizedLines": self.oversized_lines,
+            "unknownCommands": self.unknown_commands,
             "refused": self.refused,
             "spilled": self.spilled,
             "replayed": self.replayed,

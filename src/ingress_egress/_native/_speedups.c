@@ -1182,6 +1182,19 @@ parse_int(PyObject *value)
     return out;
 }
 
+/* 1 for an int parse_int returned that no signed 64-bit integer holds (the Python
+ * reference raises IrcParseError for it); 0 for None or a value that fits. */
+static int
+beyond_64_bits(PyObject *number)
+{
+    if (!PyLong_CheckExact(number)) {
+        return 0;
+    }
+    int overflow = 0;
+    PyLong_AsLongLongAndOverflow(number, &overflow);
+    return overflow != 0;
+}
+
 /* parse_badges: "subscriber/12,premium/1" -> (("subscriber", "12"), ("premium", "1")),
  * through the same bounded dict as the Python function. */
 static PyObject *
@@ -1618,6 +1631,10 @@ c_privmsg(PyObject *msg)
     if (f[PM_CHANNEL] == NULL) {
         goto done;
     }
+    if (PyUnicode_GET_LENGTH(f[PM_CHANNEL]) == 0) { /* the reference raises IrcParseError */
+        python = 1;
+        goto done;
+    }
     f[PM_ROOM_ID] = or_empty(t[TG_ROOM_ID]);
     f[PM_MESSAGE_ID] = or_empty(t[TG_ID]);
     f[PM_CHATTER] = make_chatter(nick == Py_None ? S_empty : nick, t);
@@ -1632,12 +1649,20 @@ c_privmsg(PyObject *msg)
     if (f[PM_BITS] == NULL) {
         goto done;
     }
+    if (beyond_64_bits(f[PM_BITS])) { /* the reference raises IrcParseError */
+        python = 1;
+        goto done;
+    }
     f[PM_IS_MOD] = is_one(t[TG_MOD]);
     f[PM_IS_SUBSCRIBER] = is_one(t[TG_SUBSCRIBER]);
     f[PM_FIRST_MESSAGE] = is_one(t[TG_FIRST_MSG]);
     f[PM_RETURNING] = is_one(t[TG_RETURNING]);
     f[PM_SENT_AT_MS] = parse_int(t[TG_SENT_TS]);
     if (f[PM_SENT_AT_MS] == NULL) {
+        goto done;
+    }
+    if (beyond_64_bits(f[PM_SENT_AT_MS])) {
+        python = 1;
         goto done;
     }
     f[PM_REWARD] = or_empty(t[TG_REWARD]);
@@ -3844,13 +3869,13 @@ sp_hpub_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * channel, a lone surrogate anywhere, duplicate tag keys, more than DP_MAX_TAGS tags, a
  * backslash in any tag value the envelope interprets (all but reply-parent-msg-body and the
  * tags only copied into payload.raw), shared chat (source-room-id), a display name with
- * spaces to strip, a tmi-sent-ts or bits that is not 1-18 ASCII digits, emote
+ * spaces to strip, an empty channel ("#"), a tmi-sent-ts or bits that is not 1-18 ASCII digits, emote
  * ranges that need Python's int(), more than DP_MAX_EMOTES emote ranges, an id block that
  * needs refilling, and any builder, clock, id source or received_at not of the exact types
  * (a subclass, a None received_at that would make the builder read its clock).
  * Two late declines, after the badge cache and the clocks were used but before any id is
  * drawn: _cheers raising, or returning what the JSON writer refuses (an int beyond 64
- * bits). Repeating those steps in the per-line path leaves the same state (cache hits,
+ * bits; the reference no longer returns one, a cheer that large is text: kept as a guard). Repeating those steps in the per-line path leaves the same state (cache hits,
  * memo hits, a pure function), so the result is still the per-line path's.
  *
  * set_direct_enabled(False) switches only this path off (tests compare both in one
@@ -4348,6 +4373,9 @@ dp_scan(dp_line *l, const int kind, const void *data, Py_ssize_t n)
     }
     l->chan = (READ(p) == '#') ? p + 1 : p; /* channel_of drops one leading '#' */
     l->chan_end = colon;
+    if (l->chan == l->chan_end) {
+        return 0; /* "#" alone: no channel, an error the per-line path raises */
+    }
     /* split_action */
     Py_ssize_t t0 = colon + 2, tn = n - t0;
     static const char ACTION[] = "\x01" "ACTION";

@@ -27,6 +27,7 @@ from the oldest unacknowledged envelope, in order (docs/delivery.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -145,6 +146,7 @@ class NatsPublisher(Publisher):
         self.max_pending = max_pending
         self.connect_timeout_s = connect_timeout_s
         self._nc: Client | None = None
+        self._first_refusal: asyncio.Event | None = None  # set by an OSError while connecting
         self._js: JetStreamContext | None = None
         self.last_error = ""
         self._closing = False
@@ -167,14 +169,38 @@ class NatsPublisher(Publisher):
         try:
             # nats-py retries the first connect forever when reconnects are unlimited:
             # bound it here; the service retries start() with backoff.
+            self.last_error = ""
             self._nc = await asyncio.wait_for(self._connect(), self.connect_timeout_s * 2)
         except (OSError, TimeoutError, NatsError) as error:
             reason = str(error) or type(error).__name__
+            if isinstance(error, TimeoutError) and self.last_error:
+                reason = self.last_error  # why the attempts failed, not that they took long
             raise BusError(f"cannot connect to NATS at {_safe_url(self.url)}: {reason}") from error
         self._js = self._nc.jetstream(publish_async_max_pending=self.max_pending)
         await self._ensure_stream()
 
     async def _connect(self) -> Client:
+        """nats-py retries a refused first connect until the timeout; with one server, the
+        first OSError (connection refused, no route) ends the attempt at once with that
+        reason (with several, another may still answer)."""
+        if "," in self.url:
+            return await self._open()
+        self._first_refusal = refused = asyncio.Event()
+        connecting = asyncio.ensure_future(self._open())
+        waiting = asyncio.ensure_future(refused.wait())
+        try:
+            await asyncio.wait([connecting, waiting], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            self._first_refusal = None
+        if connecting.done():
+            return connecting.result()
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        raise OSError(self.last_error)
+
+    async def _open(self) -> Client:
         return await nats.connect(
             servers=[part.strip() for part in self.url.split(",")],
             name="ingress-egress",
@@ -424,6 +450,8 @@ class NatsPublisher(Publisher):
 
     async def _on_error(self, error: Exception) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
+        if self._nc is None and self._first_refusal is not None and isinstance(error, OSError):
+            self._first_refusal.set()  # nothing listens: say so now, not at the timeout
 
     async def _on_disconnected(self) -> None:
         """The connection broke: drop what nats-py has not written yet (sent after a reconnect

@@ -7,7 +7,7 @@ raw-line chat logs (the format justlog/rustlog keep).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -16,6 +16,7 @@ import orjson
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.types import EVENT_TYPES, SHORT_NAMES
 from ingress_egress.protocol import IrcParseError, parse_line
+from ingress_egress.sources.irc.transport import MAX_LINE_BYTES
 from ingress_egress.twitch.messages import from_irc
 
 _FLUSH_BYTES = 1 << 16
@@ -28,6 +29,7 @@ class NormalizeStats:
     ignored: int = 0
     errors: int = 0
     invalid_utf8: int = 0
+    oversized: int = 0  # lines over MAX_LINE_BYTES: an error record without the line
     filtered: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -71,8 +73,14 @@ class LineNormalizer:
         except IrcParseError as error:
             stats.errors += 1
             return orjson.dumps({"error": error.reason, "raw": line}), True
-        envelope = self.builder.build(typed, self._received_at(typed))
-        if envelope is None:
+        try:
+            envelope = self.builder.build(typed, self._received_at(typed))
+            encoded = None if envelope is None else orjson.dumps(envelope)
+        except Exception as error:  # a backfill never stops at one line: say why, go on
+            stats.errors += 1
+            reason = f"cannot convert: {type(error).__name__}: {str(error)[:200]}"
+            return orjson.dumps({"error": reason, "raw": line}), True
+        if envelope is None or encoded is None:
             stats.ignored += 1
             if self.types:
                 stats.filtered += 1
@@ -84,13 +92,35 @@ class LineNormalizer:
             return None, False
         stats.envelopes += 1
         stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
-        return orjson.dumps(envelope), False
+        return encoded, False
+
+    def oversized(self, size: int) -> bytes:
+        """The error record of a line over the limit (the service discards it too)."""
+        self.stats.lines += 1
+        self.stats.errors += 1
+        self.stats.oversized += 1
+        return orjson.dumps({"error": f"line over {MAX_LINE_BYTES} bytes ({size} bytes)"})
 
     def _received_at(self, typed: object) -> float | None:
         if not self.use_sent_time:
             return None
         sent_ms = getattr(typed, "sent_at_ms", None)
         return sent_ms / 1000 if sent_ms else None
+
+
+def bounded_lines(source: BinaryIO) -> Iterator[bytes | int]:
+    """The source's lines, each at most MAX_LINE_BYTES (plus its CRLF); for a longer one
+    its byte count instead, its bytes read in slices and dropped (constant memory)."""
+    limit = MAX_LINE_BYTES + 3  # a line at the limit, its CRLF, and one byte to tell
+    while raw := source.readline(limit):
+        if len(raw) < limit or raw.endswith(b"\n"):
+            content = len(raw.rstrip(b"\r\n"))
+            yield raw if content <= MAX_LINE_BYTES else content
+            continue
+        size = len(raw)
+        while (more := source.readline(1 << 16)) and not more.endswith(b"\n"):
+            size += len(more)
+        yield size + len(more.rstrip(b"\r\n"))
 
 
 def run(
@@ -101,8 +131,11 @@ def run(
 ) -> NormalizeStats:
     pending: list[bytes] = []
     size = 0
-    for raw in source:
-        record, is_error = normalizer.record(raw)
+    for raw in bounded_lines(source):
+        if isinstance(raw, int):
+            record, is_error = normalizer.oversized(raw), True
+        else:
+            record, is_error = normalizer.record(raw)
         if record is None:
             continue
         if is_error and normalizer.types:

@@ -27,9 +27,14 @@ def main() -> int:
         )
         from ingress_egress.service import Service
 
-        service = Service(settings)  # builds the credentials provider: may reject config too
+        # Builds the credentials provider and the channel document: may reject config too.
+        service = Service(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    asyncio.run(service.run_until_signalled())
+    try:
+        asyncio.run(service.run_until_signalled())
+    except ConfigError as error:  # found at start: the HTTP port in use, a HOST not bindable
+        print(error, file=sys.stderr)
+        return 2
     return 0

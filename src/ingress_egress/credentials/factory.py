@@ -29,7 +29,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float, lo: float, hi: f
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(name, f"must be a number of seconds, got {text!r}") from None
+        shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
+        raise ConfigError(name, f"must be a number of seconds, got {shown}") from None
     if not lo <= value <= hi:
         raise ConfigError(name, f"must be between {lo:g} and {hi:g}, got {value:g}")
     return value

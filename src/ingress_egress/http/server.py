@@ -1,13 +1,131 @@
-"""uvicorn inside the service's own event loop, leaving signals to the composition root."""
+"""uvicorn inside the service's own event loop, leaving signals to the composition root.
+
+The HTTP side is bounded so that a flood of clients cannot take what Twitch and the spool
+need (file descriptors, the event loop):
+
+* at most ``max_connections`` open connections (a quarter of the process's file-descriptor
+  limit, at most ``MAX_CONNECTIONS``); one more closes the oldest connection that has not
+  sent a request yet (or itself, when all are busy) as soon as it is accepted;
+* each request's head and body must arrive within ``REQUEST_DEADLINE_S`` (slow clients,
+  idle connections that never send a request), and an idle keep-alive connection is closed
+  after ``KEEP_ALIVE_S``.
+
+The socket is bound here, before uvicorn runs, so a port in use or a host that cannot be
+bound stops start-up with one ``ConfigError`` naming ``PORT`` or ``HOST``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
+import resource
+import socket
 from collections.abc import Generator
+from typing import Any
 
+import h11
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ingress_egress.config import ConfigError
+
+log = logging.getLogger("ingress_egress.http")
+
+MAX_CONNECTIONS = 256  # probes, metrics scrapes and an operator: far more than enough
+REQUEST_DEADLINE_S = 10.0  # a request's head and body, from the connection or last response
+KEEP_ALIVE_S = 5.0
+BACKLOG = 128
+
+
+def connection_limit() -> int:
+    """A quarter of the fd limit (the rest stays for Twitch, the bus and the spool)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(4, min(MAX_CONNECTIONS, soft // 4))
+
+
+class CappedListener(socket.socket):
+    """The listening socket. asyncio accepts up to a backlog of connections before any of
+    their protocols exists, so the cap in ``connection_made`` alone could still run the
+    process out of file descriptors: here an accept beyond twice the cap closes the new
+    connection at once (asyncio then stops accepting until the next loop iteration)."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        conn, address = super().accept()
+        held = len(BoundedH11Protocol.live) + BoundedH11Protocol.pending
+        if held >= 2 * BoundedH11Protocol.max_connections:
+            conn.close()
+            BoundedH11Protocol.refused += 1
+            raise ConnectionAbortedError("over the HTTP connection cap")
+        BoundedH11Protocol.pending += 1
+        return conn, address
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a connection cap and a deadline per request."""
+
+    max_connections = MAX_CONNECTIONS
+    request_deadline_s = REQUEST_DEADLINE_S
+    refused = 0  # connections closed at once: over the cap (class-wide, one server)
+    timed_out = 0  # connections closed because a request did not arrive in time
+    pending = 0  # accepted by CappedListener, protocol not made yet
+    live: set[BoundedH11Protocol] = set()  # made and not lost yet (each holds an fd)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        BoundedH11Protocol.pending = max(0, BoundedH11Protocol.pending - 1)
+        BoundedH11Protocol.live.add(self)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._opened_at = self.loop.time()
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._make_room()
+        if not transport.is_closing():
+            self._arm()
+
+    def _make_room(self) -> None:
+        """Over the cap: close the oldest connection that has not sent a request yet (a
+        slow or idle client), so a new probe still gets in; if every one is busy, this
+        new one. Either way the fd is freed now (abort), not after a response."""
+        idle = [
+            c
+            for c in self.connections
+            if isinstance(c, BoundedH11Protocol)
+            and c.conn.their_state is h11.IDLE
+            and c is not self
+        ]
+        victim = min(idle, key=lambda c: c._opened_at) if idle else self
+        BoundedH11Protocol.refused += 1
+        victim.transport.abort()
+        self.connections.discard(victim)  # connection_lost follows; counted out now
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.request_deadline_s, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        # IDLE: no request head yet; SEND_BODY: its body still arriving. DONE: the app has
+        # the whole request and answers it (not ours to cut).
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            BoundedH11Protocol.timed_out += 1
+            self.transport.abort()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        BoundedH11Protocol.live.discard(self)
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(exc)
 
 
 class _NoSignalServer(uvicorn.Server):
@@ -17,12 +135,42 @@ class _NoSignalServer(uvicorn.Server):
         yield
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a ConfigError naming PORT (in use) or HOST (anything else)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError("HOST", f"cannot resolve {host[:40]!r}: {reason}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = CappedListener(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ConfigError("PORT", f"{port} is already in use on {host}") from None
+        raise ConfigError("HOST", f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
 class EmbeddedServer:
     def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.host = host
+        self.requested_port = port
+        BoundedH11Protocol.max_connections = connection_limit()
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=BoundedH11Protocol,
+            timeout_keep_alive=int(KEEP_ALIVE_S),
+            backlog=BACKLOG,
             log_level="warning",
             access_log=False,
             log_config=None,  # uvicorn's records go through the service's (redacting) handler
@@ -33,10 +181,12 @@ class EmbeddedServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="http")
+        BoundedH11Protocol.pending = 0
+        sock = bind(self.host, self.requested_port)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # raises the bind error
+                self._task.result()  # raises what stopped it
             await asyncio.sleep(0.01)
 
     @property
@@ -44,6 +194,14 @@ class EmbeddedServer:
         """The bound port (useful when configured as 0)."""
         servers = self._server.servers
         return servers[0].sockets[0].getsockname()[1] if servers else 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "open": len(self._server.server_state.connections),
+            "maxConnections": BoundedH11Protocol.max_connections,
+            "refused": BoundedH11Protocol.refused,
+            "timedOut": BoundedH11Protocol.timed_out,
+        }
 
     async def stop(self) -> None:
         self._server.should_exit = True

@@ -207,6 +207,20 @@ FIGURES: tuple[Figure, ...] = (
         _one(lambda s: s.counters.invalid_utf8),
     ),
     Figure(
+        "ingress.twitch.oversized_lines",
+        "{line}",
+        "counter",
+        "Lines from Twitch over the maximum line length, discarded",
+        _one(lambda s: s.counters.oversized_lines),
+    ),
+    Figure(
+        "ingress.twitch.unknown_commands",
+        "{line}",
+        "counter",
+        "Lines from Twitch with a command the service has no type for, ignored",
+        _one(lambda s: s.counters.unknown_commands),
+    ),
+    Figure(
         "ingress.publish.retries",
         "{attempt}",
         "counter",

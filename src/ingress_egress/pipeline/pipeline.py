@@ -161,7 +161,10 @@ class Pipeline:
                 self._accept_run(run)
                 run = []
             if not isinstance(item, Exception):
-                self.submit(item, received_at)  # type: ignore[arg-type]
+                try:
+                    self.submit(item, received_at)  # type: ignore[arg-type]
+                except Exception as error:  # one bad event never costs the read its others
+                    items[index] = error
         if run:
             self._accept_run(run)
         return items  # type: ignore[return-value]

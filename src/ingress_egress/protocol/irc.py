@@ -13,9 +13,10 @@ from ingress_egress.protocol.tags import unescape_tag_value
 
 
 class IrcParseError(ValueError):
-    """The line is not IRC. ``reason`` is short and stable; ``tags`` is what was decoded."""
+    """The line is not IRC, or not a valid Twitch event (a number beyond 64 bits, a chat
+    event without a channel). ``reason`` is short and stable; ``tags`` is what was decoded."""
 
-    def __init__(self, reason: str, line: str, tags: dict[str, str] | None = None) -> None:
+    def __init__(self, reason: str, line: str = "", tags: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.line = line

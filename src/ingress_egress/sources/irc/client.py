@@ -32,6 +32,7 @@ from ingress_egress.sources.irc.joins import (
     join_lines,
     part_lines,
 )
+from ingress_egress.sources.irc.transport import MAX_LINE_BYTES as MAX_LINE_IN
 from ingress_egress.sources.irc.transport import LineTransport, TransportClosed, open_transport
 from ingress_egress.status import ChatState, Counters, ErrorLog
 from ingress_egress.twitch.messages import (
@@ -44,6 +45,7 @@ from ingress_egress.twitch.messages import (
     Reconnect,
     Roomstate,
     TwitchMessage,
+    Unknown,
     from_irc,
 )
 
@@ -81,6 +83,8 @@ CHANNEL_FAILURES = frozenset(
 )
 # After the replacement joined everything, keep reading the old connection this long: what
 # Twitch had already routed to it still arrives, and copies are dropped by message id.
+LOG_LINE_CHARS = 160  # how much of a bad line a log record quotes
+UNKNOWN_LOGGED = 32  # distinct unknown commands logged by name; all are counted
 OVERLAP_HOLD_S = 1.0
 RETIRE_GRACE_S = 5.0  # after QUIT, how long the old connection may take to say goodbye
 DEDUP_GRACE_S = 5.0  # duplicates may still arrive this long after the overlap ends
@@ -108,6 +112,7 @@ class Session:
         self.replacing: asyncio.Task[None] | None = None
         self.end_reason = "connection closed"
         self.invalid_counted = 0  # invalid-UTF-8 reads already added to the counters
+        self.oversized_counted = 0  # discarded oversized lines already added to the counters
         self.tasks: set[asyncio.Task[None]] = set()
 
 
@@ -178,7 +183,9 @@ class TwitchIrcClient:
             Notice: self._on_notice,
             Numeric: self._on_numeric,
             Capability: self._on_capability,
+            Unknown: self._on_unknown,
         }
+        self._unknown_seen: set[str] = set()  # commands already logged (bounded)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -318,6 +325,8 @@ class TwitchIrcClient:
                 if transport.invalid_utf8 != session.invalid_counted:
                     self.counters.invalid_utf8 += transport.invalid_utf8 - session.invalid_counted
                     session.invalid_counted = transport.invalid_utf8
+                if transport.oversized_lines != session.oversized_counted:
+                    self._count_oversized(session)
         except TransportClosed as error:
             if session.end_reason == "connection closed":  # else: we closed it, and said why
                 session.end_reason = str(error)
@@ -383,10 +392,12 @@ class TwitchIrcClient:
         self.counters.parse_errors += 1
         if isinstance(error, IrcParseError):
             self.errors.add("parse_error", error.reason)
-            log.warning("unparseable line (%s): %r", error.reason, line[:512])
+            log.warning("unparseable line (%s): %r", error.reason, line[:LOG_LINE_CHARS])
         else:
             self.errors.add("handler_error", "a line could not be handled")
-            log.error("failed to handle line (%r): %r", error, line[:512], exc_info=error)
+            log.error(
+                "failed to handle line (%r): %r", error, line[:LOG_LINE_CHARS], exc_info=error
+            )
 
     def _sink_once(self, message: TwitchMessage, received_at: float) -> None:
         """The sink during a RECONNECT overlap: each event once, whichever connection wins."""
@@ -649,6 +660,22 @@ class TwitchIrcClient:
         except CredentialsError as error:
             self.errors.add(error.code, str(error))
         await self._close(session)
+
+    def _count_oversized(self, session: Session) -> None:
+        count = session.transport.oversized_lines
+        self.counters.oversized_lines += count - session.oversized_counted
+        session.oversized_counted = count
+        self.errors.add("oversized_line", f"discarded a line over {MAX_LINE_IN} bytes")
+
+    def _on_unknown(self, session: Session, msg: Unknown) -> None:
+        """Counted; each new command logged once (at most UNKNOWN_LOGGED distinct ones)."""
+        self.counters.unknown_commands += 1
+        command = msg.irc.command[:32]
+        if command not in self._unknown_seen and len(self._unknown_seen) < UNKNOWN_LOGGED:
+            self._unknown_seen.add(command)
+            log.info(
+                "ignoring IRC command %r (no type for it; counted as unknownCommands)", command
+            )
 
     def _on_numeric(self, session: Session, msg: Numeric) -> None:
         if msg.code == "001":

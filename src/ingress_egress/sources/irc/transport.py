@@ -6,6 +6,7 @@ The connection logic (client.py) only sees ``LineTransport``: lines in, lines ou
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from abc import ABC, abstractmethod
 
@@ -16,6 +17,14 @@ from ingress_egress import _native
 from ingress_egress.config import IrcEndpoint
 
 READ_SIZE = 1 << 16
+# The longest line accepted from Twitch, in bytes without CRLF. Real lines stay far below:
+# IRCv3 allows 8191 bytes of tags plus 512 for the rest; a 500-character message with
+# every emote range, a reply's parent body and all badges is ~10 KB. A longer line is
+# discarded as its bytes arrive (never buffered whole), counted and logged once.
+MAX_LINE_BYTES = 32 * 1024
+LOG_PREFIX_CHARS = 80  # how much of a discarded line the log quotes
+
+log = logging.getLogger("ingress_egress.irc")
 
 
 class TransportClosed(Exception):
@@ -24,6 +33,33 @@ class TransportClosed(Exception):
 
 class LineTransport(ABC):
     invalid_utf8: int = 0  # reads that held bytes which were not UTF-8 (replaced)
+    oversized_lines: int = 0  # lines longer than MAX_LINE_BYTES, discarded
+
+    def _discarded(self, head: bytes | str, size: int, complete: bool) -> None:
+        """Count a line over the limit and log it once, quoting only its beginning."""
+        self.oversized_lines += 1
+        text = head if isinstance(head, str) else head[:LOG_PREFIX_CHARS].decode(errors="replace")
+        log.warning(
+            "discarded a line from Twitch over %d bytes (%s%d bytes): %r...",
+            MAX_LINE_BYTES,
+            "" if complete else "at least ",
+            size,
+            text[:LOG_PREFIX_CHARS],
+        )
+
+    def _within_limit(self, lines: list[str]) -> list[str]:
+        """``lines`` without those over the limit. A str of n code points holds at most 4n
+        UTF-8 bytes, so only a line of more than MAX_LINE_BYTES / 4 is ever measured."""
+        if not lines or max(map(len, lines)) <= MAX_LINE_BYTES // 4:
+            return lines
+        kept = []
+        for line in lines:
+            size = len(line) if len(line) <= MAX_LINE_BYTES // 4 else len(line.encode())
+            if size > MAX_LINE_BYTES:
+                self._discarded(line, size, complete=True)
+            else:
+                kept.append(line)
+        return kept
 
     @abstractmethod
     async def read_lines(self) -> list[str]:
@@ -70,7 +106,8 @@ class StreamTransport(LineTransport):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._tail = b""
+        self._tail = bytearray()  # the partial line after the last LF, at most the limit
+        self._skipping = False  # inside a line over the limit: drop bytes up to its LF
 
     @classmethod
     async def open(cls, endpoint: IrcEndpoint, timeout: float) -> StreamTransport:
@@ -92,15 +129,40 @@ class StreamTransport(LineTransport):
             data = await self._reader.read(READ_SIZE)
             if not data:
                 raise TransportClosed("connection closed by server")
+            if self._skipping:  # each byte of an oversized line is looked at once
+                start = data.find(b"\n")
+                if start == -1:
+                    continue
+                self._skipping = False
+                data = data[start + 1 :]
             end = data.rfind(b"\n")
             if end == -1:
-                self._tail += data
+                self._keep_partial(data)
                 continue
-            chunk = self._tail + data[: end + 1] if self._tail else data[: end + 1]
-            self._tail = data[end + 1 :]
+            if self._tail:
+                chunk = bytes(self._tail) + data[: end + 1]
+                self._tail.clear()
+            else:
+                chunk = data[: end + 1]
+            self._keep_partial(data[end + 1 :])
             lines, invalid = split_lines(chunk)
             self.invalid_utf8 += invalid
-            return lines
+            if len(chunk) > MAX_LINE_BYTES:  # else no line in it can be over the limit
+                lines = self._within_limit(lines)
+            if lines:
+                return lines
+
+    def _keep_partial(self, data: bytes) -> None:
+        """Append to the partial line, unless that makes it longer than the limit: then it
+        is discarded now and the rest of it as it arrives (memory stays bounded)."""
+        if len(self._tail) + len(data) <= MAX_LINE_BYTES + 1:  # + 1: a CR before the LF
+            self._tail += data
+            return
+        self._discarded(
+            bytes(self._tail[:LOG_PREFIX_CHARS]) or data, len(self._tail) + len(data), False
+        )
+        self._tail.clear()
+        self._skipping = True
 
     async def send_lines(self, lines: list[str]) -> None:
         if self._writer.is_closing():
@@ -140,7 +202,7 @@ class WebSocketTransport(LineTransport):
             except websockets.ConnectionClosed as error:
                 raise TransportClosed(f"websocket closed ({error.rcvd})") from error
             text = frame if isinstance(frame, str) else _decode(frame, self)
-            lines = _split(text)
+            lines = self._within_limit(_split(text))
             if lines:
                 return lines
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingress_egress.protocol import IrcMessage
-from ingress_egress.twitch.messages.common import channel_of, parse_int
+from ingress_egress.twitch.messages.common import event_channel, parse_int
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class Clearchat:
     def from_irc(cls, msg: IrcMessage) -> Clearchat:
         tags = msg.tags
         target = msg.param(1).lower()
-        duration = parse_int(tags.get("ban-duration"))
+        duration = parse_int(tags.get("ban-duration"), "ban-duration")
         if not target:
             action = "clear"
         elif duration is not None:
@@ -31,12 +31,12 @@ class Clearchat:
         else:
             action = "ban"
         return cls(
-            channel=channel_of(msg.param(0)),
+            channel=event_channel(msg),
             room_id=tags.get("room-id", ""),
             action=action,
             target_login=target,
             target_user_id=tags.get("target-user-id", ""),
             duration_seconds=duration,
-            sent_at_ms=parse_int(tags.get("tmi-sent-ts")),
+            sent_at_ms=parse_int(tags.get("tmi-sent-ts"), "tmi-sent-ts"),
             irc=msg,
         )

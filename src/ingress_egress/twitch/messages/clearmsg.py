@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingress_egress.protocol import IrcMessage
-from ingress_egress.twitch.messages.common import channel_of, parse_int, split_action
+from ingress_egress.twitch.messages.common import event_channel, parse_int, split_action
 
 
 @dataclass(slots=True)
@@ -22,11 +22,11 @@ class Clearmsg:
     def from_irc(cls, msg: IrcMessage) -> Clearmsg:
         tags = msg.tags
         return cls(
-            channel=channel_of(msg.param(0)),
+            channel=event_channel(msg),
             room_id=tags.get("room-id", ""),
             target_login=tags.get("login", "").lower(),
             target_message_id=tags.get("target-msg-id", ""),
             text=split_action(msg.param(1))[0],
-            sent_at_ms=parse_int(tags.get("tmi-sent-ts")),
+            sent_at_ms=parse_int(tags.get("tmi-sent-ts"), "tmi-sent-ts"),
             irc=msg,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ingress_egress.protocol import IrcMessage, IrcParseError
+
 Badge = tuple[str, str]  # (name, version), e.g. ("subscriber", "12")
 
 
@@ -95,13 +97,33 @@ def parse_color(value: str) -> str:
     return color
 
 
-def parse_int(value: str | None) -> int | None:
+# The envelope carries numbers as JSON integers, which must fit a signed 64-bit integer (the
+# C writer and orjson both refuse more; JavaScript consumers lose precision long before).
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def parse_int(value: str | None, tag: str = "number") -> int | None:
+    """A numeric tag: absent, empty or malformed -> None; beyond 64 bits -> IrcParseError
+    (the line becomes an error record: no envelope could carry it, and guessing a value,
+    say "no ban-duration" for a too-large one, would turn a timeout into a ban)."""
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         return None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise IrcParseError(f"{tag}: number beyond 64 bits")
+    return number
+
+
+def event_channel(msg: IrcMessage) -> str:
+    """The channel of an event that becomes an envelope: one without a channel cannot be
+    routed (the envelope schema requires ``source.channel``), so it is an error record."""
+    channel = channel_of(msg.params[0] if msg.params else "")
+    if not channel:
+        raise IrcParseError(f"{msg.command} without a channel", msg.raw, msg.tags)
+    return channel
 
 
 def parse_flag(value: str | None) -> bool:
@@ -159,6 +181,15 @@ def find_cheers(text: str, prefixes: tuple[str, ...] = GLOBAL_CHEERMOTES) -> lis
     return [Cheer(*span) for span in cheer_spans(text, known)]
 
 
+def _cheer_amount(digits: str) -> int | None:
+    """No cheer is worth more than 64 bits: a token with a larger amount is just text (and
+    int() would refuse past 4300 digits)."""
+    if len(digits) > 4000:
+        return None
+    amount = int(digits)
+    return amount if amount <= INT64_MAX else None
+
+
 def cheer_spans(text: str, known: frozenset[str] | set[str] = _GLOBAL_KNOWN) -> list[Cheers]:
     """``find_cheers`` as ``(name, amount, position, length)`` tuples (no Cheer objects)."""
     spans = []
@@ -169,7 +200,8 @@ def cheer_spans(text: str, known: frozenset[str] | set[str] = _GLOBAL_KNOWN) -> 
         if word[-1].isdecimal():
             match = _CHEER_TOKEN_RE.fullmatch(word)
             if match is not None:
-                name, amount = match.groups()
-                if name.lower() in known:
-                    spans.append((name, int(amount), start, len(word)))
+                name, digits = match.groups()
+                amount = _cheer_amount(digits) if name.lower() in known else None
+                if amount is not None:
+                    spans.append((name, amount, start, len(word)))
     return spans

@@ -8,7 +8,7 @@ from ingress_egress.protocol import IrcMessage
 from ingress_egress.twitch.messages.chatter import Chatter
 from ingress_egress.twitch.messages.common import (
     EmoteRange,
-    channel_of,
+    event_channel,
     parse_emotes,
     parse_int,
     split_action,
@@ -67,19 +67,19 @@ class Privmsg:
         params = msg.params
         text, is_action = split_action(params[1] if len(params) > 1 else "")
         return cls(
-            channel_of(params[0] if params else ""),
+            event_channel(msg),
             get("room-id", ""),
             get("id", ""),
             Chatter.from_tags(msg, msg.nick or ""),
             text,
             is_action,
             parse_emotes(get("emotes", "")),
-            parse_int(get("bits")),
+            parse_int(get("bits"), "bits"),
             get("mod") == "1",
             get("subscriber") == "1",
             get("first-msg") == "1",
             get("returning-chatter") == "1",
-            parse_int(get("tmi-sent-ts")),
+            parse_int(get("tmi-sent-ts"), "tmi-sent-ts"),
             get("custom-reward-id", ""),
             get("msg-id", ""),
             _reply(tags) if "reply-parent-msg-id" in tags else None,

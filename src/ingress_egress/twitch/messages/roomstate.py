@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingress_egress.protocol import IrcMessage
-from ingress_egress.twitch.messages.common import channel_of, parse_int
+from ingress_egress.twitch.messages.common import event_channel, parse_int
 
 # tag -> (settings key, kind). Booleans are "0"/"1"; followers-only is minutes, -1 = off.
 SETTINGS = {
@@ -37,5 +37,5 @@ class Roomstate:
             value = msg.tags.get(tag)
             if value is None or value == "":
                 continue
-            settings[key] = value == "1" if kind is bool else parse_int(value)
-        return cls(channel_of(msg.param(0)), msg.tags.get("room-id", ""), settings, msg)
+            settings[key] = value == "1" if kind is bool else parse_int(value, tag)
+        return cls(event_channel(msg), msg.tags.get("room-id", ""), settings, msg)

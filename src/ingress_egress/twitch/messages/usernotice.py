@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ingress_egress.protocol import IrcMessage
 from ingress_egress.twitch.messages.chatter import Chatter
-from ingress_egress.twitch.messages.common import EmoteRange, channel_of, parse_emotes, parse_int
+from ingress_egress.twitch.messages.common import EmoteRange, event_channel, parse_emotes, parse_int
 
 PARAM_PREFIX = "msg-param-"
 
@@ -31,7 +31,7 @@ class Usernotice:
     def from_irc(cls, msg: IrcMessage) -> Usernotice:
         tags = msg.tags
         return cls(
-            channel=channel_of(msg.param(0)),
+            channel=event_channel(msg),
             room_id=tags.get("room-id", ""),
             message_id=tags.get("id", ""),
             notice_type=tags.get("msg-id", ""),
@@ -46,6 +46,6 @@ class Usernotice:
             },
             is_mod=tags.get("mod") == "1",
             is_subscriber=tags.get("subscriber") == "1",
-            sent_at_ms=parse_int(tags.get("tmi-sent-ts")),
+            sent_at_ms=parse_int(tags.get("tmi-sent-ts"), "tmi-sent-ts"),
             irc=msg,
         )
