@@ -46,22 +46,27 @@ async def start(names: list[str], workdir: Path, env: dict[str, str]) -> dict[st
     return {name: await MemberProcess(name, workdir, env).start() for name in names}
 
 
+def bench_env(sim: ChatSimulator, channels: tuple[str, ...], name: str, nats_url: str) -> dict:
+    """The service's defaults (timings, Twitch's JOIN limit) on nats-server."""
+    return member_env(
+        sim.port,
+        channels,
+        "nats",
+        name,
+        MESSAGE_BUS_DRIVER="nats",
+        NATS_URL=nats_url,
+        TWITCH_JOIN_RATE_LIMIT="20",
+        **DEFAULTS,
+    )
+
+
 def unheard_since(sim: ChatSimulator, mark: int) -> int:
     return sum(1 for m in sim.live_log[mark:] if m.receivers == 0)
 
 
 async def failover(channels: tuple[str, ...], rate: int, workdir: Path, nats_url: str) -> dict:
     async with ChatSimulator(live_channels=channels, rate=rate) as sim:
-        env = member_env(
-            sim.port,
-            channels,
-            "nats",
-            "bench-kill",
-            MESSAGE_BUS_DRIVER="nats",
-            NATS_URL=nats_url,
-            TWITCH_JOIN_RATE_LIMIT="20",
-            **DEFAULTS,
-        )
+        env = bench_env(sim, channels, "bench-kill", nats_url)
         members = await start(["ie-a", "ie-b", "ie-c"], workdir, env)
         try:
             cold = await wait_replicated(sim, 2, 300)
@@ -94,16 +99,7 @@ async def failover(channels: tuple[str, ...], rate: int, workdir: Path, nats_url
 
 async def scale_out(channels: tuple[str, ...], rate: int, workdir: Path, nats_url: str) -> dict:
     async with ChatSimulator(live_channels=channels, rate=rate) as sim:
-        env = member_env(
-            sim.port,
-            channels,
-            "nats",
-            "bench-scale",
-            MESSAGE_BUS_DRIVER="nats",
-            NATS_URL=nats_url,
-            TWITCH_JOIN_RATE_LIMIT="20",
-            **DEFAULTS,
-        )
+        env = bench_env(sim, channels, "bench-scale", nats_url)
         members = await start(["ie-a", "ie-b"], workdir, env)
         try:
             await wait_replicated(sim, 2, 300)

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,32 @@ def _settled(debug: dict, members: int) -> bool:
     )
 
 
+@asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, sim: ChatSimulator, env: dict[str, str], names: tuple[str, ...]
+) -> AsyncIterator[Cluster]:
+    """Members started, every channel on two readers, all ready; stopped by PID after."""
+    cluster = Cluster(tmp_path, sim, env)
+    try:
+        for name in names:
+            await cluster.add(name)
+        await wait_replicated(sim, 2, 60)
+        await cluster.all_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def nats_env(sim: ChatSimulator, nats: NatsServer, cluster: str, **extra: str) -> dict[str, str]:
+    """Members on nats-server for both the bus and the coordination store."""
+    return member_env(
+        sim.port, CHANNELS, "nats", cluster, MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url, **extra
+    )
+
+
+THREE = ("ie-a", "ie-b", "ie-c")
+
+
 @pytest.fixture
 async def live_sim() -> AsyncIterator[ChatSimulator]:
     async with ChatSimulator(live_channels=CHANNELS, rate=RATE, live_events_every=25) as sim:
@@ -132,15 +159,8 @@ async def settle_and_check(
 async def test_sigkill_of_one_of_three_loses_nothing(
     tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
 ) -> None:
-    env = member_env(
-        live_sim.port, CHANNELS, "nats", "kill", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
-    )
-    cluster = Cluster(tmp_path, live_sim, env)
-    try:
-        for name in ("ie-a", "ie-b", "ie-c"):
-            await cluster.add(name)
-        await wait_replicated(live_sim, 2, 60)
-        await cluster.all_ready()
+    env = nats_env(live_sim, nats, "kill")
+    async with running_cluster(tmp_path, live_sim, env, THREE) as cluster:
         debug = await cluster.members["ie-a"].debug()
         assert debug is not None and len(debug["cluster"]["members"]) == 3
         mark = len(live_sim.live_log)
@@ -165,21 +185,13 @@ async def test_sigkill_of_one_of_three_loses_nothing(
         assert scrape["ingress_cluster_channels_under_replicated"] == [({}, 0.0)]
         assert scrape["ingress_cluster_store_connected"] == [({}, 1.0)]
         await settle_and_check(cluster, nats.url, mark, "SIGKILL")
-    finally:
-        cluster.stop()
 
 
 async def test_rolling_replacement_loses_nothing(
     tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
 ) -> None:
-    env = member_env(
-        live_sim.port, CHANNELS, "nats", "roll", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
-    )
-    cluster = Cluster(tmp_path, live_sim, env)
-    try:
-        for name in ("ie-a", "ie-b", "ie-c"):
-            await cluster.add(name)
-        await wait_replicated(live_sim, 2, 60)
+    env = nats_env(live_sim, nats, "roll")
+    async with running_cluster(tmp_path, live_sim, env, THREE) as cluster:
         mark = len(live_sim.live_log)
         await cluster.add("ie-d")  # the new revision's instance
         await cluster.settled()
@@ -192,22 +204,13 @@ async def test_rolling_replacement_loses_nothing(
         assert "every channel handed over" in old.log_tail(20_000)
         await wait_replicated(live_sim, 2, RESTORE_S)
         await settle_and_check(cluster, nats.url, mark, "rolling replacement")
-    finally:
-        cluster.stop()
 
 
 async def test_scaling_out_moves_only_the_newcomers_share(
     tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
 ) -> None:
-    env = member_env(
-        live_sim.port, CHANNELS, "nats", "scale", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
-    )
-    cluster = Cluster(tmp_path, live_sim, env)
-    try:
-        for name in ("ie-a", "ie-b"):
-            await cluster.add(name)
-        await wait_replicated(live_sim, 2, 60)  # two members: both read everything
-        await cluster.all_ready()
+    env = nats_env(live_sim, nats, "scale")
+    async with running_cluster(tmp_path, live_sim, env, ("ie-a", "ie-b")) as cluster:
         joins, parts = len(live_sim.joins), len(live_sim.parts)
         first_new_connection = live_sim.connections_made
         await cluster.add("ie-c")
@@ -225,22 +228,13 @@ async def test_scaling_out_moves_only_the_newcomers_share(
         assert abs(len(won) / len(CHANNELS) - 2 / 3) < 0.2
         mark = len(live_sim.live_log)
         await settle_and_check(cluster, nats.url, mark, "scale 2 -> 3")
-    finally:
-        cluster.stop()
 
 
 async def test_the_store_restarting_changes_no_reader(
     tmp_path: Path, live_sim: ChatSimulator, nats: NatsServer
 ) -> None:
-    env = member_env(
-        live_sim.port, CHANNELS, "nats", "restart", MESSAGE_BUS_DRIVER="nats", NATS_URL=nats.url
-    )
-    cluster = Cluster(tmp_path, live_sim, env)
-    try:
-        for name in ("ie-a", "ie-b", "ie-c"):
-            await cluster.add(name)
-        await wait_replicated(live_sim, 2, 60)
-        await cluster.all_ready()
+    env = nats_env(live_sim, nats, "restart")
+    async with running_cluster(tmp_path, live_sim, env, THREE) as cluster:
         joins, parts = len(live_sim.joins), len(live_sim.parts)
         mark = len(live_sim.live_log)
         nats.stop()
@@ -252,8 +246,6 @@ async def test_the_store_restarting_changes_no_reader(
         assert live_sim.joins[joins:] == [] and live_sim.parts[parts:] == []
         assert set(latest_receivers(live_sim).values()) == {2}
         await settle_and_check(cluster, nats.url, mark, "store restart")
-    finally:
-        cluster.stop()
 
 
 async def test_firestore_coordination_survives_a_sigkill(
@@ -273,19 +265,12 @@ async def test_firestore_coordination_survives_a_sigkill(
         FIRESTORE_EMULATOR_HOST=firestore_emulator.host_port,
         GOOGLE_CLOUD_PROJECT=firestore_emulator.project,
     )
-    cluster = Cluster(tmp_path, live_sim, env)
-    try:
-        for name in ("ie-a", "ie-b", "ie-c"):
-            await cluster.add(name)
-        await wait_replicated(live_sim, 2, 60)
-        await cluster.all_ready()
+    async with running_cluster(tmp_path, live_sim, env, THREE) as cluster:
         mark = len(live_sim.live_log)
         cluster.members.pop("ie-b").kill()
         assert min(latest_receivers(live_sim).values()) >= 1
         await wait_replicated(live_sim, 2, RESTORE_S)
         await settle_and_check(cluster, nats.url, mark, "SIGKILL (firestore)")
-    finally:
-        cluster.stop()
 
 
 async def test_the_wanted_list_is_changed_for_the_whole_cluster(
