@@ -115,6 +115,8 @@ class Pipeline:
         self._refused_log_at = 0.0
         self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._checkpoint_reported = False
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- the read loop's side -------------------------------------------------------
 
@@ -242,16 +244,45 @@ class Pipeline:
         if left:
             self._spill_next = spool.low
             log.info("spool: %d envelope(s) left by the previous run are sent first", left)
-        if spool.torn_blocks:
-            self.errors.add("spool_torn", f"{spool.torn_blocks} damaged spool block(s) ignored")
+        for aside in spool.kept_aside:
+            self.errors.add(
+                "spool_foreign",
+                f"spool written for {aside['destination']} kept aside in {aside['path']}",
+            )
+        self._report_damage()
+
+    def _report_damage(self) -> None:
+        """The spool's damage as counted loss (``spoolLost``) and a readable error."""
+        spool = self.spool
+        assert spool is not None
+        damage = spool.damage
+        if damage.lost_records == self.counters.spool_lost and not damage.checkpoint_ignored:
+            return
+        if damage.lost_records > self.counters.spool_lost:
+            ranges = ", ".join(f"{a}..{b - 1}" for a, b in list(damage.lost_ranges)[-5:])
+            self.errors.add(
+                "spool_damaged",
+                f"{damage.lost_records} spooled envelope(s) lost to damage (records {ranges})",
+            )
+            self.counters.spool_lost = damage.lost_records
+        if damage.checkpoint_ignored and not self._checkpoint_reported:
+            self._checkpoint_reported = True
+            self.errors.add("spool_checkpoint", damage.checkpoint_ignored)
+
+    def start_spool(self) -> None:
+        """The spool's writer alone: reading may start before the bus is connected."""
+        if self.spool is not None and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name="spool-flush")
 
     def start(self) -> None:
+        """The sender (the bus is connected) and the spool's writer."""
+        self.start_spool()
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="pipeline-send"),
             asyncio.create_task(self._sweep_loop(), name="pipeline-ack-timeouts"),
         ]
-        if self.spool is not None:
-            self._tasks.append(asyncio.create_task(self._flush_loop(), name="spool-flush"))
+        if self._flusher is not None:
+            self._tasks.append(self._flusher)
 
     @property
     def depth(self) -> int:
@@ -302,9 +333,10 @@ class Pipeline:
     async def stop(self) -> None:
         """Stop sending, then make the spool durable: what is unacknowledged stays in it
         (it was written ahead) and is sent first by the next start."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._flusher] if self._flusher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.dead_letters is not None:
             await self.dead_letters.stop()
         if self.spool is not None:
@@ -514,7 +546,9 @@ class Pipeline:
         spool = self.spool
         assert spool is not None
         start = self._spill_next
-        records = await spool.read(start, min(self._room(), READ_BACK_MAX))
+        records, next_from = await spool.read_from(start, min(self._room(), READ_BACK_MAX))
+        if spool.damage.lost_records != self.counters.spool_lost:
+            self._report_damage()
         now = time.monotonic()
         unsent = self._unsent
         for seq, data in records:
@@ -528,7 +562,7 @@ class Pipeline:
             message.seq = seq
             unsent.append(message)
         self.counters.replayed += len(records)
-        self._spill_next = records[-1][0] + 1 if records else spool.next_seq
+        self._spill_next = next_from
         if self._spill_next >= spool.next_seq:
             self._spill_next = -1
         if self._spill_next < 0 and not self._wake.is_set():
