@@ -36,9 +36,13 @@ async def written(directory: Path) -> list[Path]:
         if (i + 1) % PER_BLOCK == 0:
             await spool.flush()
     await spool.close()
-    paths = sorted(directory.glob("*.seg"))
+    paths = segment_paths(directory)
     assert len(paths) >= 3
     return paths
+
+
+def segment_paths(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.seg"))
 
 
 async def replay(directory: Path) -> tuple[Spool, dict[int, bytes]]:
@@ -120,13 +124,16 @@ async def test_header_damage_costs_only_its_block(tmp_path: Path, field: str) ->
     paths = await written(tmp_path)
     segment = paths[1]
     offsets = block_offsets(segment)
-    at = offsets[len(offsets) // 2] + {
-        "magic": 1,
-        "count": 4,
-        "first_seq": 8,
-        "body_length": 24,
-        "header_crc": 32,
-    }[field]
+    at = (
+        offsets[len(offsets) // 2]
+        + {
+            "magic": 1,
+            "count": 4,
+            "first_seq": 8,
+            "body_length": 24,
+            "header_crc": 32,
+        }[field]
+    )
     flip(segment, at, 0x01)  # one bit
     spool, got = await replay(tmp_path)
     lost = check_accounted(spool, got, at_most=PER_BLOCK)

@@ -432,10 +432,11 @@ class Spool:
 
     def _written(self, block: _Block | None, end: int) -> None:
         self._pending_first = end
-        if block is not None:
-            self._disk_bytes += block.size
-            if block.end_seq > self.low:
-                self._blocks.append(block)
+        if block is None:  # nothing needed the disk: no news about it either
+            return
+        self._disk_bytes += block.size
+        if block.end_seq > self.low:
+            self._blocks.append(block)
         if not self.healthy:
             log.info("spool writes work again")
         self.healthy = True
