@@ -51,6 +51,9 @@ RESULTS = HERE / "results"
 PY = sys.executable
 WS_PORT = 80  # twurple has no port option: WebSocket without TLS is port 80
 CHANNELS = 10
+SERVE_DEFAULTS = "ingress-egress serve, defaults (stdout bus; no spool)"
+SERVE_SPOOLED = "ingress-egress serve, defaults + SPOOL_DIR (stdout bus, spooled)"
+SERVE_NATS = "ingress-egress serve, NATS JetStream, defaults (spooled)"
 # With two or more CPUs the measured client (a peer or the service) runs on CPU 0 and the
 # traffic side (simulator, nats-server, JetStream consumer) on CPU 1: every figure is then
 # what one core does, and the client does not compete with the server feeding it.
@@ -318,19 +321,30 @@ def run_service(
     nats: Nats | None,
     profile: Path | None = None,
     spool: bool = False,
+    serve: list[str] | None = None,
 ) -> dict[str, Any]:
+    """One service case: in-process (bench/service_case.py, tuned window), or with
+    ``serve`` (NAME=VALUE settings beyond the defaults) the real ``ingress-egress serve``
+    process measured from outside (bench/serve_case.py)."""
     sim = Simulator(count, rate, WS_PORT if transport == "ws" else None, work)
     out = work / f"svc-{time.monotonic_ns()}.jsonl"
     tag = f"b{time.monotonic_ns()}"
     stream, prefix = tag.upper(), f"{tag}."
     url = f"ws://127.0.0.1:{WS_PORT}" if transport == "ws" else f"irc://127.0.0.1:{sim.port}"
-    argv = [PY, str(HERE / "service_case.py"), "--mode", "paced" if rate else "drain"]
+    if serve is not None:
+        argv = [PY, str(HERE / "serve_case.py"), "--work", str(work)]
+        argv += [f"--env={item}" for item in serve]
+        if "client" in PIN:
+            argv += ["--cpu", PIN["client"]]
+    else:
+        argv = [PY, str(HERE / "service_case.py"), "--mode", "paced" if rate else "drain"]
     argv += ["--driver", driver, "--url", url, "--expected", str(count)]
     if profile is None:
         argv += ["--out", str(out)]
     argv += ["--stream", stream, "--prefix", prefix]
-    if spool:  # the deployed configuration: every envelope through the write-ahead spool
-        argv += ["--spool-dir", str(work / f"spool-{tag}")]
+    if spool:  # every envelope through the write-ahead spool
+        where = str(work / f"spool-{tag}")
+        argv += [f"--env=SPOOL_DIR={where}"] if serve is not None else ["--spool-dir", where]
     if nats is not None:
         argv += ["--nats-url", nats.url]
     consumer_out = work / f"js-{time.monotonic_ns()}.jsonl"
@@ -369,8 +383,12 @@ def run_service(
         if profile is not None:  # py-spy starts the case itself, so it sees all of it
             spy = [str(PEERS / "venv" / "bin" / "py-spy"), "record", "-f", "raw", "-r", "250"]
             argv = [*spy, "-o", str(profile), "--", *argv]
+        # serve_case.py watches from the traffic core and pins serve itself to the client's.
         proc = subprocess.Popen(
-            pinned(argv, "client"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            pinned(argv, "traffic" if serve is not None else "client"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         stdout, stderr = proc.communicate(timeout=max(180, count / 2000))
         if proc.returncode:
@@ -796,13 +814,18 @@ def main() -> None:
     nats = Nats()
     profiles: dict[str, Any] = {}
     try:
-        cases = [
-            ("ingress-egress (memory bus)", "memory", "tcp", False),
-            ("ingress-egress (memory bus, WebSocket)", "memory", "ws", False),
-            ("ingress-egress (NATS JetStream, acked)", "nats", "tcp", False),
-            ("ingress-egress (NATS JetStream, acked, spooled)", "nats", "tcp", True),
+        # The real `ingress-egress serve` first (the headline: what a deployment runs), then
+        # the in-process harness (window raised to the drain's size, 4,096 acks in flight).
+        cases: list[tuple[str, str, str, bool, list[str] | None]] = [
+            (SERVE_DEFAULTS, "default", "tcp", False, []),
+            (SERVE_SPOOLED, "default", "tcp", True, []),
+            (SERVE_NATS, "nats", "tcp", True, []),
+            ("ingress-egress (memory bus)", "memory", "tcp", False, None),
+            ("ingress-egress (memory bus, WebSocket)", "memory", "ws", False, None),
+            ("ingress-egress (NATS JetStream, acked)", "nats", "tcp", False, None),
+            ("ingress-egress (NATS JetStream, acked, spooled)", "nats", "tcp", True, None),
         ]
-        for name, driver, transport, spool in cases:
+        for name, driver, transport, spool, serve in cases:
             if not selected(name):
                 continue
             row = {
@@ -813,12 +836,12 @@ def main() -> None:
             try:
                 log(f"{name}: drain {args.count:,} ...")
                 row["drain"] = median_run(
-                    lambda d=driver, t=transport, s=spool: run_service(
-                        d, t, args.count, None, work, nats, spool=s
+                    lambda d=driver, t=transport, s=spool, v=serve: run_service(
+                        d, t, args.count, None, work, nats, spool=s, serve=v
                     ),
                     args.repeat,
                 )
-                if transport == "tcp":
+                if transport == "tcp" and serve is None:
                     log(f"{name}: {args.rate:,.0f} msg/s for {args.seconds:g} s ...")
                     row["paced"] = median_paced(
                         lambda d=driver, t=transport, s=spool: run_service(

@@ -79,10 +79,3 @@ def test_topics_and_types() -> None:
     assert set(published) == {INGRESS_TOPIC, DLQ_TOPIC}
     assert tuple(published[INGRESS_TOPIC]["types"]) == EVENT_TYPES
     assert (ROOT / published[INGRESS_TOPIC]["schema"]).is_dir()
-
-
-def test_per_driver_defaults_match_settings() -> None:
-    for name, spec in DOC["env"].items():
-        for driver, expected in spec.get("defaultByDriver", {}).items():
-            value = getattr(Settings.from_env({"MESSAGE_BUS_DRIVER": driver}), name.lower())
-            assert (value or "off") == expected, (name, driver)

@@ -16,7 +16,6 @@ DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
 # Cloud Run's /tmp is in memory: the spool survives a process restart within an instance.
 DEFAULT_SPOOL_DIR = "/tmp/ingress-egress-spool"
-SPOOLED_DRIVERS = ("nats", "pubsub")  # the spool is on by default for these only
 
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 IRC_URL_SCHEMES = {"irc": 6667, "ircs": 6697, "ws": 80, "wss": 443}
@@ -229,7 +228,7 @@ class _Reader:
             ),
             twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
             **self.chat_scale(),  # type: ignore[arg-type]
-            spool_dir=self.spool_dir(driver),
+            spool_dir=self.spool_dir(),
             spool_max_bytes=self.integer("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 65536, 1 << 40),
             spool_fsync_ms=self.integer("SPOOL_FSYNC_MS", 50, 1, 10_000),
             nats_duplicate_window_s=self.integer("NATS_DUPLICATE_WINDOW_S", 300, 1, 86_400),
@@ -309,13 +308,9 @@ class _Reader:
             raise ConfigError(name, f"must be collection/document, got {path!r}")
         return path
 
-    def spool_dir(self, driver: str) -> str:
-        """A directory path, or ``off`` (no spool: memory only, nothing survives a restart).
-        Unset, the spool is on for the buses that outlive the process (nats, pubsub) and off
-        for memory and stdout: an in-process list, or whoever reads this run's output, is no
-        destination a later run should replay into."""
-        default = DEFAULT_SPOOL_DIR if driver in SPOOLED_DRIVERS else "off"
-        value = self.raw("SPOOL_DIR", default)
+    def spool_dir(self) -> str:
+        """A directory path, or ``off`` (no spool: memory only, nothing survives a restart)."""
+        value = self.raw("SPOOL_DIR", DEFAULT_SPOOL_DIR)
         if value.lower() == "off":
             return ""
         if not value.startswith("/"):
