@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_service import BIN, free_port
 from peers.recorder import chat_pair
 
+HERE = Path(__file__).parent
 CHANNELS = tuple(f"bench{i}" for i in range(10))
 POLL_S = 0.01
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--cpu", default=None, help="pin serve to this CPU (taskset)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE, repeatable")
     parser.add_argument("--work", required=True)
+    parser.add_argument("--profile", default="", help="py-spy raw profile of serve to here")
     args = parser.parse_args()
     port = free_port()
     work = Path(args.work)
@@ -143,11 +145,22 @@ def main() -> None:
         argv = ["taskset", "-c", args.cpu, *argv]
     with envelopes.open("wb") as out, (work / f"serve-{port}.log").open("wb") as err:
         proc = subprocess.Popen(argv, env=environment(args, port), stdout=out, stderr=err)
+    spy = None
+    if args.profile:  # py-spy attached to serve (its own thread of the client core's time)
+        spy = subprocess.Popen(
+            [str(HERE / ".peers" / "venv" / "bin" / "py-spy"), "record", "-f", "raw", "-r"]
+            + ["250", "--nonblocking", "-p", str(proc.pid), "-o", args.profile],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             result = watch(client, proc, args.expected)
         result["rss_peak_mb"] = peak_rss_mb(proc.pid)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)

@@ -46,6 +46,11 @@ log = logging.getLogger("ingress_egress.pipeline")
 
 SEND_SLICE = 256  # sends between yields: a driver that never suspends must not starve reads
 READ_BACK_MAX = 1024  # records read back from the spool at once
+# Spilled envelopes also kept in memory, up to this share of SPOOL_MAX_BYTES (at most
+# SPILL_MEMORY_MAX): a burst's read-back then costs no disk read, CRC or JSON parse. Beyond
+# it they live in the spool only, and are read back from disk.
+SPILL_MEMORY_SHARE = 16
+SPILL_MEMORY_MAX = 32 << 20
 
 
 class DeliveryObserver(Protocol):
@@ -112,6 +117,13 @@ class Pipeline:
         self._failure: BaseException | None = None
         self._failed_rounds = 0  # consecutive go-back rounds without an ack
         self._spill_next = -1  # spool sequence of the next record to read back; -1: none
+        # Spilled envelopes still in memory: consecutive sequences, the first at
+        # ``_spill_next`` or later (then the ones before it are read back from disk).
+        self._spilled: deque[OutboundMessage] = deque()
+        self._spilled_bytes = 0
+        self._spill_budget = (
+            min(spool.max_bytes // SPILL_MEMORY_SHARE, SPILL_MEMORY_MAX) if spool else 0
+        )
         self._refused_log_at = 0.0
         self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -159,6 +171,15 @@ class Pipeline:
         of them (and, with a spool, nothing spilled and the spool takes them all: the
         common case), else one by one."""
         unsent, spool = self._unsent, self.spool
+        if spool is not None and self._spill_next >= 0:  # spilling: all to the spool
+            first = spool.append_many([m.data for m in run])
+            if first >= 0:
+                for seq, outbound in enumerate(run, first):
+                    outbound.seq = seq
+                self.counters.received += len(run)
+                self.counters.spilled += len(run)
+                self._keep_spilled(run)
+                return
         if len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
             if spool is not None:
                 first = -1 if self._spill_next >= 0 else spool.append_many([m.data for m in run])
@@ -189,6 +210,7 @@ class Pipeline:
                 if self._spill_next < 0:
                     self._spill_next = seq
                 self.counters.spilled += 1
+                self._keep_spilled((outbound,))
                 return
         elif len(self._unsent) + len(self._unacked) >= self.queue_max:
             self._refuse(outbound, "queue_full", f"queue full ({self.queue_max})")
@@ -196,6 +218,17 @@ class Pipeline:
         self._unsent.append(outbound)
         if not self._wake.is_set():
             self._wake.set()
+
+    def _keep_spilled(self, run: list[OutboundMessage] | tuple[OutboundMessage, ...]) -> None:
+        """Keep spilled envelopes in memory too while they follow on and fit the budget."""
+        spilled = self._spilled
+        for outbound in run:
+            expected = spilled[-1].seq + 1 if spilled else self._spill_next
+            size = len(outbound.data)
+            if outbound.seq != expected or self._spilled_bytes + size > self._spill_budget:
+                return  # from here on, read back from the spool
+            spilled.append(outbound)
+            self._spilled_bytes += size
 
     def _refuse(self, message: OutboundMessage, code: str, why: str) -> None:
         """Counted and reported every time; logged at most once a second (with a count)."""
@@ -546,7 +579,14 @@ class Pipeline:
         spool = self.spool
         assert spool is not None
         start = self._spill_next
-        records, next_from = await spool.read_from(start, min(self._room(), READ_BACK_MAX))
+        spilled = self._spilled
+        if spilled and spilled[0].seq == start:
+            self._take_spilled(min(self._room(), READ_BACK_MAX))
+            return
+        limit = min(self._room(), READ_BACK_MAX)
+        if spilled:
+            limit = min(limit, spilled[0].seq - start)
+        records, next_from = await spool.read_from(start, limit)
         if spool.damage.lost_records != self.counters.spool_lost:
             self._report_damage()
         now = time.monotonic()
@@ -567,6 +607,25 @@ class Pipeline:
             self._spill_next = -1
         if self._spill_next < 0 and not self._wake.is_set():
             self._wake.set()
+
+    def _take_spilled(self, limit: int) -> None:
+        """Read back from memory: the envelopes as they were accepted, nothing parsed."""
+        spilled, unsent = self._spilled, self._unsent
+        count = min(limit, len(spilled))
+        taken = 0
+        for _ in range(count):
+            message = spilled.popleft()
+            taken += len(message.data)
+            unsent.append(message)
+        self._spilled_bytes -= taken
+        self.counters.replayed += count
+        self._spill_next = unsent[-1].seq + 1
+        spool = self.spool
+        assert spool is not None
+        if self._spill_next >= spool.next_seq:
+            self._spill_next = -1
+            if not self._wake.is_set():
+                self._wake.set()
 
     async def _flush_loop(self) -> None:
         spool = self.spool

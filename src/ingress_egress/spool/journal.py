@@ -571,7 +571,7 @@ class Spool:
                 out.extend((self._pending_first + i, data) for i, data in enumerate(taken, start))
                 if taken:
                     next_from = self._pending_first + start + len(taken)
-            if len(out) > limit:
+            if len(out) >= limit > 0:  # a block may hold more than was asked for
                 out = out[:limit]
                 next_from = out[-1][0] + 1
             if not blocks and not out:
