@@ -147,9 +147,10 @@ def main() -> None:
         proc = subprocess.Popen(argv, env=environment(args, port), stdout=out, stderr=err)
     spy = None
     if args.profile:  # py-spy attached to serve (its own thread of the client core's time)
+        spy_bin = str(HERE / ".peers" / "venv" / "bin" / "py-spy")
+        spy_args = ["record", "-f", "raw", "-r", "250", "--nonblocking", "-p", str(proc.pid)]
         spy = subprocess.Popen(
-            [str(HERE / ".peers" / "venv" / "bin" / "py-spy"), "record", "-f", "raw", "-r"]
-            + ["250", "--nonblocking", "-p", str(proc.pid), "-o", args.profile],
+            [spy_bin, *spy_args, "-o", args.profile],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
