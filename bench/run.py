@@ -51,9 +51,24 @@ RESULTS = HERE / "results"
 PY = sys.executable
 WS_PORT = 80  # twurple has no port option: WebSocket without TLS is port 80
 CHANNELS = 10
-SERVE_DEFAULTS = "ingress-egress serve, defaults (stdout bus; no spool)"
-SERVE_SPOOLED = "ingress-egress serve, defaults + SPOOL_DIR (stdout bus, spooled)"
-SERVE_NATS = "ingress-egress serve, NATS JetStream, defaults (spooled)"
+# The real `ingress-egress serve` rows. Each case gets its own SPOOL_DIR (the default path
+# is shared by every process on the machine); every other setting is the default.
+SERVE_HEADLINE = "ingress-egress serve, memory bus, defaults (spool on)"
+SERVE_NO_SPOOL = "ingress-egress serve, memory bus, SPOOL_DIR=off"
+SERVE_STDOUT = "ingress-egress serve, defaults: stdout bus (spool on)"
+SERVE_NATS = "ingress-egress serve, NATS JetStream, defaults (spool on)"
+SERVICE_IN_PROCESS = (
+    "ingress-egress (memory bus)",
+    "ingress-egress (memory bus, WebSocket)",
+    "ingress-egress (NATS JetStream, acked)",
+    "ingress-egress (NATS JetStream, acked, spooled)",
+)
+IN_PROCESS = (  # driver, transport, spool, serve (None: in-process)
+    ("memory", "tcp", False, None),
+    ("memory", "ws", False, None),
+    ("nats", "tcp", False, None),
+    ("nats", "tcp", True, None),
+)
 # With two or more CPUs the measured client (a peer or the service) runs on CPU 0 and the
 # traffic side (simulator, nats-server, JetStream consumer) on CPU 1: every figure is then
 # what one core does, and the client does not compete with the server feeding it.
@@ -407,7 +422,9 @@ def run_service(
     lat = percentiles(Path(f"{got}.lat")) if rate else None
     # The service's own histogram: Twitch receipt -> bus ack (memory: the bus's send).
     figures["ack_latency_ms"] = figures.get("latency_ms")
-    figures["integrity"] = integrity(sent, got)
+    # serve's memory bus is inside the process: nothing to compare from outside.
+    unchecked = serve is not None and driver == "memory"
+    figures["integrity"] = None if unchecked else integrity(sent, got)
     figures["latency_ms"] = lat
     figures["count"] = count
     figures["wall_s"] = figures["messages"] / figures["msgs_per_s"]
@@ -609,6 +626,7 @@ def write_report(results: dict[str, Any]) -> None:
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     ceiling = results["ceiling_msgs_per_s"]
+    lines[4:4] = headline(results)
     for row in results["rows"]:
         d, p = row.get("drain") or {}, row.get("paced") or {}
         lat = p.get("latency_ms") or {}
@@ -676,6 +694,35 @@ def write_report(results: dict[str, Any]) -> None:
     (RESULTS / "peers.md").write_text("\n".join(lines) + "\n")
 
 
+def headline(results: dict[str, Any]) -> list[str]:
+    """The real ``serve`` process against the fastest peer of the same run, the other
+    service figures beside it."""
+    rows = {r["name"]: r for r in results["rows"]}
+    peers = [r for r in results["rows"] if r["kind"] == "peer" and r.get("drain")]
+    fastest = max(peers, key=lambda r: r["drain"]["msgs_per_s"], default=None)
+    if fastest is None:
+        return []
+    best = fastest["drain"]["msgs_per_s"]
+    parts = []
+    for name in (SERVE_HEADLINE, SERVE_NO_SPOOL, SERVE_STDOUT, SERVE_NATS, *SERVICE_IN_PROCESS):
+        drain = (rows.get(name) or {}).get("drain") or {}
+        if drain.get("msgs_per_s"):
+            ratio = drain["msgs_per_s"] / best
+            parts.append(
+                f"{name}: {drain['msgs_per_s']:,} msg/s, **{ratio:.2f}x** "
+                f"({drain.get('cpu_s_per_100k', '-')} CPU-s per 100k)"
+            )
+    if not parts:
+        return []
+    return [
+        f"**Headline** (drained, same run, against {fastest['name']} at {best:,} msg/s): "
+        + parts[0],
+        "",
+        *[f"- {part}" for part in parts[1:]],
+        "",
+    ]
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = {r["name"]: r for r in results["rows"]}
     peers = [r for r in results["rows"] if r["kind"] == "peer" and r.get("drain")]
@@ -687,6 +734,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def svc(name: str, part: str) -> dict[str, Any]:
         return (rows.get(name) or {}).get(part) or {}
 
+    serve = svc(SERVE_HEADLINE, "drain").get("msgs_per_s") or 0
+    out.append(
+        {
+            "target": "the real `serve` process, defaults (spool on; memory bus) ≥ 3x the "
+            "fastest peer's receive rate, same run",
+            "measured": f"{serve:,} msg/s vs 3 x {best or 0:,} ({who}) = {3 * (best or 0):,}",
+            "met": bool(best) and serve >= 3 * best,
+        }
+    )
     mem = max(
         (
             svc(n, "drain").get("msgs_per_s") or 0
@@ -697,7 +753,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     out.append(
         {
-            "target": "receive + envelope (memory bus) ≥ 3x the fastest peer's receive rate",
+            "target": "in-process harness: receive + envelope (memory bus, 100k window, no "
+            "spool) ≥ 3x the fastest peer's receive rate",
             "measured": f"{mem:,} msg/s vs 3 x {best or 0:,} ({who}) = {3 * (best or 0):,}",
             "met": bool(best) and mem >= 3 * best,
         }
@@ -817,13 +874,11 @@ def main() -> None:
         # The real `ingress-egress serve` first (the headline: what a deployment runs), then
         # the in-process harness (window raised to the drain's size, 4,096 acks in flight).
         cases: list[tuple[str, str, str, bool, list[str] | None]] = [
-            (SERVE_DEFAULTS, "default", "tcp", False, []),
-            (SERVE_SPOOLED, "default", "tcp", True, []),
+            (SERVE_HEADLINE, "memory", "tcp", True, []),
+            (SERVE_NO_SPOOL, "memory", "tcp", False, ["SPOOL_DIR=off"]),
+            (SERVE_STDOUT, "default", "tcp", True, []),
             (SERVE_NATS, "nats", "tcp", True, []),
-            ("ingress-egress (memory bus)", "memory", "tcp", False, None),
-            ("ingress-egress (memory bus, WebSocket)", "memory", "ws", False, None),
-            ("ingress-egress (NATS JetStream, acked)", "nats", "tcp", False, None),
-            ("ingress-egress (NATS JetStream, acked, spooled)", "nats", "tcp", True, None),
+            *((name, *case) for name, case in zip(SERVICE_IN_PROCESS, IN_PROCESS, strict=True)),
         ]
         for name, driver, transport, spool, serve in cases:
             if not selected(name):

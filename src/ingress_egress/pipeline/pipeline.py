@@ -314,8 +314,6 @@ class Pipeline:
             asyncio.create_task(self._send_loop(), name="pipeline-send"),
             asyncio.create_task(self._sweep_loop(), name="pipeline-ack-timeouts"),
         ]
-        if self._flusher is not None:
-            self._tasks.append(self._flusher)
 
     @property
     def depth(self) -> int:

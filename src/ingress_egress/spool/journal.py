@@ -148,6 +148,8 @@ class Spool:
         self._generation = 0
         self._lock_fd: int | None = None
         self._saved_low = -1
+        self._last_read: tuple[_Block, list[bytes]] | None = None
+        self._reported: set[tuple[Path, int]] = set()  # damaged blocks met reading back
         self._io = asyncio.Lock()
         self._opened = False
 
@@ -563,7 +565,7 @@ class Spool:
                     total += block.end_seq - max(block.first_seq, from_seq)
                     if total >= limit:
                         break
-                out = await asyncio.to_thread(self._read_blocks, chosen, from_seq)
+                out = await asyncio.to_thread(self._read_blocks, chosen, from_seq, limit)
                 next_from = chosen[-1].end_seq
             if len(out) < limit and self._pending:
                 start = max(from_seq, self._pending_first) - self._pending_first
@@ -578,28 +580,45 @@ class Spool:
                 next_from = max(from_seq, self.next_seq)
             return out, next_from
 
-    def _read_blocks(self, blocks: list[_Block], from_seq: int) -> list[tuple[int, bytes]]:
+    def _read_blocks(
+        self, blocks: list[_Block], from_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         for block in blocks:
-            try:
-                with open(block.segment, "rb") as handle:
-                    handle.seek(block.offset)
-                    raw = handle.read(block.size)
-            except OSError as error:
-                raw = b""
-                log.error("spool: cannot read %s: %s", block.segment.name, error)
-            records = _parse_block(raw)
+            records = self._read_block(block)
+            start = max(block.first_seq, from_seq)
             if records is None:
-                self.corrupt_reads += 1
-                self.damage.damaged_regions += 1
-                start = max(block.first_seq, from_seq)
-                self._lost(start, block.end_seq, f"{block.segment.name}:{block.offset} read back")
+                if (block.segment, block.offset) not in self._reported:
+                    self._reported.add((block.segment, block.offset))
+                    self.corrupt_reads += 1
+                    self.damage.damaged_regions += 1
+                    where = f"{block.segment.name}:{block.offset} read back"
+                    self._lost(start, block.end_seq, where)
                 continue
-            for i, data in enumerate(records):
-                seq = block.first_seq + i
-                if seq >= from_seq:
-                    out.append((seq, data))
+            skip = start - block.first_seq
+            taken = records[skip : skip + limit - len(out)]
+            out.extend(zip(range(start, start + len(taken)), taken, strict=True))
+            if len(out) >= limit:
+                break
         return out
+
+    def _read_block(self, block: _Block) -> list[bytes] | None:
+        """A block's records, or None when it fails its check. The last block read is kept:
+        a read-back takes a block a window's worth at a time, and must not read, check and
+        split the whole block again for each part."""
+        cached = self._last_read
+        if cached is not None and cached[0] is block:
+            return cached[1]
+        try:
+            with open(block.segment, "rb") as handle:
+                handle.seek(block.offset)
+                raw = handle.read(block.size)
+        except OSError as error:
+            raw = b""
+            log.error("spool: cannot read %s: %s", block.segment.name, error)
+        records = _parse_block(raw)
+        self._last_read = None if records is None else (block, records)
+        return records
 
     # -- close --------------------------------------------------------------------------
 
