@@ -640,6 +640,8 @@ def write_report(results: dict[str, Any]) -> None:
                 if integ.get(k)
             ]
             intact = "**no**: " + ", ".join(bits)
+        elif (d.get("counters") or {}).get("failed"):  # serve's memory bus: its own count
+            intact = f"**no**: {d['counters']['failed']:,} dropped or refused (counted)"
         else:
             intact = "-"
         rate = d.get("msgs_per_s")
