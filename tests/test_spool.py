@@ -61,24 +61,24 @@ async def test_the_checkpoint_limits_the_replay_to_what_was_not_acknowledged(
     await again.close()
 
 
-async def test_a_torn_tail_is_ignored_counted_and_cut_off(tmp_path: Path) -> None:
+async def test_a_torn_tail_is_ignored_counted_and_left_alone(tmp_path: Path) -> None:
     spool = await opened(tmp_path)
     await fill(spool, 30)
     await spool.close()
     (segment,) = segments(tmp_path)
-    intact = segment.stat().st_size
-    # A crash mid-write: the header and half the body of the next block.
-    header = BLOCK_HEADER.pack(b"IEJ1", 10, 30, 0, 400, 12345)
+    # A crash mid-write: the first half of the next block's header, nothing more.
     with segment.open("ab") as handle:
-        handle.write(header + b"x" * 150)
+        handle.write(b"IEJ2" + b"x" * 10)
+    torn = segment.stat().st_size
     again = await opened(tmp_path)
-    assert again.torn_blocks == 1
-    assert segment.stat().st_size == intact  # truncated back to the last good block
+    assert again.torn_blocks == 1 and again.damage.tail_bytes == 14
+    assert again.damage.lost_records == 0  # nothing numbered was in it
+    assert segment.stat().st_size == torn  # not truncated: new blocks go to a new segment
     assert [seq for seq, _ in await again.read(0, 1000)] == list(range(30))
     await fill(again, 5, start=30)
     await again.close()
+    assert len(segments(tmp_path)) == 2
     third = await opened(tmp_path)
-    assert third.torn_blocks == 0
     assert [seq for seq, _ in await third.read(0, 1000)] == list(range(35))
     await third.close()
 
@@ -94,8 +94,9 @@ async def test_a_block_failing_its_crc_is_skipped_and_counted(tmp_path: Path) ->
     segment.write_bytes(bytes(data))
     again = await opened(tmp_path)
     assert again.torn_blocks == 1
-    # What follows the damage in that segment cannot be trusted: only the first block stays.
-    assert [seq for seq, _ in await again.read(0, 1000)] == list(range(10))
+    # Only the damaged block is lost: the scan resynchronises on the third.
+    assert [seq for seq, _ in await again.read(0, 1000)] == [*range(10), *range(20, 30)]
+    assert list(again.damage.lost_ranges) == [(10, 20)]
     await again.close()
 
 
@@ -130,7 +131,7 @@ async def test_fully_acknowledged_segments_are_deleted(tmp_path: Path) -> None:
     assert int(left[0].stem) <= 200  # the segment holding record 200 stays
     spool.ack_below(400)
     await spool.flush()
-    assert len(segments(tmp_path)) == 1  # only the one in use
+    assert segments(tmp_path) == []  # all acknowledged: even the one in use goes
     assert spool.count == 0
     assert spool.oldest_age_s() is None
     await spool.close()

@@ -58,7 +58,22 @@ def hot_path() -> str:
 def build_spool(settings: Settings) -> Spool | None:
     if not settings.spool_dir:
         return None
-    return Spool(settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync_ms / 1000)
+    return Spool(
+        settings.spool_dir,
+        settings.spool_max_bytes,
+        settings.spool_fsync_ms / 1000,
+        destination=spool_destination(settings),
+    )
+
+
+def spool_destination(settings: Settings) -> dict[str, str]:
+    """Where spooled envelopes were accepted for: a spool is replayed only into the same."""
+    destination = {"driver": settings.message_bus_driver, "subject": settings.ingress_subject}
+    if settings.message_bus_driver == "nats":
+        destination["stream"] = settings.nats_stream
+    elif settings.message_bus_driver == "pubsub":
+        destination["project"] = settings.google_cloud_project
+    return destination
 
 
 def build_credentials(settings: Settings) -> CredentialsProvider | None:
@@ -208,6 +223,23 @@ class Service:
         )
 
     async def _start_bus_then_chat(self) -> None:
+        """With a spool, Twitch is read while the bus is still connecting: what is read
+        waits in the spool. Without one, nothing is read that could not be published."""
+        spooled = self.pipeline.spool is not None
+        if spooled:
+            await self.pipeline.prepare()  # opens the spool: a previous run's rest goes first
+            spooled = self.pipeline.spool is not None  # it may have been unusable
+        if spooled:
+            self.pipeline.start_spool()
+            await self._start_chat()
+        await self._connect_bus()
+        if not spooled:
+            await self.pipeline.prepare()
+        self.pipeline.start()
+        if not spooled:
+            await self._start_chat()
+
+    async def _connect_bus(self) -> None:
         backoff = Backoff(0.5, 15.0)
         while True:
             try:
@@ -222,14 +254,14 @@ class Service:
                 delay = backoff.next_delay()
                 log.error("bus not available (%s); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
+
+    async def _start_chat(self) -> None:
         if self.credentials is not None:
             try:
                 await self.credentials.start()
             except CredentialsError as error:
                 self.errors.add(error.code, str(error))
                 log.error("credentials: %s", error)
-        await self.pipeline.prepare()  # opens the spool: what a previous run left goes first
-        self.pipeline.start()
         # Connecting the bus built long-lived objects (and imported modules): collect and
         # freeze them now, so no long full collection stalls the first minutes of chat.
         gc.collect()
@@ -389,6 +421,12 @@ class Service:
         reasons = []
         if not self.publisher.connected:
             reasons.append(f"bus not connected ({self.bus_error or 'disconnected'})")
+        spool = self.pipeline.spool
+        if spool is not None and not spool.healthy:
+            reasons.append(
+                f"spool degraded ({spool.last_error}): unacknowledged envelopes are held in "
+                "memory only, a restart would lose them"
+            )
         if self.credentials is not None and not self.credentials.healthy:
             status = self.credentials.status()
             reasons.append(f"credentials {status.get('state')}: {status.get('reason')}")

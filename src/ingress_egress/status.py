@@ -27,6 +27,7 @@ class Counters:
     refused: int = 0  # envelopes the full spool could not take (never silent: logged too)
     spilled: int = 0  # envelopes kept only in the spool while the memory queue was full
     replayed: int = 0  # envelopes read back from the spool (spilled, or left by a restart)
+    spool_lost: int = 0  # spooled envelopes lost to damage on disk (ranges: /_debug/twitch)
     dead_lettered: int = 0  # permanently rejected envelopes published to the DLQ
     dead_letter_failed: int = 0  # ... whose dead letter could not be published either
     finalizer_statuses: int = 0  # failure statuses sent towards the finalizer
@@ -46,6 +47,7 @@ class Counters:
             "refused": self.refused,
             "spilled": self.spilled,
             "replayed": self.replayed,
+            "spoolLost": self.spool_lost,
             "deadLettered": self.dead_lettered,
             "deadLetterFailed": self.dead_letter_failed,
             "finalizerStatuses": self.finalizer_statuses,

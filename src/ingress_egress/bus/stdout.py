@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from ingress_egress.bus.base import OutboundMessage, Publisher, settled
+from ingress_egress.bus.base import OutboundMessage, Publisher, SendResult, settled
 
 
 class StdoutPublisher(Publisher):
@@ -28,6 +29,20 @@ class StdoutPublisher(Publisher):
         if self._done is None:
             self._done = settled()  # one resolved future serves every message
         return self._done
+
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
+        """A slice as one write: one system call instead of one per envelope."""
+        if not messages:
+            return [], None
+        try:
+            self._stream.write(b"".join([m.data + b"\n" for m in messages]))
+            self._stream.flush()
+        except OSError as error:  # a closed pipe: retried in order like any bus failure
+            return [], error
+        self.count += len(messages)
+        if self._done is None:
+            self._done = settled()
+        return [(self._done, len(messages))], None
 
     async def publish_to(
         self, destination: str, data: bytes, *, message_id: str, event_type: str

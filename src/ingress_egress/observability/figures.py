@@ -38,6 +38,7 @@ LATENCY_DESCRIPTION = "Time from reading a chat event from Twitch to the bus ack
 
 class _Spool(Protocol):
     max_bytes: int
+    healthy: bool
 
     @property
     def bytes(self) -> int: ...
@@ -289,6 +290,21 @@ FIGURES: tuple[Figure, ...] = (
         "counter",
         "Envelopes refused because the spool was full (SPOOL_MAX_BYTES)",
         _one(lambda s: s.counters.refused),
+    ),
+    Figure(
+        "ingress.spool.degraded",
+        "1",
+        "gauge",
+        "1 while spool writes fail (disk full or failing): unacknowledged envelopes are then "
+        "held in memory only",
+        _spool(lambda spool: int(not spool.healthy)),
+    ),
+    Figure(
+        "ingress.spool.lost",
+        "{message}",
+        "counter",
+        "Spooled envelopes lost to damage on disk (ranges in /_debug/twitch)",
+        _one(lambda s: s.counters.spool_lost),
     ),
     Figure(
         "ingress.dead_letters",

@@ -47,6 +47,11 @@ log = logging.getLogger("ingress_egress.pipeline")
 
 SEND_SLICE = 256  # sends between yields: a driver that never suspends must not starve reads
 READ_BACK_MAX = 1024  # records read back from the spool at once
+# Spilled envelopes also kept in memory, up to this share of SPOOL_MAX_BYTES (at most
+# SPILL_MEMORY_MAX): a burst's read-back then costs no disk read, CRC or JSON parse. Beyond
+# it they live in the spool only, and are read back from disk.
+SPILL_MEMORY_SHARE = 16
+SPILL_MEMORY_MAX = 32 << 20
 
 
 class DeliveryObserver(Protocol):
@@ -113,6 +118,13 @@ class Pipeline:
         self._failure: BaseException | None = None
         self._failed_rounds = 0  # consecutive go-back rounds without an ack
         self._spill_next = -1  # spool sequence of the next record to read back; -1: none
+        # Spilled envelopes still in memory: consecutive sequences, the first at
+        # ``_spill_next`` or later (then the ones before it are read back from disk).
+        self._spilled: deque[OutboundMessage] = deque()
+        self._spilled_bytes = 0
+        self._spill_budget = (
+            min(spool.max_bytes // SPILL_MEMORY_SHARE, SPILL_MEMORY_MAX) if spool else 0
+        )
         self._refused_log_at = 0.0
         self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,6 +132,8 @@ class Pipeline:
         # path only; the C path's runs (chat messages only) add one sum per read.
         self._typed_built: dict[str, int] = {}
         self._run_built = 0
+        self._checkpoint_reported = False
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- the read loop's side -------------------------------------------------------
 
@@ -175,6 +189,15 @@ class Pipeline:
         common case), else one by one."""
         self._run_built += len(run)
         unsent, spool = self._unsent, self.spool
+        if spool is not None and self._spill_next >= 0:  # spilling: all to the spool
+            first = spool.append_many([m.data for m in run])
+            if first >= 0:
+                for seq, outbound in enumerate(run, first):
+                    outbound.seq = seq
+                self.counters.received += len(run)
+                self.counters.spilled += len(run)
+                self._keep_spilled(run)
+                return
         if len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
             if spool is not None:
                 first = -1 if self._spill_next >= 0 else spool.append_many([m.data for m in run])
@@ -205,6 +228,7 @@ class Pipeline:
                 if self._spill_next < 0:
                     self._spill_next = seq
                 self.counters.spilled += 1
+                self._keep_spilled((outbound,))
                 return
         elif len(self._unsent) + len(self._unacked) >= self.queue_max:
             self._refuse(outbound, "queue_full", f"queue full ({self.queue_max})")
@@ -212,6 +236,17 @@ class Pipeline:
         self._unsent.append(outbound)
         if not self._wake.is_set():
             self._wake.set()
+
+    def _keep_spilled(self, run: list[OutboundMessage] | tuple[OutboundMessage, ...]) -> None:
+        """Keep spilled envelopes in memory too while they follow on and fit the budget."""
+        spilled = self._spilled
+        for outbound in run:
+            expected = spilled[-1].seq + 1 if spilled else self._spill_next
+            size = len(outbound.data)
+            if outbound.seq != expected or self._spilled_bytes + size > self._spill_budget:
+                return  # from here on, read back from the spool
+            spilled.append(outbound)
+            self._spilled_bytes += size
 
     def _refuse(self, message: OutboundMessage, code: str, why: str) -> None:
         """Counted and reported every time; logged at most once a second (with a count)."""
@@ -260,16 +295,43 @@ class Pipeline:
         if left:
             self._spill_next = spool.low
             log.info("spool: %d envelope(s) left by the previous run are sent first", left)
-        if spool.torn_blocks:
-            self.errors.add("spool_torn", f"{spool.torn_blocks} damaged spool block(s) ignored")
+        for aside in spool.kept_aside:
+            self.errors.add(
+                "spool_foreign",
+                f"spool written for {aside['destination']} kept aside in {aside['path']}",
+            )
+        self._report_damage()
+
+    def _report_damage(self) -> None:
+        """The spool's damage as counted loss (``spoolLost``) and a readable error."""
+        spool = self.spool
+        assert spool is not None
+        damage = spool.damage
+        if damage.lost_records == self.counters.spool_lost and not damage.checkpoint_ignored:
+            return
+        if damage.lost_records > self.counters.spool_lost:
+            ranges = ", ".join(f"{a}..{b - 1}" for a, b in list(damage.lost_ranges)[-5:])
+            self.errors.add(
+                "spool_damaged",
+                f"{damage.lost_records} spooled envelope(s) lost to damage (records {ranges})",
+            )
+            self.counters.spool_lost = damage.lost_records
+        if damage.checkpoint_ignored and not self._checkpoint_reported:
+            self._checkpoint_reported = True
+            self.errors.add("spool_checkpoint", damage.checkpoint_ignored)
+
+    def start_spool(self) -> None:
+        """The spool's writer alone: reading may start before the bus is connected."""
+        if self.spool is not None and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name="spool-flush")
 
     def start(self) -> None:
+        """The sender (the bus is connected) and the spool's writer."""
+        self.start_spool()
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="pipeline-send"),
             asyncio.create_task(self._sweep_loop(), name="pipeline-ack-timeouts"),
         ]
-        if self.spool is not None:
-            self._tasks.append(asyncio.create_task(self._flush_loop(), name="spool-flush"))
 
     @property
     def depth(self) -> int:
@@ -320,9 +382,10 @@ class Pipeline:
     async def stop(self) -> None:
         """Stop sending, then make the spool durable: what is unacknowledged stays in it
         (it was written ahead) and is sent first by the next start."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._flusher] if self._flusher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.dead_letters is not None:
             await self.dead_letters.stop()
         if self.spool is not None:
@@ -532,7 +595,16 @@ class Pipeline:
         spool = self.spool
         assert spool is not None
         start = self._spill_next
-        records = await spool.read(start, min(self._room(), READ_BACK_MAX))
+        spilled = self._spilled
+        if spilled and spilled[0].seq == start:
+            self._take_spilled(min(self._room(), READ_BACK_MAX))
+            return
+        limit = min(self._room(), READ_BACK_MAX)
+        if spilled:
+            limit = min(limit, spilled[0].seq - start)
+        records, next_from = await spool.read_from(start, limit)
+        if spool.damage.lost_records != self.counters.spool_lost:
+            self._report_damage()
         now = time.monotonic()
         unsent = self._unsent
         for seq, data in records:
@@ -546,11 +618,30 @@ class Pipeline:
             message.seq = seq
             unsent.append(message)
         self.counters.replayed += len(records)
-        self._spill_next = records[-1][0] + 1 if records else spool.next_seq
+        self._spill_next = next_from
         if self._spill_next >= spool.next_seq:
             self._spill_next = -1
         if self._spill_next < 0 and not self._wake.is_set():
             self._wake.set()
+
+    def _take_spilled(self, limit: int) -> None:
+        """Read back from memory: the envelopes as they were accepted, nothing parsed."""
+        spilled, unsent = self._spilled, self._unsent
+        count = min(limit, len(spilled))
+        taken = 0
+        for _ in range(count):
+            message = spilled.popleft()
+            taken += len(message.data)
+            unsent.append(message)
+        self._spilled_bytes -= taken
+        self.counters.replayed += count
+        self._spill_next = unsent[-1].seq + 1
+        spool = self.spool
+        assert spool is not None
+        if self._spill_next >= spool.next_seq:
+            self._spill_next = -1
+            if not self._wake.is_set():
+                self._wake.set()
 
     async def _flush_loop(self) -> None:
         spool = self.spool
