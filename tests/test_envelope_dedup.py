@@ -22,8 +22,8 @@ from ingress_egress.pipeline.outbound import lines_to_outbound, message_to_outbo
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator
 from ingress_egress.twitch.messages import TwitchMessage, from_irc
+from tests.support.irc_client import IrcClient
 from tests.support.nats import NatsHarness, NatsServer
-from tests.test_simulator import IrcClient
 
 pytestmark = pytest.mark.timeout(60)
 

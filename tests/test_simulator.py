@@ -31,76 +31,12 @@ from ingress_egress.simulator import (
     user_id_for,
 )
 from ingress_egress.simulator import cli as sim_cli
+from tests.support.irc_client import CAPS, READ_TIMEOUT, IrcClient, read_from_cli
 
 pytestmark = pytest.mark.timeout(60)
 
-READ_TIMEOUT = 10.0
-CAPS = "twitch.tv/tags twitch.tv/commands"
 EMOTE_NAMES = {emote_id: name for name, emote_id in EMOTES}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-class IrcClient:
-    """A bare asyncio IRC client that returns raw lines, checking they end with CRLF."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> IrcClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        return cls(reader, writer)
-
-    async def send_raw(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def send(self, *lines: str) -> None:
-        await self.send_raw("".join(f"{line}\r\n" for line in lines).encode())
-
-    async def recv(self) -> str:
-        raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), READ_TIMEOUT)
-        assert raw.endswith(b"\r\n"), raw
-        return raw[:-2].decode()
-
-    async def recv_n(self, n: int) -> list[str]:
-        return [await self.recv() for _ in range(n)]
-
-    async def recv_until(self, predicate: Callable[[str], bool]) -> list[str]:
-        """Lines up to and including the first one matching ``predicate``."""
-        out: list[str] = []
-        while True:
-            line = await self.recv()
-            out.append(line)
-            if predicate(line):
-                return out
-
-    async def rest(self) -> bytes:
-        """Everything until the server closes the connection."""
-        return await asyncio.wait_for(self.reader.read(), READ_TIMEOUT)
-
-    async def login(self, nick: str = "justinfan123", caps: str | None = CAPS) -> None:
-        if caps is not None:
-            await self.send(f"CAP REQ :{caps}")
-            assert (await self.recv()).startswith(":tmi.twitch.tv CAP * ACK :")
-        await self.send("PASS SCHMOOPIIE", f"NICK {nick}")
-        assert (await self.recv_until(lambda line: " 376 " in line))[-1].endswith(":>")
-
-    async def join(self, *channels: str) -> None:
-        await self.send("JOIN " + ",".join(f"#{c}" for c in channels))
-        for channel in channels:
-            await self.recv_until(lambda line, c=channel: line.endswith(f"ROOMSTATE #{c}"))
-
-    async def barrier(self, token: str = "barrier") -> list[str]:
-        """Lines the server sent before answering a PING (nothing is lost or reordered)."""
-        await self.send(f"PING :{token}")
-        lines = await self.recv_until(lambda line: line.startswith(":tmi.twitch.tv PONG"))
-        assert lines[-1] == f":tmi.twitch.tv PONG tmi.twitch.tv :{token}"
-        return lines[:-1]
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 SimFactory = Callable[..., Awaitable[ChatSimulator]]
@@ -751,16 +687,8 @@ def test_cli_runs_until_sigterm() -> None:
         banner = proc.stderr.readline().decode()
         match = re.search(r"irc://127\.0\.0\.1:(\d+)", banner)
         assert match, banner
-
-        async def talk() -> list[str]:
-            client = await IrcClient.open(int(match.group(1)))
-            await client.login()
-            await client.join("cli")
-            lines = await client.recv_n(3)
-            client.close()
-            return lines
-
-        assert len(chat(asyncio.run(talk()))) == 3
+        lines = read_from_cli(int(match.group(1)), "cli", 3)
+        assert len(chat(lines)) == 3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

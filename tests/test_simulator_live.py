@@ -9,7 +9,6 @@ before anything is compared, so no line is in flight.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator, LiveMessage, room_id_for
 from ingress_egress.simulator import cli as sim_cli
 from ingress_egress.twitch.messages import Clearchat, Clearmsg, Privmsg, Usernotice, from_irc
-from tests.test_simulator import IrcClient
+from tests.support.irc_client import IrcClient, read_from_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -243,16 +242,8 @@ def test_cli_live_mode_reports_what_nobody_heard() -> None:
         banner = proc.stderr.readline().decode()
         match = re.search(r"irc://127\.0\.0\.1:(\d+) \(live: 1 channels at 200 msg/s\)", banner)
         assert match, banner
-
-        async def talk() -> list[str]:
-            client = await IrcClient.open(int(match.group(1)))
-            await client.login()
-            await client.join("cli")
-            lines = await client.recv_n(3)
-            client.close()
-            return lines
-
-        assert len(chat_lines(asyncio.run(talk()))) == 3
+        lines = read_from_cli(int(match.group(1)), "cli", 3)
+        assert len(chat_lines(lines)) == 3
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
