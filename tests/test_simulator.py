@@ -7,11 +7,8 @@ hanging, and "nothing more was sent" is checked with a PING sent as a barrier.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,7 +28,13 @@ from ingress_egress.simulator import (
     user_id_for,
 )
 from ingress_egress.simulator import cli as sim_cli
-from tests.support.irc_client import CAPS, READ_TIMEOUT, IrcClient, read_from_cli
+from tests.support.irc_client import (
+    CAPS,
+    READ_TIMEOUT,
+    IrcClient,
+    read_from_cli,
+    start_simulator_cli,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -675,19 +678,9 @@ def test_cli_arguments_build_the_simulator(tmp_path: Path) -> None:
 
 
 def test_cli_runs_until_sigterm() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingress_egress.simulator", "--port", "0", "--count", "3"],
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
+    proc, _, port = start_simulator_cli("--count", "3")
     try:
-        assert proc.stderr is not None
-        banner = proc.stderr.readline().decode()
-        match = re.search(r"irc://127\.0\.0\.1:(\d+)", banner)
-        assert match, banner
-        lines = read_from_cli(int(match.group(1)), "cli", 3)
+        lines = read_from_cli(port, "cli", 3)
         assert len(chat(lines)) == 3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

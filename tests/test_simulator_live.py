@@ -9,11 +9,8 @@ before anything is compared, so no line is in flight.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +21,7 @@ from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator, LiveMessage, room_id_for
 from ingress_egress.simulator import cli as sim_cli
 from ingress_egress.twitch.messages import Clearchat, Clearmsg, Privmsg, Usernotice, from_irc
-from tests.support.irc_client import IrcClient, read_from_cli
+from tests.support.irc_client import IrcClient, read_from_cli, start_simulator_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,20 +226,10 @@ def test_cli_live_options_build_a_live_simulator() -> None:
 
 
 def test_cli_live_mode_reports_what_nobody_heard() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "ingress_egress.simulator", "--port", "0"]
-    proc = subprocess.Popen(
-        [*argv, "--live", "cli", "--rate", "200"],
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
+    proc, banner, port = start_simulator_cli("--live", "cli", "--rate", "200")
     try:
-        assert proc.stderr is not None
-        banner = proc.stderr.readline().decode()
-        match = re.search(r"irc://127\.0\.0\.1:(\d+) \(live: 1 channels at 200 msg/s\)", banner)
-        assert match, banner
-        lines = read_from_cli(int(match.group(1)), "cli", 3)
+        assert "(live: 1 channels at 200 msg/s)" in banner, banner
+        lines = read_from_cli(port, "cli", 3)
         assert len(chat_lines(lines)) == 3
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 
 READ_TIMEOUT = 10.0
@@ -85,3 +89,21 @@ def read_from_cli(port: int, channel: str, n: int) -> list[str]:
         return lines
 
     return asyncio.run(talk())
+
+
+def start_simulator_cli(*args: str) -> tuple[subprocess.Popen[bytes], str, int]:
+    """``python -m ingress_egress.simulator --port 0 ARGS`` in its own session: the process,
+    its banner line and the port the banner names. The caller stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingress_egress.simulator", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    banner = proc.stderr.readline().decode()
+    match = re.search(r"irc://127\.0\.0\.1:(\d+)", banner)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"no listening banner: {banner!r}")
+    return proc, banner, int(match.group(1))
