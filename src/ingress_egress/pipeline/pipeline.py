@@ -45,7 +45,11 @@ from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")
 
-SEND_SLICE = 256  # sends between yields: a driver that never suspends must not starve reads
+# Sends between yields: a driver that never suspends must not starve reads. As large as the
+# default in-flight cap, so one turn of the loop can send what one socket read brought
+# (about 300 chat lines per 64 KiB read): a smaller slice let a burst outrun the sender,
+# fill the window and spill to the spool with the bus idle (bench/run.py, serve defaults).
+SEND_SLICE = 1024
 READ_BACK_MAX = 1024  # records read back from the spool at once
 # Spilled envelopes also kept in memory, up to this share of SPOOL_MAX_BYTES (at most
 # SPILL_MEMORY_MAX): a burst's read-back then costs no disk read, CRC or JSON parse. Beyond

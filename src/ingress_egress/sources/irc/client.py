@@ -327,6 +327,9 @@ class TwitchIrcClient:
                     session.invalid_counted = transport.invalid_utf8
                 if transport.oversized_lines != session.oversized_counted:
                     self._count_oversized(session)
+                # One read per turn of the loop: buffered bytes would otherwise be read on
+                # without a yield, and the sender, acks and HTTP wait behind the burst.
+                await asyncio.sleep(0)
         except TransportClosed as error:
             if session.end_reason == "connection closed":  # else: we closed it, and said why
                 session.end_reason = str(error)
