@@ -67,7 +67,7 @@ sanitize: install
 	$(SANITIZE_ENV) $(VENV)/bin/python -c "import sys, ingress_egress._native as n; \
 		f = n.speedups.__file__; print('sanitized module:', f); \
 		sys.exit(0 if '$(SANITIZE_DIR)/lib' in f and 'libasan' in open('/proc/self/maps').read() else 1)"
-	$(SANITIZE_ENV) FUZZ_BUDGET_SECONDS=5 $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
+	$(SANITIZE_ENV) FUZZ_BUDGET_SECONDS=5 $(VENV)/bin/python -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)
 	$(SANITIZE_ENV) FUZZ_BUDGET_SECONDS=5 $(VENV)/bin/python -m tests.fuzz.run $(SANITIZE_FUZZ_SECONDS) $(SANITIZE_DIR)/fuzz
 
 # The differential fuzz target (tests/fuzz/): Python reference vs C, FUZZ_SECONDS long.
