@@ -22,6 +22,9 @@ BUDGET_SECONDS = float(os.environ.get("FUZZ_BUDGET_SECONDS", "1.0"))
 GC_PRESSURE = os.environ.get("FUZZ_GC_PRESSURE", "1") != "0"
 BATCH_SEPARATOR = b"\n\x1e\n"
 REPEAT = 0x1D
+# The expanded input's cap: one line of 64 KiB (past any bound a decoder should accept) and
+# more, but not megabytes of ordinary lines, whose (linear) cost would pass for quadratic work.
+MAX_EXPANDED = 128 * 1024
 SUBJECT = b"internal.ingress.v1"
 BASE_RECEIVED = 1_700_000_000.0
 
@@ -40,17 +43,19 @@ def _short(value: object) -> str:
 def expand(payload: bytes) -> bytes:
     out = bytearray()
     i = 0
-    while i < len(payload):
+    while i < len(payload) and len(out) < MAX_EXPANDED:
         if payload[i] == REPEAT and i + 1 < len(payload):
             end = payload.find(bytes([REPEAT]), i + 2)
             if end < 0:
                 end = len(payload)
-            out += payload[i + 2 : end] * (32 * payload[i + 1])
+            body = payload[i + 2 : end]
+            room = MAX_EXPANDED - len(out)
+            out += body * min(32 * payload[i + 1], room // max(len(body), 1))
             i = end + 1
         else:
             out.append(payload[i])
             i += 1
-    return bytes(out)
+    return bytes(out[:MAX_EXPANDED])
 
 
 def check_input(data: bytes) -> None:
