@@ -41,6 +41,9 @@ from ingress_egress.sources.irc.transport import _split_lines_py, split_lines
 from ingress_egress.twitch.messages import common as messages_common
 
 try:  # the codec package (issue 17); until it lands, today's entry points
+    from ingress_egress.sources.irc.codec import native as _codec_native  # noqa: F401
+    from ingress_egress.sources.irc.codec import python as _codec_python  # noqa: F401
+
     from ingress_egress.sources.irc import codec as codec_package
 except ImportError:
     codec_package = None  # type: ignore[assignment]
@@ -97,11 +100,15 @@ class _Side:
         def random_hex(lines: int) -> str:
             return self._random.randbytes(40 * lines).hex()
 
-        builder = EnvelopeBuilder()
         kind: Callable[..., Any] = codec_package.python.PythonCodec  # type: ignore[union-attr]
         if self.native:
-            kind = codec_package.native.NativeCodec  # type: ignore[union-attr]
-        return kind(builder, random_hex=random_hex, monotonic=lambda: self.monotonic)
+            try:
+                return codec_package.native.NativeCodec(  # type: ignore[union-attr]
+                    EnvelopeBuilder(), random_hex=random_hex, monotonic=lambda: self.monotonic
+                )
+            except ImportError:  # the extension is not built: the reference twice
+                self.native = False
+        return kind(EnvelopeBuilder(), random_hex=random_hex, monotonic=lambda: self.monotonic)
 
     monotonic = 0.0
 
