@@ -48,6 +48,8 @@ test: lint alerts
 # first on the path (a copy of the package around it), and the differential tests plus a
 # bounded fuzz run on it. PYTHONMALLOC=malloc: so ASan sees every object (pymalloc's arenas
 # would hide an overflow); detect_leaks=0: CPython keeps memory at exit on purpose.
+# libstdc++ preloaded after libasan: atheris' libFuzzer throws C++ exceptions, and ASan's
+# __cxa_throw interceptor must find the real one at start-up (else 'CHECK failed').
 FUZZ_SECONDS ?= 60
 SANITIZE_FUZZ_SECONDS ?= 30
 SANITIZE_DIR := build/sanitize
@@ -55,7 +57,7 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 SANITIZE_TESTS := tests/test_fast_direct.py tests/test_fast_hpub.py tests/test_fast_outbound.py \
 	tests/test_speedups.py tests/test_pipeline_lines.py tests/test_split_lines.py tests/test_fuzz_corpus.py
 SANITIZE_ENV = PYTHONPATH=$(abspath $(SANITIZE_DIR)/lib) PYTHONMALLOC=malloc \
-	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 sanitize: install
