@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 PROMTOOL := $(TOOLS)/bin/promtool
 ALERTS := docs/ops/alerts.yaml
 
-.PHONY: install test lint alerts demo bench bench-normalize clean
+.PHONY: install test lint alerts demo bench bench-normalize clean sanitize fuzz
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,8 +38,43 @@ alerts: $(PROMTOOL)
 	$(PROMTOOL) check rules $(ALERTS)
 	cd $(dir $(ALERTS)) && $(abspath $(PROMTOOL)) test rules alerts.test.yaml
 
+# After the normal tests: the C under ASan/UBSan, then a bounded differential fuzz run.
 test: lint alerts
 	$(VENV)/bin/python -m pytest
+	$(MAKE) sanitize
+	$(MAKE) fuzz FUZZ_SECONDS=60
+
+# The extension built with ASan + UBSan into build/sanitize (never the editable build), put
+# first on the path (a copy of the package around it), and the differential tests plus a
+# bounded fuzz run on it. PYTHONMALLOC=malloc: so ASan sees every object (pymalloc's arenas
+# would hide an overflow); detect_leaks=0: CPython keeps memory at exit on purpose.
+# libstdc++ preloaded after libasan: atheris' libFuzzer throws C++ exceptions, and ASan's
+# __cxa_throw interceptor must find the real one at start-up (else 'CHECK failed').
+FUZZ_SECONDS ?= 60
+SANITIZE_FUZZ_SECONDS ?= 30
+SANITIZE_DIR := build/sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1 -g
+SANITIZE_TESTS := tests/test_fast_direct.py tests/test_fast_hpub.py tests/test_fast_outbound.py \
+	tests/test_speedups.py tests/test_pipeline_lines.py tests/test_split_lines.py tests/test_fuzz_corpus.py
+SANITIZE_ENV = PYTHONPATH=$(abspath $(SANITIZE_DIR)/lib) PYTHONMALLOC=malloc \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+sanitize: install
+	rm -rf $(SANITIZE_DIR)/lib && mkdir -p $(SANITIZE_DIR)/lib
+	(cd src && tar cf - --exclude='*.so' --exclude=__pycache__ ingress_egress) | (cd $(SANITIZE_DIR)/lib && tar xf -)
+	CC=gcc CFLAGS="$(SANITIZE_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+		$(VENV)/bin/python setup.py -q build_ext --force \
+		--build-lib $(SANITIZE_DIR)/lib --build-temp $(SANITIZE_DIR)/tmp
+	$(SANITIZE_ENV) $(VENV)/bin/python -c "import sys, ingress_egress._native as n; \
+		f = n.speedups.__file__; print('sanitized module:', f); \
+		sys.exit(0 if '$(SANITIZE_DIR)/lib' in f and 'libasan' in open('/proc/self/maps').read() else 1)"
+	$(SANITIZE_ENV) FUZZ_BUDGET_SECONDS=5 $(VENV)/bin/python -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)
+	$(SANITIZE_ENV) FUZZ_BUDGET_SECONDS=5 $(VENV)/bin/python -m tests.fuzz.run $(SANITIZE_FUZZ_SECONDS) $(SANITIZE_DIR)/fuzz
+
+# The differential fuzz target (tests/fuzz/): Python reference vs C, FUZZ_SECONDS long.
+fuzz: install
+	$(VENV)/bin/python -m tests.fuzz.run $(FUZZ_SECONDS) build/fuzz
 
 demo: install
 	$(VENV)/bin/ingress-egress demo

@@ -2017,18 +2017,25 @@ sp_stable_uuid(PyObject *module, PyObject *name)
 
 /* The next 32 characters of a RandomIds block, without taking them: 1 with *p set, 0 when
  * the Python method must run (a refill, or state the fast path does not know). */
-static int ids_peek_n(PyObject *ids, Py_ssize_t need, const Py_UCS1 **p, Py_ssize_t *pos);
+#define IDS_PEEK_MAX 96 /* three ids drawn in a row at most */
+
+static int ids_peek_n(PyObject *ids, Py_ssize_t need, Py_UCS1 *buf, Py_ssize_t *pos);
 
 static int
-ids_peek(PyObject *ids, const Py_UCS1 **p, Py_ssize_t *pos)
+ids_peek(PyObject *ids, Py_UCS1 *buf, Py_ssize_t *pos)
 {
-    return ids_peek_n(ids, 32, p, pos);
+    return ids_peek_n(ids, 32, buf, pos);
 }
 
-/* ids_peek for the next `need` characters (several ids drawn in a row). */
+/* ids_peek for the next `need` characters (several ids drawn in a row), copied into buf:
+ * never a pointer into RandomIds' string, which Python code run by a later allocation (a GC
+ * callback, a finalizer) may replace and free (found by tests/fuzz, under make sanitize). */
 static int
-ids_peek_n(PyObject *ids, Py_ssize_t need, const Py_UCS1 **p, Py_ssize_t *pos)
+ids_peek_n(PyObject *ids, Py_ssize_t need, Py_UCS1 *buf, Py_ssize_t *pos)
 {
+    if (need > IDS_PEEK_MAX) {
+        return 0;
+    }
     if (Py_TYPE(ids) != T_RandomIds) {
         return 0;
     }
@@ -2047,7 +2054,7 @@ ids_peek_n(PyObject *ids, Py_ssize_t need, const Py_UCS1 **p, Py_ssize_t *pos)
         }
         return 0;
     }
-    *p = PyUnicode_1BYTE_DATA(hex) + start;
+    memcpy(buf, PyUnicode_1BYTE_DATA(hex) + start, (size_t)need);
     *pos = (Py_ssize_t)start;
     return 1;
 }
@@ -2110,9 +2117,9 @@ uuid4_text(Py_UCS1 *q, const Py_UCS1 *h)
 static PyObject *
 ids_uuid4(PyObject *ids)
 {
-    const Py_UCS1 *h;
+    Py_UCS1 h[32];
     Py_ssize_t pos;
-    if (!ids_peek(ids, &h, &pos) || hex_value(h[16]) < 0) {
+    if (!ids_peek(ids, h, &pos) || hex_value(h[16]) < 0) {
         return PyObject_CallMethodNoArgs(ids, S_a_uuid4);
     }
     PyObject *out = PyUnicode_New(36, 127);
@@ -2131,9 +2138,9 @@ static PyObject *
 ids_trace_id(PyObject *ids)
 {
     for (;;) {
-        const Py_UCS1 *h;
+        Py_UCS1 h[32];
         Py_ssize_t pos;
-        if (!ids_peek(ids, &h, &pos)) {
+        if (!ids_peek(ids, h, &pos)) {
             return PyObject_CallMethodNoArgs(ids, S_a_trace_id);
         }
         int zero = 1;
@@ -3453,16 +3460,17 @@ c_outbound(PyObject *attrs, PyObject *msg, PyObject *stamp, PyObject *span_ids,
     /* the ids, as the reference draws them: [uuid4], trace id (builder), span id */
     int need_uuid = PyUnicode_GET_LENGTH(f[PM_MESSAGE_ID]) == 0;
     int same = ids == span_ids;
-    const Py_UCS1 *h, *sh;
+    Py_UCS1 h[IDS_PEEK_MAX], span_buf[32];
+    const Py_UCS1 *sh = span_buf;
     Py_ssize_t pos, span_pos = 0;
-    if (!ids_peek_n(ids, 32 * (need_uuid + 1 + same), &h, &pos)) {
+    if (!ids_peek_n(ids, 32 * (need_uuid + 1 + same), h, &pos)) {
         rc = J_OTHER;
         goto out;
     }
     if (same) {
         sh = h + 32 * (need_uuid + 1);
     }
-    else if (!ids_peek_n(span_ids, 32, &sh, &span_pos)) {
+    else if (!ids_peek_n(span_ids, 32, span_buf, &span_pos)) {
         rc = J_OTHER;
         goto out;
     }
@@ -4875,15 +4883,16 @@ dp_line_to_outbound(PyObject *line, dp_ctx *ctx, PyObject *received_at, PyObject
     int need_uuid = dp_tag_len(&l, TG_ID) == 0;
     int same = ids == span_ids;
     Py_ssize_t take = 32 * (need_uuid + 1 + same);
-    const Py_UCS1 *h, *sh;
+    Py_UCS1 h[IDS_PEEK_MAX], span_buf[32];
+    const Py_UCS1 *sh = span_buf;
     Py_ssize_t pos, span_pos = 0;
-    if (!ids_peek_n(ids, take, &h, &pos)) {
+    if (!ids_peek_n(ids, take, h, &pos)) {
         return 0; /* a refill: the reference's RandomIds methods draw */
     }
     if (same) {
         sh = h + 32 * (need_uuid + 1);
     }
-    else if (!ids_peek_n(span_ids, 32, &sh, &span_pos)) {
+    else if (!ids_peek_n(span_ids, 32, span_buf, &span_pos)) {
         return 0;
     }
     const Py_UCS1 *trace = h + 32 * need_uuid;
