@@ -79,3 +79,17 @@ def test_topics_and_types() -> None:
     assert set(published) == {INGRESS_TOPIC, DLQ_TOPIC}
     assert tuple(published[INGRESS_TOPIC]["types"]) == EVENT_TYPES
     assert (ROOT / published[INGRESS_TOPIC]["schema"]).is_dir()
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test helpers live in tests/support/; a test module importing another runs (and
+    couples to) that module's tests."""
+    tests = Path(__file__).parent
+    offenders = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted(tests.glob("test_*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\s*(from tests(\.test_\w+)? import|import tests\.test_)", line)
+        and not re.match(r"\s*from tests import support\b", line)
+    ]
+    assert offenders == []

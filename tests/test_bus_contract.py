@@ -9,25 +9,9 @@ from collections import defaultdict
 import pytest
 
 from ingress_egress.bus.base import BusError, OutboundMessage
-from tests.support.buses import BusUnderTest
+from tests.support.buses import CONTRACT_CHANNELS, BusUnderTest, outbound
 
 pytestmark = pytest.mark.timeout(120)
-CHANNELS = {"alpha": "1001", "beta": "1002", "gamma": "1003"}
-
-
-def outbound(channel: str, seq: int) -> OutboundMessage:
-    envelope_id = f"00000000-0000-4000-8000-{seq:012d}"
-    body = {"id": envelope_id, "channel": channel, "seq": seq, "text": 'héllo 🎉 "quoted"'}
-    return OutboundMessage(
-        data=json.dumps(body, ensure_ascii=False).encode(),
-        envelope_id=envelope_id,
-        dedup_id=f"twitch-{channel}-{seq}",
-        type="external.chat.message.v1",
-        traceparent=f"00-{seq:032x}-{seq:016x}-01",
-        ordering_key=CHANNELS[channel],
-        time="2026-11-22T00:00:00.000Z",
-        channel=channel,
-    )
 
 
 async def publish_all(bus: BusUnderTest, messages: list[OutboundMessage]) -> None:
@@ -41,7 +25,7 @@ async def publish_all(bus: BusUnderTest, messages: list[OutboundMessage]) -> Non
 
 
 async def test_every_message_arrives_once_in_channel_order(bus: BusUnderTest) -> None:
-    names = list(CHANNELS)
+    names = list(CONTRACT_CHANNELS)
     messages = [outbound(names[i % 3], i) for i in range(300)]
     await publish_all(bus, messages)
     got = await bus.exactly(300)
@@ -58,7 +42,7 @@ async def test_every_message_arrives_once_in_channel_order(bus: BusUnderTest) ->
 async def test_send_many_runs_cover_each_slice_and_arrive_in_order(bus: BusUnderTest) -> None:
     """The pipeline's path: one ``send_many`` per slice; its runs account for every message
     of the slice, in order, and their futures are the acks."""
-    names = list(CHANNELS)
+    names = list(CONTRACT_CHANNELS)
     messages = [outbound(names[i % 3], i) for i in range(300)]
     publisher = bus.publisher()
     await publisher.start()

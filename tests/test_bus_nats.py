@@ -11,9 +11,9 @@ from nats.js.api import StreamConfig
 
 from ingress_egress.bus.base import BusError
 from ingress_egress.bus.nats import DUPLICATE_WINDOW_S, NatsPublisher, hpub_frame
+from tests.support.buses import outbound
 from tests.support.nats import NatsHarness, NatsServer
 from tests.support.processes import free_port
-from tests.test_bus_contract import outbound
 
 pytestmark = pytest.mark.timeout(60)
 SUBJECT = "dev.internal.ingress.v1"

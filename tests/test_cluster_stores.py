@@ -18,6 +18,7 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
 )
 from tests.support.nats import NatsServer
 from tests.support.processes import free_port
+from tests.support.service import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -73,7 +74,7 @@ async def test_members_are_live_while_they_beat_and_gone_after_the_ttl(stores) -
     async def only_b() -> bool:
         return set(await b.members()) == {"ie-b"}
 
-    await eventually_async(only_b, timeout=TTL_S * 3, what="a's record expires by TTL")
+    await eventually(only_b, TTL_S * 3, "a's record expires by TTL", interval=0.1)
     assert (await b.members())["ie-b"].joined == {"z"}
 
 
@@ -152,14 +153,6 @@ async def test_nats_watch_wakes_on_join_and_leave(tmp_path: Path) -> None:
         await a.close()
         await b.close()
         server.stop()
-
-
-async def eventually_async(check, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_nats_store_that_never_connected_refuses_every_call() -> None:

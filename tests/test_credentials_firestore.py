@@ -45,7 +45,8 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
     firestore_env_fixture,
 )
 from tests.support.processes import free_port
-from tests.support.twitch_oauth_mock import TwitchOAuthMock
+from tests.support.service import eventually
+from tests.support.twitch_oauth_mock import TwitchOAuthMock, oauth_mock_fixture
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(120)]
 
@@ -104,12 +105,7 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     )
 
 
-@pytest.fixture
-async def twitch() -> AsyncIterator[TwitchOAuthMock]:
-    mock = TwitchOAuthMock(token_prefix=TOKEN_PREFIX, client_secret=TOKEN_PREFIX + "client")
-    await mock.start()
-    yield mock
-    await mock.stop()
+twitch = oauth_mock_fixture(token_prefix=TOKEN_PREFIX, client_secret=TOKEN_PREFIX + "client")
 
 
 @pytest.fixture
@@ -208,14 +204,6 @@ async def stored(db: AsyncClient, doc_id: str = LOGIN) -> dict[str, Any]:
 
 def ident(provider: FirestoreCredentialsProvider, key: str = LOGIN) -> dict[str, Any]:
     return provider.status()["identities"][key]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 # -- loading, lookup, status ---------------------------------------------------------------

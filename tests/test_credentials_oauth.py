@@ -16,18 +16,13 @@ from ingress_egress.credentials.errors import (
     OAuthError,
 )
 from ingress_egress.credentials.twitch_oauth import RetryPolicy, TwitchOAuthClient
-from tests.support.twitch_oauth_mock import TwitchOAuthMock
+from tests.support.twitch_oauth_mock import TwitchOAuthMock, oauth_mock_fixture
 
 CANARY = "tok_SECRET_canary_"
 FAST = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, max_elapsed=5.0, jitter=0.0)
 
 
-@pytest.fixture
-async def twitch() -> AsyncIterator[TwitchOAuthMock]:
-    mock = TwitchOAuthMock(token_prefix=CANARY, client_secret=CANARY + "client_secret")
-    await mock.start()
-    yield mock
-    await mock.stop()
+twitch = oauth_mock_fixture(token_prefix=CANARY, client_secret=CANARY + "client_secret")
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,57 +15,20 @@ import pytest
 from ingress_egress.config import Settings
 from ingress_egress.service import Service
 from ingress_egress.simulator import ChatSimulator
+from tests.support.delivery import (
+    CHANNELS,
+    all_published,
+    assert_same,
+    sent_ids,
+    settled,
+    stored_chat,
+)
 from tests.support.irc_client import start_simulator_cli
-from tests.support.nats import NatsHarness, NatsServer, Received
+from tests.support.nats import NatsServer
 from tests.support.service import eventually, get, running, settings_for
 from tests.support.slow_proxy import SlowProxy
 
 pytestmark = pytest.mark.timeout(420)
-CHANNELS = ("alpha", "beta", "gamma")
-CHAT = "external.chat.message.v1"
-
-
-def chat_ids_by_channel(stored: list[Received]) -> dict[str, list[str]]:
-    """Chat message ids in stream order, per channel; fails on any envelope stored twice."""
-    ids = [json.loads(item.data)["id"] for item in stored]
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} envelopes stored twice"
-    by_channel: dict[str, list[str]] = defaultdict(list)
-    for item in stored:
-        envelope = json.loads(item.data)
-        if envelope["type"] == CHAT:
-            by_channel[envelope["source"]["channel"]].append(envelope["payload"]["messageId"])
-    return by_channel
-
-
-def sent_ids(sim: ChatSimulator) -> dict[str, list[str]]:
-    return {channel: [mid for mid, _ in sent] for channel, sent in sim.sent.items()}
-
-
-def assert_same(stored: dict[str, list[str]], sent: dict[str, list[str]]) -> None:
-    """Each channel's stored ids are exactly the sent ones, in the same order."""
-    assert set(stored) == set(sent)
-    for channel, ids in sent.items():
-        got = stored[channel]
-        missing = set(ids) - set(got)
-        assert not missing, f"{channel}: {len(missing)} of {len(ids)} missing"
-        assert len(got) == len(ids), f"{channel}: {len(got) - len(ids)} unexpected"
-        first = next((i for i, (a, b) in enumerate(zip(got, ids, strict=True)) if a != b), None)
-        assert first is None, f"{channel}: order differs from position {first}"
-
-
-def all_published(service: Service, count: int) -> bool:
-    """Every chat message (and one ROOMSTATE per channel) acknowledged, nothing held."""
-    return service.counters.published >= count + len(CHANNELS) and settled(service)
-
-
-async def stored_chat(url: str, settings: Settings, at_least: int) -> dict[str, list[str]]:
-    harness = NatsHarness(url, settings.nats_stream, settings.ingress_subject)
-    return chat_ids_by_channel(await harness.received(at_least, timeout=60, settle=1.0))
-
-
-def settled(service: Service) -> bool:
-    pipeline = service.pipeline
-    return pipeline.depth == 0 and pipeline.in_flight == 0
 
 
 async def test_a_30s_outage_at_1000_msgs_loses_nothing_and_keeps_order(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support import eventsub_events as ev
 from tests.support.eventsub_mock import MockConduit
+from tests.support.eventsub_service import MESSAGE, TYPES, Harness, eventsub_service
 from tests.support.service import eventually, wait_status
-from tests.test_eventsub_source import MESSAGE, TYPES, Harness, eventsub_service
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -5,126 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.config import Settings
-from ingress_egress.credentials.static import StaticTokenProvider
-from ingress_egress.service import Service
-from ingress_egress.sources.eventsub import EventSubSource
 from tests.support import eventsub_events as ev
-from tests.support.eventsub_mock import EventSubMock, Session
+from tests.support.eventsub_service import MESSAGE, TYPES, eventsub_service
 from tests.support.nats import NatsHarness, NatsServer
 from tests.support.schemas import validate_envelope
-from tests.support.service import eventually, get, running, wait_status
-from tests.support.twitch_oauth_mock import TwitchOAuthMock
+from tests.support.service import eventually, get, wait_status
 
 pytestmark = pytest.mark.timeout(120)
 
-USERS = {"alpha": "501", "beta": "502"}
 ALPHA = ev.broadcaster("501", "alpha")
 BETA = ev.broadcaster("502", "beta")
 CANARY = "canarytoken0123456789abcdef"
-MESSAGE = "channel.chat.message"
-TYPES = {
-    "channel.chat.message",
-    "channel.chat.notification",
-    "channel.chat.clear",
-    "channel.chat.clear_user_messages",
-    "channel.chat.message_delete",
-    "channel.chat_settings.update",
-}
-
-
-@dataclass
-class Harness:
-    mock: EventSubMock
-    oauth: TwitchOAuthMock
-    service: Service
-    publisher: MemoryPublisher | None
-    token: str
-
-    @property
-    def source(self) -> EventSubSource:
-        assert isinstance(self.service.client, EventSubSource)
-        return self.service.client
-
-    def envelopes(self) -> list[dict[str, Any]]:
-        assert self.publisher is not None
-        return [json.loads(m.data) for m in self.publisher.messages]
-
-    def chat(self) -> list[tuple[str, str]]:
-        return [
-            (e["payload"]["messageId"], e["payload"]["text"])
-            for e in self.envelopes()
-            if e["type"] == "external.chat.message.v1"
-        ]
-
-    async def subscribed(self, channels: int = 2) -> Session:
-        """The one live session, once it holds every subscription."""
-        mock = self.mock
-        await eventually(
-            lambda: (
-                len(mock.live()) == 1 and len(mock.subscriptions_of(mock.live()[0])) == 6 * channels
-            ),
-            20,
-            "all subscriptions",
-        )
-        return mock.live()[0]
-
-
-@asynccontextmanager
-async def eventsub_service(
-    *,
-    channels: tuple[str, ...] = ("alpha", "beta"),
-    token: str | None = None,
-    keepalive_s: float = 10.0,
-    settings: dict[str, Any] | None = None,
-    publisher: MemoryPublisher | None = None,
-    scopes: tuple[str, ...] = ("user:read:chat",),
-    users: dict[str, str] | None = None,
-) -> AsyncIterator[Harness]:
-    oauth = TwitchOAuthMock(client_id="mock-client-id")
-    access, _ = oauth.issue(user_id="1001", login="testbot", scopes=scopes)
-    if token is not None:  # a chosen value (the canary): re-register the grant under it
-        oauth.access[token] = oauth.access.pop(access)
-        access = token
-    async with EventSubMock(oauth, client_id="mock-client-id", users=dict(users or USERS)) as mock:
-        base = Settings(
-            message_bus_driver="memory",
-            twitch_source="eventsub",
-            twitch_bot_username="testbot",
-            twitch_client_id="mock-client-id",
-            twitch_oauth_token=access,
-            twitch_channels=channels,
-            twitch_eventsub_ws_url=mock.ws_url,
-            twitch_helix_url=mock.helix_url,
-            twitch_oauth_url=mock.oauth_url,
-            host="127.0.0.1",
-            port=0,
-            irc_reconnect_initial_ms=50,
-            irc_reconnect_max_ms=500,
-        )
-        if settings:
-            from dataclasses import replace
-
-            base = replace(base, **settings)
-        memory = publisher if publisher is not None else None
-        if memory is None and base.message_bus_driver == "memory":
-            memory = MemoryPublisher()
-        async with running(
-            base,
-            publisher=memory,
-            credentials=StaticTokenProvider("testbot", access),
-            eventsub_keepalive_s=keepalive_s,
-        ) as service:
-            yield Harness(mock, oauth, service, memory, access)
 
 
 async def test_every_chat_event_becomes_an_envelope(tmp_path: Path, monkeypatch) -> None:

@@ -10,10 +10,8 @@ the direct path off, so both run in one process on twin builders.
 
 from __future__ import annotations
 
-import gc
 import random
 import sys
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,15 +30,17 @@ from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import escape_tag_value
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import common
-from tests.test_fast_outbound import (
+from tests.support.irc_lines import (
     FIXTURE_LINES,
     MONOTONIC,
     RECEIVED,
     comparable,
+    privmsg_lines,
     rich_privmsgs,
     twins,
+    twitch_like_lines,
 )
-from tests.test_speedups import privmsg_lines, twitch_like_lines
+from tests.support.leaks import memory_kept
 
 speedups = _native.speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
@@ -442,18 +442,7 @@ def test_no_leak() -> None:
         for _ in range(rounds):
             lines_to_outbound(batch, builder, RECEIVED, span, MONOTONIC)
 
-    go(3)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        go(1)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        go(40)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    grown = memory_kept(go, rounds=40)
     assert grown < 64 * 1024, f"{grown} bytes kept"
     line = CORPUS[5]
     refs = sys.getrefcount(line)

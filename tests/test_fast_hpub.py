@@ -22,6 +22,7 @@ from ingress_egress.pipeline.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import from_irc
+from tests.support.leaks import memory_kept
 
 speedups = _native.speedups
 pytestmark = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
@@ -120,23 +121,16 @@ def test_a_slice_with_one_odd_message_is_declined_and_framed_one_by_one() -> Non
 
 def test_framing_slices_leaks_nothing() -> None:
     import sys
-    import tracemalloc
 
     assert speedups is not None
     slice_ = messages(20)
     odd = [*slice_, dataclasses.replace(BASE, dedup_id="a b")]
     counts = [sys.getrefcount(m) for m in slice_]
-    for _ in range(200):  # warm up caches and free lists
-        speedups.hpub_frames(b"s", slice_)
-        speedups.hpub_frames(b"s", odd)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(2000):
+
+    def frame(rounds: int) -> None:
+        for _ in range(rounds):
             speedups.hpub_frames(b"s", slice_)
             speedups.hpub_frames(b"s", odd)
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 10_000
+
+    assert memory_kept(frame, rounds=2000, warm_up=200) < 10_000
     assert [sys.getrefcount(m) for m in slice_] == counts

@@ -9,16 +9,12 @@ the same block (and, across block refills, the same seeded ``os.urandom``), one 
 from __future__ import annotations
 
 import dataclasses
-import gc
-import json
 import os
 import random
 import subprocess
 import sys
-import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,29 +33,24 @@ from ingress_egress.pipeline.outbound import (
     lines_to_outbound,
     message_to_outbound,
 )
-from ingress_egress.protocol import IrcMessage, IrcParseError, escape_tag_value, parse_line
+from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import Privmsg, from_irc
-from tests.test_speedups import privmsg_lines, twitch_like_lines
+from tests.support.irc_lines import (
+    FIXTURE_LINES,
+    MONOTONIC,
+    RECEIVED,
+    comparable,
+    privmsg_lines,
+    rich_privmsgs,
+    twins,
+    twitch_like_lines,
+)
+from tests.support.leaks import memory_kept
+from tests.support.native import implementation
 
 speedups = _native.speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
-
-FIXTURE = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"
-VECTORS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
-FIXTURE_LINES = [row["raw"] for row in VECTORS if row["raw_kind"] == "line"]
-RECEIVED = 1_700_000_000.123
-MONOTONIC = 4242.5
-
-
-@contextmanager
-def implementation(native: bool) -> Iterator[None]:
-    before = _native.enabled()
-    _native.set_enabled(native)
-    try:
-        yield
-    finally:
-        _native.set_enabled(before)
 
 
 def outcome(work: Callable[[], Any]) -> tuple[str, Any]:
@@ -67,22 +58,6 @@ def outcome(work: Callable[[], Any]) -> tuple[str, Any]:
         return "ok", work()
     except Exception as error:  # compared: both paths must fail alike
         return "error", (type(error), str(error))
-
-
-def twins(shared: bool = False, head: str = "") -> list[tuple[EnvelopeBuilder, RandomIds]]:
-    """Two (builder, span ids) pairs drawing the same ids; ``shared``: one RandomIds each;
-    ``head``: the first characters of the builders' id block."""
-    block, span_block = head + os.urandom(16 * 256).hex(), os.urandom(16 * 256).hex()
-    pairs = []
-    for _ in range(2):
-        ids = RandomIds()
-        ids._hex, ids._pos = block, 0
-        span = ids
-        if not shared:
-            span = RandomIds()
-            span._hex, span._pos = span_block, 0
-        pairs.append((EnvelopeBuilder(clock=lambda: RECEIVED, ids=ids), span))
-    return pairs
 
 
 def typed_of(line: str) -> Any:
@@ -231,82 +206,6 @@ def test_sequences_across_id_block_refills_agree(monkeypatch: pytest.MonkeyPatch
         assert run(True, shared) == run(False, shared)
 
 
-# Strategy: PRIVMSG lines with the tags the envelope reads, well-formed (emotes that fit
-# the text, replies, bits, badges) and edgy (escapes, astral characters, controls).
-TEXT_CHARS = st.one_of(
-    st.sampled_from(list('abc XYZ  Kappa:)"\\/\t')),
-    st.sampled_from(["🎉", "草", "é", "\u2028", "\x7f", "\x00", "\x1f", "\x08", "\U0001f600"]),
-    st.characters(min_codepoint=1, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
-)
-TEXT = st.text(TEXT_CHARS, min_size=1, max_size=60)
-VALUE = st.text(TEXT_CHARS, max_size=12)
-BADGE = st.tuples(
-    st.sampled_from(["vip", "broadcaster", "moderator", "subscriber", "premium", "bits", "é"]),
-    st.sampled_from(["1", "0", "12", "3000", "x"]),
-)
-
-
-@st.composite
-def rich_privmsgs(draw: st.DrawFn) -> str:
-    text = draw(TEXT)
-    if draw(st.booleans()) and len(text) > 2:
-        start = draw(st.integers(0, len(text) - 1))
-        end = draw(st.integers(start, len(text) + 2))
-        ranges = f"{draw(st.sampled_from(['25', 'emotesv2_abc', '1902']))}:{start}-{end}"
-        if draw(st.booleans()):
-            ranges += f",{draw(st.integers(0, len(text)))}-{draw(st.integers(0, len(text)))}"
-        emotes = ranges
-    else:
-        emotes = ""
-    tags: dict[str, str] = {
-        "badge-info": ",".join(f"{n}/{v}" for n, v in draw(st.lists(BADGE, max_size=2))),
-        "badges": ",".join(f"{n}/{v}" for n, v in draw(st.lists(BADGE, max_size=4))),
-        "color": draw(st.sampled_from(["", "#1E90FF", "#abcdef", "#zz"])),
-        "display-name": draw(VALUE),
-        "emotes": emotes,
-        "first-msg": draw(st.sampled_from(["0", "1"])),
-        "id": draw(st.one_of(st.uuids().map(str), st.just(""), VALUE)),
-        "mod": draw(st.sampled_from(["0", "1"])),
-        "returning-chatter": draw(st.sampled_from(["0", "1"])),
-        "room-id": draw(st.sampled_from(["", "12345", "0"])),
-        "subscriber": draw(st.sampled_from(["0", "1"])),
-        "tmi-sent-ts": draw(
-            st.sampled_from(["", "1700000000123", "0", "-5", "253402300800000", "x"])
-        ),
-        "user-id": draw(st.sampled_from(["", "42", "9" * 30])),
-    }
-    if draw(st.booleans()):
-        tags["bits"] = draw(st.sampled_from(["1", "100", "0", "9" * 25, "x"]))
-        text = draw(st.sampled_from(["Cheer100 ", "cheer1 hi ", "Kappa50 ", ""])) + text
-    if draw(st.booleans()):
-        tags.update(
-            {
-                "reply-parent-msg-id": draw(VALUE),
-                "reply-parent-user-id": draw(VALUE),
-                "reply-parent-user-login": draw(VALUE),
-                "reply-parent-display-name": draw(VALUE),
-                "reply-parent-msg-body": draw(VALUE),
-                "reply-thread-parent-msg-id": draw(VALUE),
-                "reply-thread-parent-user-login": draw(VALUE),
-            }
-        )
-    if draw(st.booleans()):
-        tags.update({"source-room-id": draw(VALUE), "source-id": draw(VALUE)})
-    if draw(st.booleans()):
-        tags["custom-reward-id"] = draw(VALUE)
-    if draw(st.booleans()):
-        tags["msg-id"] = draw(st.sampled_from(["highlighted-message", "", "x"]))
-    for key, value in draw(st.lists(st.tuples(VALUE, VALUE), max_size=3)):
-        if key:
-            tags[key] = value
-    raw_tags = ";".join(f"{key}={escape_tag_value(value)}" for key, value in tags.items())
-    if draw(st.booleans()):
-        text = f"\x01ACTION {text}\x01"
-    nick = draw(st.sampled_from(["viewer", "Ünï", "a"]))
-    channel = draw(st.sampled_from(["#chan", "#Chan", "#", ""]))
-    return f"@{raw_tags} :{nick}!{nick}@{nick}.tmi.twitch.tv PRIVMSG {channel} :{text}"
-
-
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -439,34 +338,11 @@ def test_no_leak() -> None:
                     pass
 
     with implementation(True):
-        run(3)
-        gc.collect()
-        tracemalloc.start()
-        try:
-            run(1)
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            run(30)
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
+        grown = memory_kept(run, rounds=30)
     assert grown < 64 * 1024, f"{grown} bytes kept"
 
 
 # -- lines_to_outbound: a read loop's batch in one call ---------------------------------------
-
-
-def comparable(item: Any) -> Any:
-    """Exceptions and parsed lines (IrcMessage has no __eq__) as comparable values."""
-    if isinstance(item, Exception):
-        return (type(item), item.args, getattr(item, "reason", None))
-    if isinstance(item, IrcMessage):
-        return tuple(getattr(item, name) for name in IrcMessage.__slots__)
-    if dataclasses.is_dataclass(item) and not isinstance(item, OutboundMessage):
-        fields = dataclasses.fields(item)
-        return (type(item), *(comparable(getattr(item, field.name)) for field in fields))
-    return item
 
 
 def check_batch(lines: list[str], received_at: float | None = RECEIVED) -> list[Any]:

@@ -15,27 +15,11 @@ from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.client import JoinLimiter, join_lines
+from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(120)
 BASE = Settings(message_bus_driver="memory")
-
-
-def delivered(publisher: MemoryPublisher) -> dict[str, list[str]]:
-    """Message ids per channel, in publish order (chat messages only)."""
-    import orjson
-
-    out: dict[str, list[str]] = {}
-    for message in publisher.messages:
-        if message.type == "external.chat.message.v1":
-            out.setdefault(message.channel, []).append(
-                orjson.loads(message.data)["payload"]["messageId"]
-            )
-    return out
-
-
-def sent_ids(sim: ChatSimulator) -> dict[str, list[str]]:
-    return {channel: [mid for mid, _ in items] for channel, items in sim.sent.items() if items}
 
 
 async def test_anonymous_login_joins_and_answers_ping() -> None:
@@ -49,7 +33,7 @@ async def test_anonymous_login_joins_and_answers_ping() -> None:
             await eventually(lambda: len(sim.pongs) >= 2, what="PONGs to server PINGs")
         assert re.fullmatch(r"justinfan\d+", sim.logins[0])
         assert sorted(channel for _, channel in sim.joins) == ["one", "two"]
-        assert delivered(publisher) == sent_ids(sim)
+        assert published_chat_ids(publisher) == sent_ids(sim)
         assert service.state.reconnects == 0
 
 
@@ -72,7 +56,7 @@ async def test_reconnects_and_rejoins_without_losing_what_was_sent(faults: Fault
             assert debug["reconnects"] == 1
         # Every channel was joined again on the second connection.
         assert sorted(ch for index, ch in sim.joins if index == 1) == ["one", "three", "two"]
-        assert delivered(publisher) == sent_ids(sim)
+        assert published_chat_ids(publisher) == sent_ids(sim)
 
 
 async def test_dead_connection_is_detected_by_keepalive() -> None:
@@ -115,7 +99,7 @@ async def test_suspended_channel_is_reported_and_others_keep_flowing() -> None:
             debug = await wait_status(service, "/_debug/twitch", 200)
             assert debug["failedChannels"] == {"gone": "msg_channel_suspended"}
             assert debug["joinedChannels"] == ["live"]
-        assert delivered(publisher) == sent_ids(sim)
+        assert published_chat_ids(publisher) == sent_ids(sim)
 
 
 async def test_malformed_lines_are_counted_and_never_stop_the_read_loop() -> None:
@@ -170,7 +154,7 @@ async def test_websocket_transport_delivers_the_same_messages() -> None:
             await eventually(lambda: service.counters.published >= 152, what="publishes")
             debug = await wait_status(service, "/_debug/twitch", 200)
             assert debug["endpoint"].startswith("ws://127.0.0.1:")
-        assert delivered(publisher) == sent_ids(sim)
+        assert published_chat_ids(publisher) == sent_ids(sim)
 
 
 async def test_debug_reports_which_hot_path_runs() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
 import pytest
 
 from ingress_egress.bus.memory import MemoryPublisher
@@ -19,24 +18,11 @@ from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.dedup import RecentKeys, overlap_key
 from ingress_egress.sources.irc.pool import PoolLimits
 from ingress_egress.twitch.messages import from_irc
+from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(120)
 BASE = Settings(message_bus_driver="memory", irc_connect_interval_ms=20)
-
-
-def chat_ids(publisher: MemoryPublisher) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for message in publisher.messages:
-        if message.type == "external.chat.message.v1":
-            out.setdefault(message.channel, []).append(
-                orjson.loads(message.data)["payload"]["messageId"]
-            )
-    return out
-
-
-def sent_ids(sim: ChatSimulator) -> dict[str, list[str]]:
-    return {channel: [mid for mid, _ in items] for channel, items in sim.sent.items() if items}
 
 
 async def all_chat_published(publisher: MemoryPublisher, sim: ChatSimulator) -> None:
@@ -50,7 +36,7 @@ async def all_chat_published(publisher: MemoryPublisher, sim: ChatSimulator) -> 
 
 
 def assert_exactly_once(publisher: MemoryPublisher, sim: ChatSimulator) -> None:
-    got = chat_ids(publisher)
+    got = published_chat_ids(publisher)
     for channel, ids in got.items():
         assert len(ids) == len(set(ids)), f"duplicates in #{channel}"
     expected = sent_ids(sim)

@@ -20,6 +20,16 @@ PRIVMSG = (
 )
 
 
+@pytest.fixture(params=["auto", "pure-python"])
+def codec_choice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI once as deployed (the C extension when built) and once forced to pure Python."""
+    if request.param == "pure-python":
+        monkeypatch.setenv("INGRESS_EGRESS_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("INGRESS_EGRESS_PURE_PYTHON", raising=False)
+    return request.param
+
+
 def run_normalize(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "ingress_egress", "normalize", *args],
@@ -30,7 +40,7 @@ def run_normalize(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]
     )
 
 
-def test_every_sample_line_gives_exactly_one_record(tmp_path: Path) -> None:
+def test_every_sample_line_gives_exactly_one_record(codec_choice: str, tmp_path: Path) -> None:
     lines = [
         json.loads(row)["raw"]
         for row in FIXTURE.read_text().splitlines()
@@ -52,7 +62,7 @@ def test_every_sample_line_gives_exactly_one_record(tmp_path: Path) -> None:
             assert record["payload"]["raw"]["tags"] == parse_line(raw).tags
 
 
-def test_bad_input_is_reported_in_place_and_processing_continues() -> None:
+def test_bad_input_is_reported_in_place_and_processing_continues(codec_choice: str) -> None:
     data = b"\n".join(
         [
             PRIVMSG.encode(),
@@ -80,7 +90,7 @@ def test_bad_input_is_reported_in_place_and_processing_continues() -> None:
     assert summary["envelopes"] == 3
 
 
-def test_type_filter_and_sent_time() -> None:
+def test_type_filter_and_sent_time(codec_choice: str) -> None:
     clearchat = "@room-id=42;tmi-sent-ts=1600000000500 :tmi.twitch.tv CLEARCHAT #chan"
     data = "\n".join([PRIVMSG, clearchat, "@only=tags", "PING :x"]).encode()
     result = run_normalize(data, "--type", "moderation", "--sent-time")

@@ -21,6 +21,7 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
 from ingress_egress.envelope.types import EVENT_TYPES, MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
 from ingress_egress.simulator import ChatSimulator, Faults
+from tests.support.credentials import LOGIN, provider_for, store_tokens
 from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
     FirestoreEmulator,
     firestore_emulator_fixture,
@@ -28,8 +29,7 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
 )
 from tests.support.scrape import CLUSTER_METRICS, missing_from_scrape, samples
 from tests.support.service import eventually, get, running, settings_for, wait_status
-from tests.support.twitch_oauth_mock import TwitchOAuthMock
-from tests.test_service_credentials import LOGIN, provider_for, store_tokens
+from tests.support.twitch_oauth_mock import TwitchOAuthMock, oauth_mock_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "docs" / "ops"
@@ -171,14 +171,7 @@ def test_the_name_check_catches_a_renamed_metric() -> None:
 # -- against the running service --------------------------------------------------------
 
 
-@pytest.fixture
-async def twitch() -> Any:
-    mock = TwitchOAuthMock()
-    await mock.start()
-    try:
-        yield mock
-    finally:
-        await mock.stop()
+twitch = oauth_mock_fixture()
 
 
 @pytest.mark.emulator

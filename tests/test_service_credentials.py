@@ -4,18 +4,13 @@ leaking them: not in logs, not in ``/_debug/twitch``, not in ``/readyz``."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
-from ingress_egress.credentials.firestore_provider import (
-    FirestoreCredentialsProvider,
-    ProviderOptions,
-)
-from ingress_egress.credentials.twitch_oauth import TwitchOAuthClient
 from ingress_egress.simulator import ChatSimulator, Faults
+from tests.support.credentials import LOGIN, provider_for, store_tokens
 from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixtures
     FirestoreEmulator,
     firestore_client,
@@ -23,54 +18,13 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
     firestore_env_fixture,
 )
 from tests.support.service import eventually, get, running, settings_for, wait_status
-from tests.support.twitch_oauth_mock import TwitchOAuthMock
+from tests.support.twitch_oauth_mock import TwitchOAuthMock, oauth_mock_fixture
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(120)]
 CANARY = "tok_SECRET_canary_"
-LOGIN = "canarybot"
 
 
-@pytest.fixture
-async def twitch() -> AsyncIterator[TwitchOAuthMock]:
-    mock = TwitchOAuthMock(token_prefix=CANARY)
-    await mock.start()
-    try:
-        yield mock
-    finally:
-        await mock.stop()
-
-
-def provider_for(
-    emulator: FirestoreEmulator, twitch: TwitchOAuthMock
-) -> FirestoreCredentialsProvider:
-    oauth = TwitchOAuthClient(twitch.base_url, twitch.client_id, twitch.client_secret)
-    return FirestoreCredentialsProvider(
-        oauth=oauth,
-        project=emulator.project,
-        collection="twitch_tokens",
-        identities=(LOGIN,),
-        options=ProviderOptions(retry_initial=0.2, retry_max=0.5, force_refresh_min_interval=0),
-        firestore_client=firestore_client(emulator.host_port, emulator.project),
-    )
-
-
-async def store_tokens(emulator: FirestoreEmulator, twitch: TwitchOAuthMock) -> None:
-    access, refresh = twitch.issue("4242", LOGIN)
-    db = firestore_client(emulator.host_port, emulator.project)
-    await (
-        db.collection("twitch_tokens")
-        .document(LOGIN)
-        .set(
-            {
-                "userId": "4242",
-                "login": LOGIN,
-                "accessToken": access,
-                "refreshToken": refresh,
-                "expiresAt": "2099-01-01T00:00:00Z",
-                "scopes": ["chat:read"],
-            }
-        )
-    )
+twitch = oauth_mock_fixture(token_prefix=CANARY)
 
 
 async def test_bot_login_from_firestore_with_no_token_leak(

@@ -9,16 +9,13 @@ and byte-identical envelope JSON. The references run through ``_native.set_enabl
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
 import subprocess
 import sys
-import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,9 @@ from ingress_egress.protocol.irc import _parse_line_py
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import Privmsg, from_irc
 from ingress_egress.twitch.messages.common import Cheer, find_cheers
-from tests import test_normalize, test_samples
+from tests.support.irc_lines import ANY_CHAR, ODD_TEXT, privmsg_lines, twitch_like_lines
+from tests.support.leaks import memory_kept
+from tests.support.native import implementation
 
 speedups = _native.speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
@@ -44,16 +43,6 @@ FIXTURE = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"
 VECTORS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
 FIXTURE_LINES = [row["raw"] for row in VECTORS if row["raw_kind"] == "line"]
 FIELDS = ("tags", "prefix", "command", "params", "raw", "nick", "user", "host")
-
-
-@contextmanager
-def implementation(native: bool) -> Iterator[None]:
-    before = _native.enabled()
-    _native.set_enabled(native)
-    try:
-        yield
-    finally:
-        _native.set_enabled(before)
 
 
 def outcome(work: Callable[[], Any]) -> tuple[str, Any]:
@@ -165,133 +154,7 @@ def test_fixture_line_agrees(line: str) -> None:
     check_line(line + "\r\n")
 
 
-@pytest.fixture(params=["c", "python"])
-def impl(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "c" and speedups is None:
-        pytest.skip("the C extension is not built")
-    with implementation(request.param == "c"):
-        yield request.param
-
-
-@pytest.mark.parametrize("row", test_samples.LINES, ids=test_samples._ids(test_samples.LINES))
-def test_sample_assertions_hold_for_both(impl: str, row: dict[str, Any]) -> None:
-    test_samples.test_line(row)
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        test_normalize.test_every_sample_line_gives_exactly_one_record,
-        test_normalize.test_bad_input_is_reported_in_place_and_processing_continues,
-        test_normalize.test_type_filter_and_sent_time,
-    ],
-    ids=lambda check: check.__name__,
-)
-@pytest.mark.parametrize("pure", [False, True], ids=["c", "python"])
-def test_normalize_assertions_hold_for_both(
-    check: Callable[..., None], pure: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if pure:
-        monkeypatch.setenv("INGRESS_EGRESS_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("INGRESS_EGRESS_PURE_PYTHON", raising=False)
-    args = (tmp_path,) if "tmp_path" in check.__code__.co_varnames else ()
-    check(*args)
-
-
 # -- property tests ----------------------------------------------------------------------
-
-# Any code point, lone surrogates and NUL included.
-ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=())
-ODD_TEXT = st.text(ANY_CHAR, max_size=120)
-TWITCH_KEYS = [
-    "badge-info", "badges", "bits", "client-nonce", "color", "display-name", "emotes",
-    "first-msg", "flags", "id", "mod", "returning-chatter", "room-id", "subscriber",
-    "tmi-sent-ts", "turbo", "user-id", "user-type", "vip", "msg-id", "custom-reward-id",
-    "reply-parent-msg-id", "reply-parent-user-id", "reply-parent-user-login",
-    "reply-parent-display-name", "reply-parent-msg-body", "reply-thread-parent-msg-id",
-    "reply-thread-parent-user-login", "source-room-id", "source-id", "source-badges",
-    "source-badge-info",
-]  # fmt: skip
-TAG_KEY = st.one_of(
-    st.sampled_from(TWITCH_KEYS), st.text(st.sampled_from("ab-=;\\ é🎉x"), max_size=6)
-)
-TAG_PIECE = st.sampled_from(
-    ["\\", "\\s", "\\:", "\\\\", "\\n", "\\r", "\\x", "=", ";", "é", "🎉", "\ud800", "\x00"]
-)
-NUMBERISH = st.text(st.sampled_from("0123456789:/+-_ ٣²x"), max_size=22)
-SPACEY = st.text(st.sampled_from(" \t\u3000\xa0aB"), max_size=4)
-COLORISH = st.text(st.sampled_from("#0a9fFgG "), min_size=6, max_size=8)
-EMOTEISH = st.text(st.sampled_from("0123456789:-,/²٣x"), max_size=24)
-BADGEISH = st.text(st.sampled_from("ab/,1é"), max_size=12)
-TAG_VALUE = st.one_of(
-    st.sampled_from(["", "0", "1", "#1e90ff", "#1E90FF", "#12345g", "subscriber/12,vip/1"]),
-    st.sampled_from(["25:0-4,6-10/1902:12-16", "25:0-4/x", "1:²-3", "1:0-" + "9" * 30]),
-    st.sampled_from(["1600000000000", " 12", "+5", "1_000", "٣", "abc", "1e3", " ", "x "]),
-    NUMBERISH,
-    SPACEY,
-    COLORISH,
-    EMOTEISH,
-    BADGEISH,
-    st.lists(st.one_of(TAG_PIECE, st.text(ANY_CHAR, max_size=4)), max_size=5).map("".join),
-)
-PREFIX = st.one_of(
-    st.none(),
-    st.sampled_from(["tmi.twitch.tv", "nick!user@host", "a!a@a.tmi.twitch.tv", "x@y", "n!u"]),
-    st.text(st.sampled_from("ab!@.é🎉 \x00"), max_size=8),
-)
-COMMAND = st.one_of(
-    st.sampled_from(["PRIVMSG", "USERNOTICE", "CLEARCHAT", "CLEARMSG", "ROOMSTATE", "NOTICE"]),
-    st.sampled_from(["USERSTATE", "WHISPER", "JOIN", "PART", "PING", "PONG", "CAP", "001"]),
-    st.text(st.sampled_from("A1é\t"), max_size=3),
-)
-MIDDLE = st.lists(
-    st.one_of(st.sampled_from(["#chan", "#Chan", "#İstanbul", "justinfan1", "*"]), ODD_TEXT),
-    max_size=3,
-)
-TRAILING = st.one_of(
-    st.none(),
-    ODD_TEXT,
-    st.sampled_from(["\x01ACTION waves\x01", "\x01ACTION\x01", "\x01ACTION", "\x01ACTIONx"]),
-    st.sampled_from(["Kappa hi", "Cheer100 hi cheer50", "🎉 Kappa 草", " ", ":)", "a  b"]),
-)
-SEPARATOR = st.sampled_from([" ", "  ", "\t", " \x00"])
-
-
-@st.composite
-def twitch_like_lines(draw: st.DrawFn) -> str:
-    parts = []
-    tags = draw(st.lists(st.tuples(TAG_KEY, TAG_VALUE), max_size=12))
-    if tags or draw(st.booleans()):
-        raw_tags = ";".join(
-            f"{key}={value if draw(st.booleans()) else escape_tag_value(value)}"
-            if draw(st.integers(0, 9))
-            else key
-            for key, value in tags
-        )
-        parts.append("@" + raw_tags)
-    prefix = draw(PREFIX)
-    if prefix is not None:
-        parts.append(":" + prefix)
-    parts.append(draw(COMMAND))
-    parts.extend(draw(MIDDLE))
-    trailing = draw(TRAILING)
-    if trailing is not None:
-        parts.append(":" + trailing)
-    line = draw(SEPARATOR).join(parts)
-    return line + draw(st.sampled_from(["", "\r\n", "\n", "\r\r"]))
-
-
-@st.composite
-def privmsg_lines(draw: st.DrawFn) -> str:
-    """PRIVMSG lines whose tags are the ones the typed fast path reads, with edgy values."""
-    keys = draw(st.lists(st.sampled_from(TWITCH_KEYS), min_size=1, max_size=len(TWITCH_KEYS)))
-    tags = ";".join(f"{key}={escape_tag_value(draw(TAG_VALUE))}" for key in keys)
-    nick = draw(st.sampled_from(["a!a@a.tmi.twitch.tv", "Ünï!x@y", "NICK!N@h", "srv.tv"]))
-    channel = draw(st.sampled_from(["#chan", "#Chan", "#İstanbul", "", "#"]))
-    text = draw(TRAILING) or ""
-    return f"@{tags} :{nick} PRIVMSG {channel} :{text}"
-
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -596,16 +459,5 @@ def test_no_leak_on_the_hot_path() -> None:
                     pass
 
     with implementation(True):
-        run(3)  # warm the bounded caches
-        gc.collect()
-        tracemalloc.start()
-        try:
-            run(1)
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            run(20)
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
+        grown = memory_kept(run, rounds=20)
     assert grown < 64 * 1024, f"{grown} bytes kept after 20 rounds of {len(lines)} lines"

@@ -16,9 +16,9 @@ import pytest
 
 from ingress_egress.config import Settings
 from ingress_egress.simulator import ChatSimulator
+from tests.support.delivery import CHANNELS, assert_same, sent_ids, stored_chat
 from tests.support.nats import NatsServer
-from tests.test_delivery import CHANNELS, assert_same, sent_ids, stored_chat
-from tests.test_delivery_process import Serve, idle
+from tests.support.serve import Serve, idle
 
 pytestmark = pytest.mark.timeout(300)
 SETTINGS = Settings(message_bus_driver="nats")

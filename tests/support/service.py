@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -40,12 +41,23 @@ async def running(settings: Settings, **kwargs: Any) -> AsyncIterator[Service]:
         await service.stop()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 15.0,
+    what: str = "",
+    interval: float = 0.02,
+) -> None:
+    """Poll ``check`` (plain or async) until it holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
 
 
 async def get(service: Service, path: str) -> httpx.Response:

@@ -25,10 +25,12 @@ import itertools
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -254,3 +256,19 @@ def _reason(status: int) -> str:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status)
+
+
+def oauth_mock_fixture(**options: Any) -> Any:
+    """A pytest fixture named ``twitch``: a started ``TwitchOAuthMock(**options)``, stopped
+    after the test. A module binds it once: ``twitch = oauth_mock_fixture(token_prefix=...)``."""
+
+    @pytest.fixture(name="twitch")
+    async def twitch_oauth_mock() -> AsyncIterator[TwitchOAuthMock]:
+        mock = TwitchOAuthMock(**options)
+        await mock.start()
+        try:
+            yield mock
+        finally:
+            await mock.stop()
+
+    return twitch_oauth_mock

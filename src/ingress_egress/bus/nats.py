@@ -347,7 +347,7 @@ class NatsPublisher(Publisher):
         if nc is None or not nc.is_connected:
             self._fail_open_batch(BusError("NATS not connected"))
             return
-        nc._pending.append(data)  # private names of the pinned nats-py (tests/test_bus_nats)
+        nc._pending.append(data)  # nats-py private names (uv.lock: 2.16.0; tests/test_bus_nats)
         nc._pending_data_size += len(data)
         nc.stats["out_msgs"] += count
         nc.stats["out_bytes"] += payload
@@ -464,7 +464,7 @@ class NatsPublisher(Publisher):
         nc = self._nc
         self._out.clear()
         self._out_bytes = self._out_payload = self._out_messages = 0
-        if nc is not None:  # private names of the pinned nats-py, as in _hand_over
+        if nc is not None:  # nats-py private names, as in _hand_over
             nc._pending = []
             nc._pending_data_size = 0
         lost = BusError("NATS connection lost before the ack")
