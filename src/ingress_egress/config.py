@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from ingress_egress.twitch.logins import channel_login, is_login
+
 INGRESS_TOPIC = "internal.ingress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
@@ -27,13 +29,12 @@ LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 TWITCH_SOURCES = ("irc", "eventsub")
 CLUSTER_COORDINATIONS = ("none", "nats", "firestore")
-_CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a NATS KV key and a Firestore id
+# A cluster id and a stream name: a valid NATS KV key, JetStream stream name and Firestore id.
+_PORTABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
 # that a conduit, which needs an app token (TWITCH_CLIENT_SECRET).
 EVENTSUB_MAX_CHANNELS = 50
 
-# Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
-_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 # Pub/Sub topic names allow letters, digits and -_.~+% ; NATS subjects must not hold spaces
 # or wildcards. One rule that satisfies both keeps the prefix portable between drivers.
 _BUS_PREFIX_RE = re.compile(r"^[A-Za-z0-9\-_.~+%]*$")
@@ -230,7 +231,7 @@ class _Reader:
                 "IRC_RECONNECT_MAX_MS", f"must be >= IRC_RECONNECT_INITIAL_MS ({initial})"
             )
         bot = self.raw("TWITCH_BOT_USERNAME", "").lower().lstrip("@")
-        if bot and not _LOGIN_RE.match(bot):
+        if bot and not is_login(bot):
             raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {_quote(bot)}")
         driver = self.choice("MESSAGE_BUS_DRIVER", "stdout", BUS_DRIVERS)
         settings = Settings(
@@ -321,7 +322,7 @@ class _Reader:
 
     def cluster_id(self, name: str, default: str) -> str:
         value = self.raw(name, default)
-        if not _CLUSTER_ID_RE.match(value):
+        if not _PORTABLE_NAME_RE.match(value):
             raise ConfigError(name, f"must be 1-64 letters, digits, - or _, got {_quote(value)}")
         return value
 
@@ -456,7 +457,7 @@ class _Reader:
 
     def stream_name(self) -> str:
         name = self.raw("NATS_STREAM", "INGRESS")
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
+        if not _PORTABLE_NAME_RE.match(name):
             raise ConfigError("NATS_STREAM", f"must be letters, digits, - or _, got {_quote(name)}")
         return name
 
@@ -492,10 +493,10 @@ def parse_channels(text: str) -> tuple[str, ...]:
     commas tolerated, order kept. ``"ba d"`` is an error, not two channels."""
     seen: dict[str, None] = {}
     for item in text.split(","):
-        login = item.strip().lstrip("#").lower()
-        if not login:
+        if not item.strip().lstrip("#"):
             continue
-        if not _LOGIN_RE.match(login):
+        login = channel_login(item)
+        if login is None:
             raise ConfigError(
                 "TWITCH_CHANNELS", f"not a Twitch channel login: {_quote(item.strip())}"
             )

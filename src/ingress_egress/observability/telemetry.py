@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.observability.figures import (
+from ingress_egress.observability.metrics import (
     FIGURES,
     LATENCY_BOUNDS_S,
     LATENCY_DESCRIPTION,

@@ -32,6 +32,7 @@ from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
+from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.pipeline.outbound import (
@@ -40,7 +41,6 @@ from ingress_egress.pipeline.outbound import (
     message_to_outbound,
 )
 from ingress_egress.spool import Spool, SpoolError
-from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")

@@ -32,7 +32,6 @@ from ingress_egress.simulator.transport import (
     MAX_LINE,
     TcpTransport,
     Transport,
-    TransportClosed,
     WebSocketTransport,
 )
 
@@ -40,7 +39,7 @@ SERVER = "tmi.twitch.tv"
 CAPABILITIES = ("twitch.tv/membership", "twitch.tv/tags", "twitch.tv/commands")
 _ANONYMOUS_RE = re.compile(r"^justinfan\d+$")
 _PRE_LOGIN_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
-_CLOSE_ERRORS = (TransportClosed, ConnectionError, OSError)
+_CLOSE_ERRORS = (ConnectionError, OSError)  # TransportClosed is a ConnectionError
 
 
 # Paced output is written at most this often: ~5 messages a write at 5,000 msg/s, close to a

@@ -19,6 +19,7 @@ from typing import Any
 
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsProvider
+from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.client import (
     LineSink,
@@ -29,7 +30,6 @@ from ingress_egress.sources.irc.client import (
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.transport import open_transport
-from ingress_egress.status import ChatState, Counters, ErrorLog
 
 
 @dataclass(frozen=True, slots=True)

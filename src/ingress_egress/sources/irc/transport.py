@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection
 
 from ingress_egress import _native
 from ingress_egress.config import IrcEndpoint
+from ingress_egress.protocol.connection import TransportClosed
 
 READ_SIZE = 1 << 16
 # The longest line accepted from Twitch, in bytes without CRLF. Real lines stay far below:
@@ -25,10 +26,6 @@ MAX_LINE_BYTES = 32 * 1024
 LOG_PREFIX_CHARS = 80  # how much of a discarded line the log quotes
 
 log = logging.getLogger("ingress_egress.irc")
-
-
-class TransportClosed(Exception):
-    """The peer closed the connection (or it broke)."""
 
 
 class LineTransport(ABC):

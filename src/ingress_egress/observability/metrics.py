@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingress_egress.envelope.types import EVENT_TYPES
+from ingress_egress.observability.state import ChatState, Counters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.status import ChatState, Counters
 
 # Buckets of the receipt -> ack histogram: 1e-4 s .. 10 s, three per decade. Each is an
 # exact bucket edge of ``LatencyHistogram`` (48 per decade from 1e-5 s), so the Prometheus
