@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from ingress_egress.twitch.logins import channel_login, is_login
@@ -278,12 +279,12 @@ class _Reader:
                 "TWITCH_EVENTSUB_WS_URL", "wss://eventsub.wss.twitch.tv/ws"
             ),
             twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
-            **self.chat_scale(),  # type: ignore[arg-type]
+            **self.chat_scale(),
             spool_dir=self.spool_dir(),
             spool_max_bytes=self.integer("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 65536, 1 << 40),
             spool_fsync_ms=self.integer("SPOOL_FSYNC_MS", 50, 1, 10_000),
             nats_duplicate_window_s=self.integer("NATS_DUPLICATE_WINDOW_S", 300, 1, 86_400),
-            **self.cluster(),  # type: ignore[arg-type]
+            **self.cluster(),
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
@@ -297,7 +298,7 @@ class _Reader:
             self.check_cluster(settings)
         return settings
 
-    def cluster(self) -> dict[str, object]:
+    def cluster(self) -> dict[str, Any]:
         """Cluster mode (docs/scaling.md, "The cluster")."""
         heartbeat = self.integer("CLUSTER_HEARTBEAT_MS", 2000, 100, 60_000)
         ttl = self.integer("CLUSTER_MEMBER_TTL_MS", 10000, 1000, 600_000)
@@ -393,7 +394,7 @@ class _Reader:
             return read_channels_file(channels_file)
         return parse_channels(self.env.get("TWITCH_CHANNELS", ""))
 
-    def chat_scale(self) -> dict[str, object]:
+    def chat_scale(self) -> dict[str, Any]:
         """Pool, JOIN pacing and dynamic-channel settings (docs/scaling.md)."""
         return {
             "twitch_channels_file": self.raw("TWITCH_CHANNELS_FILE", ""),

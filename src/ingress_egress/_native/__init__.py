@@ -27,9 +27,11 @@ and the seventh, ``bus.nats``, calls ``speedups.hpub_frame`` (the C twin of its
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from types import ModuleType
+from typing import Any
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
 ABI_VERSION = 4  # must match _speedups.c; a stale build is refused (rebuild: make install)
@@ -38,7 +40,7 @@ speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
 if not FORCE_PURE_PYTHON:
     try:
-        from ingress_egress._native import _speedups as speedups
+        speedups = importlib.import_module("ingress_egress._native._speedups")
     except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
         IMPORT_ERROR = str(error)
     else:
@@ -76,6 +78,13 @@ def configure(layer: str, register: str, *args: object) -> object | None:
         return None
     ACTIVE.add(layer)
     return result if result is not None else True
+
+
+def entry(name: str) -> Any:
+    """The extension's function ``name``; only called where a layer is ACTIVE (so loaded).
+    Typed ``Any``: the C functions carry no annotations; each has a typed Python twin."""
+    assert speedups is not None
+    return getattr(speedups, name)
 
 
 def available() -> bool:

@@ -242,8 +242,8 @@ class ClusterCoordinator:
         for seen in fresh:
             self._misses.pop(seen, None)
         for member_id, member in members.items():
-            seen = self._seen.get(member_id)
-            if seen is None or seen[0] != member.seq:
+            last = self._seen.get(member_id)
+            if last is None or last[0] != member.seq:
                 self._seen[member_id] = (member.seq, now)
         for gone in set(self._seen) - set(members):
             del self._seen[gone]

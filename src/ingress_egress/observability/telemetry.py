@@ -135,7 +135,7 @@ class Telemetry:
             self._histogram_attributes = attributes
         if self.tracer_provider is not None:
             self._tracer = DeliveryTracer(
-                self.tracer_provider.get_tracer(SCOPE),  # type: ignore[arg-type]
+                self.tracer_provider.get_tracer(SCOPE),
                 self.ids,
                 system=attributes["messaging.system"],
                 destination=attributes["messaging.destination.name"],

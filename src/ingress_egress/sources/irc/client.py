@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
@@ -179,7 +180,8 @@ class TwitchIrcClient:
         self._dedup: RecentKeys | None = None
         self._dedup_until = 0.0  # monotonic; 0 while an overlap is still open
         self._tasks: set[asyncio.Task[None]] = set()  # client-level (replacements)
-        self._control: dict[type, Callable[[Session, object], None]] = {
+        # Keyed by the message's exact type; each handler takes that type (hence Any here).
+        self._control: dict[type, Callable[[Session, Any], None]] = {
             Ping: self._on_ping,
             Pong: self._on_pong,
             Reconnect: self._on_reconnect,
@@ -200,7 +202,7 @@ class TwitchIrcClient:
             started = time.monotonic()
             reason = "connection closed"
             try:
-                session = await self._start_session()
+                session: Session | None = await self._start_session()
                 # Follow the chain of sessions: a RECONNECT hands over to its replacement.
                 while session is not None:
                     self.current = session
@@ -580,7 +582,7 @@ class TwitchIrcClient:
 
     # -- control messages -------------------------------------------------------------
 
-    def _on_ping(self, session: Session, ping: Ping) -> None:  # type: ignore[override]
+    def _on_ping(self, session: Session, ping: Ping) -> None:
         self._send_soon(session, f"PONG :{ping.argument}")
 
     def _on_pong(self, session: Session, _pong: Pong) -> None:

@@ -198,14 +198,13 @@ class ChatPool:
         room = self.limits.channels_per_connection
         pending = list(added)
         while pending:
-            shard = next((s for s in self.shards if len(s.channels) < room), None)
-            if shard is None:
-                shard = self._new_shard()
-            free = room - len(shard.channels)
+            open_shard = next((s for s in self.shards if len(s.channels) < room), None)
+            target = open_shard if open_shard is not None else self._new_shard()
+            free = room - len(target.channels)
             take, pending = pending[:free], pending[free:]
             for channel in take:
-                self._owner[channel] = shard
-            shard.add_channels(take)
+                self._owner[channel] = target
+            target.add_channels(take)
         before = set(self.state.wanted)
         wanted = tuple(c for c in self.state.wanted if c in self._owner) + tuple(
             c for c in added if c not in before
