@@ -27,6 +27,7 @@ install: $(VENV)/.synced
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
 
 # promtool from Debian's prometheus package (.ci/install-promtool; nothing by hand).

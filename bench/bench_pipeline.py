@@ -31,9 +31,9 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.bus.nats import NatsPublisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.pipeline.pipeline import Pipeline
-from ingress_egress.status import Counters, ErrorLog
 
 
 def new_pipeline(count: int, publisher: Publisher | None = None) -> Pipeline:

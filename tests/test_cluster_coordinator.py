@@ -14,7 +14,7 @@ import pytest
 from ingress_egress.cluster import ClusterConfig, ClusterCoordinator
 from ingress_egress.cluster.assignment import readers_of
 from ingress_egress.cluster.store import MemoryStore
-from ingress_egress.status import ChatState, ErrorLog
+from ingress_egress.observability.state import ChatState, ErrorLog
 
 CHANNELS = tuple(f"ch{i}" for i in range(60))
 

@@ -13,7 +13,6 @@ from twitchio import http as tio_http
 from twitchio.eventsub import websockets as tio_websockets
 
 from ingress_egress.sources.eventsub import adapter
-from ingress_egress.sources.eventsub.dedup import RecentIds
 from ingress_egress.sources.eventsub.mapping import EventMapper, UnknownEvent, timestamp_ms
 
 
@@ -73,20 +72,6 @@ def test_configure_endpoints_points_twitchio_at_them(monkeypatch: pytest.MonkeyP
     assert tio_client.Websocket is adapter.ChatWebsocket
     with pytest.raises(ValueError, match="oauth2"):
         adapter.configure_endpoints(ws_url="ws://x/ws", helix_url="http://x", oauth_url="http://x")
-
-
-def test_recent_ids_forget_the_oldest_beyond_their_bound() -> None:
-    recent = RecentIds(size=3)
-    assert [recent.first_time(k) for k in ("a", "b", "a", "c", "d")] == [
-        True,
-        True,
-        False,
-        True,
-        True,
-    ]
-    assert len(recent) == 3
-    assert recent.first_time("b") is True  # "b" was the oldest: forgotten
-    assert recent.first_time("") is True  # no id: always delivered
 
 
 def test_timestamps_with_nanoseconds() -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingress_egress import logs
 from ingress_egress.config import Settings
 from ingress_egress.http import server as http_server
 from ingress_egress.http.server import BoundedH11Protocol
+from ingress_egress.observability import logs
 from ingress_egress.simulator import ChatSimulator
 from tests.support.processes import free_port
 from tests.support.service import eventually, get, running, settings_for

@@ -25,17 +25,17 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import IrcParseError
+from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.simulator import ChatSimulator
 from ingress_egress.sources.irc.transport import (
     MAX_LINE_BYTES,
     LineTransport,
-    TransportClosed,
     open_transport,
 )
-from ingress_egress.status import Counters, ErrorLog
 from tests.support.service import eventually, get, running, settings_for
 
 pytestmark = pytest.mark.timeout(120)

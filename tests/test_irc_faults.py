@@ -15,8 +15,9 @@ from ingress_egress.config import Settings
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator, Faults
-from ingress_egress.sources.irc.dedup import RecentKeys, overlap_key
+from ingress_egress.sources.irc.dedup import overlap_key
 from ingress_egress.sources.irc.pool import PoolLimits
+from ingress_egress.sources.recent import RecentKeys
 from ingress_egress.twitch.messages import from_irc
 from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status

@@ -18,10 +18,10 @@ import pytest
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
+from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.pool import ChatPool, PoolLimits
-from ingress_egress.status import ChatState, Counters, ErrorLog
 from ingress_egress.twitch.messages import Privmsg, TwitchMessage
 from tests.support.service import eventually, running, settings_for, wait_status
 
@@ -200,6 +200,6 @@ def snapshot() -> tracemalloc.Snapshot:
     """Allocations made by the chat source and its state, not by the simulator or pytest."""
     keep = [
         tracemalloc.Filter(True, "*/ingress_egress/sources/*"),
-        tracemalloc.Filter(True, "*/ingress_egress/status.py"),
+        tracemalloc.Filter(True, "*/ingress_egress/observability/state.py"),
     ]
     return tracemalloc.take_snapshot().filter_traces(keep)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ingress_egress.logs import REDACTED, RedactingFilter
+from ingress_egress.observability.logs import REDACTED, RedactingFilter
 
 
 @pytest.fixture

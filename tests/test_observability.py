@@ -19,7 +19,8 @@ from ingress_egress.bus.base import BusError, OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
 from ingress_egress.http import build_app
-from ingress_egress.observability import LATENCY_BOUNDS_S, Telemetry
+from ingress_egress.observability.metrics import LATENCY_BOUNDS_S
+from ingress_egress.observability.telemetry import Telemetry
 from ingress_egress.service import Service
 from ingress_egress.simulator import ChatSimulator
 from tests.support.service import eventually, get, running, settings_for, wait_status

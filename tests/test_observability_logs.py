@@ -11,8 +11,13 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from ingress_egress import logs
-from ingress_egress.logs import REDACTED, JsonFormatter, RedactingFilter, TextFormatter
+from ingress_egress.observability import logs
+from ingress_egress.observability.logs import (
+    REDACTED,
+    JsonFormatter,
+    RedactingFilter,
+    TextFormatter,
+)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

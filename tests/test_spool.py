@@ -109,7 +109,7 @@ async def test_the_cap_refuses_and_acks_make_room(tmp_path: Path) -> None:
         if accepted % 50 == 0:
             await spool.flush()
     assert 65536 // (size + 8) < accepted <= 65536 // size
-    assert spool.bytes <= 65536
+    assert spool.held_bytes <= 65536
     assert spool.append(record(0)) == -1  # still full
     await spool.flush()
     spool.ack_below(accepted)
@@ -200,7 +200,7 @@ async def test_append_many_is_append_one_after_another(tmp_path: Path) -> None:
             await many.flush()
     assert firsts == [0, 7, 14] and many.next_seq == one.next_seq == 19
     assert many.append_many([]) == 19  # nothing taken, nothing moved
-    assert many.bytes == one.bytes
+    assert many.held_bytes == one.held_bytes
     assert await many.read(0, 100) == await one.read(0, 100)
     await one.close()
     await many.close()
@@ -214,7 +214,7 @@ async def test_append_many_takes_all_or_nothing_at_the_cap(tmp_path: Path) -> No
     size = len(record(0)) + 4
     fits = (4096 - 64) // size
     assert spool.append_many([record(i) for i in range(fits + 50)]) == -1
-    assert spool.next_seq == 0 and spool.bytes == 0  # refused whole
+    assert spool.next_seq == 0 and spool.held_bytes == 0  # refused whole
     assert spool.append_many([record(i) for i in range(fits // 2)]) == 0
     assert spool.next_seq == fits // 2
     await spool.close()

@@ -10,7 +10,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+from ingress_egress.twitch.logins import channel_login, is_login
 
 INGRESS_TOPIC = "internal.ingress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
@@ -27,13 +30,12 @@ LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 TWITCH_SOURCES = ("irc", "eventsub")
 CLUSTER_COORDINATIONS = ("none", "nats", "firestore")
-_CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a NATS KV key and a Firestore id
+# A cluster id and a stream name: a valid NATS KV key, JetStream stream name and Firestore id.
+_PORTABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
 # that a conduit, which needs an app token (TWITCH_CLIENT_SECRET).
 EVENTSUB_MAX_CHANNELS = 50
 
-# Twitch logins: 1-25 chars, letters, digits, underscore (4+ for new accounts, older ones shorter).
-_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 # Pub/Sub topic names allow letters, digits and -_.~+% ; NATS subjects must not hold spaces
 # or wildcards. One rule that satisfies both keeps the prefix portable between drivers.
 _BUS_PREFIX_RE = re.compile(r"^[A-Za-z0-9\-_.~+%]*$")
@@ -230,7 +232,7 @@ class _Reader:
                 "IRC_RECONNECT_MAX_MS", f"must be >= IRC_RECONNECT_INITIAL_MS ({initial})"
             )
         bot = self.raw("TWITCH_BOT_USERNAME", "").lower().lstrip("@")
-        if bot and not _LOGIN_RE.match(bot):
+        if bot and not is_login(bot):
             raise ConfigError("TWITCH_BOT_USERNAME", f"not a Twitch login: {_quote(bot)}")
         driver = self.choice("MESSAGE_BUS_DRIVER", "stdout", BUS_DRIVERS)
         settings = Settings(
@@ -277,12 +279,12 @@ class _Reader:
                 "TWITCH_EVENTSUB_WS_URL", "wss://eventsub.wss.twitch.tv/ws"
             ),
             twitch_helix_url=self.http_url("TWITCH_HELIX_URL", "https://api.twitch.tv/helix"),
-            **self.chat_scale(),  # type: ignore[arg-type]
+            **self.chat_scale(),
             spool_dir=self.spool_dir(),
             spool_max_bytes=self.integer("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 65536, 1 << 40),
             spool_fsync_ms=self.integer("SPOOL_FSYNC_MS", 50, 1, 10_000),
             nats_duplicate_window_s=self.integer("NATS_DUPLICATE_WINDOW_S", 300, 1, 86_400),
-            **self.cluster(),  # type: ignore[arg-type]
+            **self.cluster(),
         )
         if settings.twitch_source == "eventsub":
             self.check_eventsub(settings)
@@ -296,7 +298,7 @@ class _Reader:
             self.check_cluster(settings)
         return settings
 
-    def cluster(self) -> dict[str, object]:
+    def cluster(self) -> dict[str, Any]:
         """Cluster mode (docs/scaling.md, "The cluster")."""
         heartbeat = self.integer("CLUSTER_HEARTBEAT_MS", 2000, 100, 60_000)
         ttl = self.integer("CLUSTER_MEMBER_TTL_MS", 10000, 1000, 600_000)
@@ -321,7 +323,7 @@ class _Reader:
 
     def cluster_id(self, name: str, default: str) -> str:
         value = self.raw(name, default)
-        if not _CLUSTER_ID_RE.match(value):
+        if not _PORTABLE_NAME_RE.match(value):
             raise ConfigError(name, f"must be 1-64 letters, digits, - or _, got {_quote(value)}")
         return value
 
@@ -392,7 +394,7 @@ class _Reader:
             return read_channels_file(channels_file)
         return parse_channels(self.env.get("TWITCH_CHANNELS", ""))
 
-    def chat_scale(self) -> dict[str, object]:
+    def chat_scale(self) -> dict[str, Any]:
         """Pool, JOIN pacing and dynamic-channel settings (docs/scaling.md)."""
         return {
             "twitch_channels_file": self.raw("TWITCH_CHANNELS_FILE", ""),
@@ -456,7 +458,7 @@ class _Reader:
 
     def stream_name(self) -> str:
         name = self.raw("NATS_STREAM", "INGRESS")
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
+        if not _PORTABLE_NAME_RE.match(name):
             raise ConfigError("NATS_STREAM", f"must be letters, digits, - or _, got {_quote(name)}")
         return name
 
@@ -492,10 +494,10 @@ def parse_channels(text: str) -> tuple[str, ...]:
     commas tolerated, order kept. ``"ba d"`` is an error, not two channels."""
     seen: dict[str, None] = {}
     for item in text.split(","):
-        login = item.strip().lstrip("#").lower()
-        if not login:
+        if not item.strip().lstrip("#"):
             continue
-        if not _LOGIN_RE.match(login):
+        login = channel_login(item)
+        if login is None:
             raise ConfigError(
                 "TWITCH_CHANNELS", f"not a Twitch channel login: {_quote(item.strip())}"
             )

@@ -1,14 +1,20 @@
 """The optional C fast path of the hot path (``_speedups.c``), and the switch between the two.
 
 The pure-Python functions stay the reference and the fallback. When the extension imports,
-``protocol.irc``, ``twitch.messages``, ``envelope``, ``pipeline.outbound`` and
-``sources.irc.transport`` register their classes and reference functions with it
-(``configure_*``) and bind their public names (``parse_line``, ``from_irc``,
-``Privmsg.from_irc``, ``EnvelopeBuilder.build``, ``stable_uuid``, ``message_to_outbound``,
-``lines_to_outbound``, ``split_lines``) to the C entry points, which return exactly what the
-references return. ``speedups.hpub_frame`` is the C twin of ``bus.nats.hpub_frame`` (it
-answers None where that reference must run), ``speedups.hpub_frames`` that of
-``bus.nats.hpub_frames`` (a slice's frames in one buffer).
+seven modules use it: six register their classes and reference functions with it
+(``configure_*``) and bind their public names to the C entry points, which return exactly
+what the references return -
+
+* ``protocol.irc``: ``parse_line``;
+* ``twitch.messages``: ``from_irc`` and ``Privmsg.from_irc``;
+* ``envelope.ids``: ``stable_uuid``;
+* ``envelope.builder``: ``EnvelopeBuilder.build``;
+* ``pipeline.outbound``: ``message_to_outbound`` and ``lines_to_outbound``;
+* ``sources.irc.transport``: ``split_lines``;
+
+and the seventh, ``bus.nats``, calls ``speedups.hpub_frame`` (the C twin of its
+``hpub_frame``; it answers None where that reference must run) and ``speedups.hpub_frames``
+(a slice's frames in one buffer) when they are there.
 
 * ``INGRESS_EGRESS_PURE_PYTHON=1`` (any value but "" and "0") in the environment: the
   extension is not even imported; every public name is the Python reference.
@@ -21,9 +27,11 @@ answers None where that reference must run), ``speedups.hpub_frames`` that of
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from types import ModuleType
+from typing import Any
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
 ABI_VERSION = 4  # must match _speedups.c; a stale build is refused (rebuild: make install)
@@ -32,7 +40,7 @@ speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
 if not FORCE_PURE_PYTHON:
     try:
-        from ingress_egress._native import _speedups as speedups
+        speedups = importlib.import_module("ingress_egress._native._speedups")
     except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
         IMPORT_ERROR = str(error)
     else:
@@ -70,6 +78,13 @@ def configure(layer: str, register: str, *args: object) -> object | None:
         return None
     ACTIVE.add(layer)
     return result if result is not None else True
+
+
+def entry(name: str) -> Any:
+    """The extension's function ``name``; only called where a layer is ACTIVE (so loaded).
+    Typed ``Any``: the C functions carry no annotations; each has a typed Python twin."""
+    assert speedups is not None
+    return getattr(speedups, name)
 
 
 def available() -> bool:

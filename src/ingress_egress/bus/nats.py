@@ -85,14 +85,19 @@ def _headers(message: OutboundMessage) -> dict[str, str]:
     }
 
 
+# The C twins (untyped, hence Any), bound once; None without the extension.
+_hpub_frame_c: Any = getattr(_native.speedups, "hpub_frame", None)
+_hpub_frames_c: Any = getattr(_native.speedups, "hpub_frames", None)
+
+
 def _frame_c_or_python(subject: bytes, message: OutboundMessage) -> bytes:
     """The C twin's frame (about 10x cheaper), or the reference's when the twin declines
     (a header value the reference normalizes, another class, the C paths switched off)."""
-    frame = _native.speedups.hpub_frame(subject, message)  # type: ignore[union-attr]
+    frame = _hpub_frame_c(subject, message)
     return frame if frame is not None else hpub_frame(subject, message)
 
 
-frame_for = _frame_c_or_python if _native.speedups is not None else hpub_frame
+frame_for = _frame_c_or_python if _hpub_frame_c is not None else hpub_frame
 
 
 def hpub_frames(subject: bytes, messages: list[OutboundMessage]) -> bytes:
@@ -103,11 +108,11 @@ def hpub_frames(subject: bytes, messages: list[OutboundMessage]) -> bytes:
 def _frames_c_or_python(subject: bytes, messages: list[OutboundMessage]) -> bytes:
     """The C twin builds the whole slice in one buffer; it declines (None) when any message
     needs the reference, and the slice is then framed one by one."""
-    frames = _native.speedups.hpub_frames(subject, messages)  # type: ignore[union-attr]
+    frames = _hpub_frames_c(subject, messages)
     return frames if frames is not None else hpub_frames(subject, messages)
 
 
-frames_for = _frames_c_or_python if getattr(_native.speedups, "hpub_frames", None) else hpub_frames
+frames_for = _frames_c_or_python if _hpub_frames_c is not None else hpub_frames
 
 
 # How long JetStream remembers a Nats-Msg-Id. A re-send is de-duplicated only within it, so

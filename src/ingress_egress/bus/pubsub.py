@@ -30,9 +30,9 @@ import re
 import time
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
-from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
@@ -76,7 +76,7 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     publisher_exceptions.MessageTooLargeError,
 )
 # Set-up errors worth retrying inside start()'s bounded window.
-_TRANSIENT_SETUP_ERRORS: tuple[type[BaseException], ...] = (
+_TRANSIENT_SETUP_ERRORS: tuple[type[Exception], ...] = (
     api_exceptions.ServiceUnavailable,
     api_exceptions.DeadlineExceeded,
     api_exceptions.InternalServerError,

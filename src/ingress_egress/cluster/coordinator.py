@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,11 @@ from typing import Any, Protocol
 
 from ingress_egress.cluster.assignment import readers_of
 from ingress_egress.cluster.store import CoordinationStore, Heartbeat, Member, StoreUnavailable
-from ingress_egress.status import ChatState, ErrorLog
+from ingress_egress.observability.state import ChatState, ErrorLog
+from ingress_egress.twitch.logins import is_login
 
 log = logging.getLogger("ingress_egress.cluster")
 
-_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 LOOP_TICK_S = 0.25  # how often joined-set changes are checked for an early heartbeat
 LISTED_MAX = 100  # channels listed by name in /_debug/twitch (counts are always exact)
 VIEWS_TO_DROP = 2  # consecutive views without a member before it counts as gone
@@ -243,8 +242,8 @@ class ClusterCoordinator:
         for seen in fresh:
             self._misses.pop(seen, None)
         for member_id, member in members.items():
-            seen = self._seen.get(member_id)
-            if seen is None or seen[0] != member.seq:
+            last = self._seen.get(member_id)
+            if last is None or last[0] != member.seq:
                 self._seen[member_id] = (member.seq, now)
         for gone in set(self._seen) - set(members):
             del self._seen[gone]
@@ -354,9 +353,9 @@ class ClusterCoordinator:
     # -- the wanted list ------------------------------------------------------------------
 
     def _set_wanted(self, channels: tuple[str, ...]) -> None:
-        valid = tuple(c for c in dict.fromkeys(channels) if _LOGIN_RE.match(c))
+        valid = tuple(c for c in dict.fromkeys(channels) if is_login(c))
         if len(valid) != len(set(channels)):
-            bad = [c for c in channels if not _LOGIN_RE.match(c)][:3]
+            bad = [c for c in channels if not is_login(c)][:3]
             self.errors.add("cluster_wanted_invalid", f"ignored invalid logins: {bad!r}")
         self.wanted = valid
 

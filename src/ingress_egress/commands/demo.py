@@ -24,8 +24,8 @@ import nats
 import orjson
 from nats.js.api import DeliverPolicy
 
-from ingress_egress import logs
 from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.observability import logs
 from ingress_egress.service import Service
 from ingress_egress.simulator import ChatSimulator
 

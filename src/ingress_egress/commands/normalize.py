@@ -131,6 +131,7 @@ def run(
 ) -> NormalizeStats:
     pending: list[bytes] = []
     size = 0
+    record: bytes | None
     for raw in bounded_lines(source):
         if isinstance(raw, int):
             record, is_error = normalizer.oversized(raw), True

@@ -6,8 +6,8 @@ import asyncio
 import os
 import sys
 
-from ingress_egress import logs
 from ingress_egress.config import ConfigError, Settings
+from ingress_egress.observability import logs
 
 
 def main() -> int:

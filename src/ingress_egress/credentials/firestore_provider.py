@@ -2,7 +2,8 @@
 
 ``get_chat_auth`` answers from memory while the cached token is good for more than
 ``refresh_margin`` seconds; otherwise it refreshes first. A refresh always goes through
-Firestore (see ``FirestoreTokenStore``):
+the token store (a ``TokenStore``: ``FirestoreTokenStore`` when deployed, or one passed as
+``store=``, e.g. ``MemoryTokenStore``):
 
 1. a *claim* re-reads the document. If another writer already stored a different token
    that is still good, that token is adopted and Twitch is not called. If another instance
@@ -40,7 +41,6 @@ from typing import Any
 
 from google.auth import exceptions as auth_exc
 from google.cloud.firestore import AsyncClient
-from google.cloud.firestore_v1.async_document import AsyncDocumentReference
 
 from ingress_egress.credentials.base import ChatAuth, CredentialsError, CredentialsProvider
 from ingress_egress.credentials.errors import (
@@ -67,6 +67,7 @@ from ingress_egress.credentials.token_store import (
     LookupStrategy,
     Plan,
     TokenRecord,
+    TokenStore,
     lookup_strategy,
 )
 from ingress_egress.credentials.twitch_oauth import TwitchOAuthClient
@@ -110,7 +111,7 @@ class _Entry:
 
     key: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ref: AsyncDocumentReference | None = None
+    ref: Any = None  # the store's reference to the identity's document, once located
     record: TokenRecord | None = None
     source: str = ""  # firestore | refreshed | adopted
     state: str = "starting"
@@ -166,10 +167,15 @@ class FirestoreCredentialsProvider(CredentialsProvider):
         instance_id: str | None = None,
         clock: Callable[[], float] = time.time,
         run_background: bool = True,
+        store: TokenStore[Any] | None = None,
     ) -> None:
+        """``store`` replaces Firestore (e.g. ``MemoryTokenStore``); ``lookup`` is then the
+        store's own, and ``project``/``collection``/``firestore_*`` are not used."""
         self._oauth = oauth
         self._project = project or None
         self._collection = collection
+        if store is not None:
+            lookup = store.lookup
         self._lookup = lookup_strategy(lookup) if isinstance(lookup, str) else lookup
         self._identities = tuple(identities)
         self._opts = options or ProviderOptions()
@@ -177,7 +183,7 @@ class FirestoreCredentialsProvider(CredentialsProvider):
         self._owns_fs_client = firestore_client is None
         self._fs_timeout = firestore_timeout
         self._fs_retry_window = firestore_retry_window
-        self._store: FirestoreTokenStore | None = None
+        self._store: TokenStore[Any] | None = store
         self.instance_id = instance_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -405,9 +411,9 @@ class FirestoreCredentialsProvider(CredentialsProvider):
                 return
             if claim.plan is Plan.REFRESH:
                 break
-            adopted = await self._wait_for_other(store, ref, claim.record, seen)
-            if adopted is not None:
-                self._adopt(entry, adopted)
+            theirs = await self._wait_for_other(store, ref, claim.record, seen)
+            if theirs is not None:
+                self._adopt(entry, theirs)
                 return
         else:
             raise CredentialsError(
@@ -472,8 +478,8 @@ class FirestoreCredentialsProvider(CredentialsProvider):
 
     async def _wait_for_other(
         self,
-        store: FirestoreTokenStore,
-        ref: AsyncDocumentReference,
+        store: TokenStore[Any],
+        ref: Any,
         current: TokenRecord,
         seen: TokenRecord | None,
     ) -> TokenRecord | None:
@@ -556,7 +562,7 @@ class FirestoreCredentialsProvider(CredentialsProvider):
         if self._closed:
             raise CredentialsError(CLOSED, "the credentials provider is closed")
 
-    def _get_store(self) -> FirestoreTokenStore:
+    def _get_store(self) -> TokenStore[Any]:
         if self._store is None:
             if self._fs_client is None:
                 try:
@@ -583,7 +589,7 @@ class FirestoreCredentialsProvider(CredentialsProvider):
             )
         return self._store
 
-    async def _ref(self, entry: _Entry) -> AsyncDocumentReference:
+    async def _ref(self, entry: _Entry) -> Any:
         if entry.ref is None:
             entry.ref = await self._get_store().locate(entry.key)
         return entry.ref

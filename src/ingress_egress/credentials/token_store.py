@@ -21,6 +21,12 @@ keeps the format the document already used.
 Finding the document is a ``LookupStrategy``: ``LoginLookup`` (document id = lower-cased login,
 the default) or ``UserIdLookup`` (a query ``where userId == x``).
 
+The credentials provider needs five operations of a store (``TokenStore``): locate, read,
+claim a refresh, commit one, release a claim. ``FirestoreTokenStore`` is the deployed store;
+``memory_store.MemoryTokenStore`` keeps the same documents in memory. Both decide with the
+same functions (``plan_claim``, ``commit_replaces``), so the refresh logic tested on one is
+the logic that runs on the other.
+
 Every Firestore call is bounded (``timeout``) and mapped onto a ``StoreError`` whose code is
 ``firestore_unavailable`` / ``firestore_denied`` / ``document_missing`` / ``document_invalid`` /
 ``document_ambiguous`` / ``invalid_identity``. No message ever carries a token.
@@ -36,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -68,6 +74,7 @@ from ingress_egress.credentials.errors import (
 log = logging.getLogger("ingress_egress.credentials.token_store")
 
 T = TypeVar("T")
+RefT = TypeVar("RefT")
 ExpiresFormat = Literal["timestamp", "iso", "epoch_s", "epoch_ms"]
 
 LEASE_FIELD = "refreshLease"
@@ -237,6 +244,11 @@ class LookupStrategy(ABC):
     ) -> AsyncDocumentReference | None:
         """The document for ``key`` (already normalized), or ``None`` if there is none."""
 
+    @abstractmethod
+    def matches(self, doc_id: str, data: Mapping[str, Any], key: str) -> bool:
+        """Whether the document ``doc_id`` holding ``data`` is the one ``locate`` finds for
+        ``key`` (the same rule, for a store that holds its documents itself)."""
+
 
 class LoginLookup(LookupStrategy):
     """Document id = the lower-cased Twitch login (the default)."""
@@ -263,6 +275,9 @@ class LoginLookup(LookupStrategy):
         rpc_timeout: float,
     ) -> AsyncDocumentReference | None:
         return collection.document(key)
+
+    def matches(self, doc_id: str, data: Mapping[str, Any], key: str) -> bool:
+        return doc_id == key
 
 
 class UserIdLookup(LookupStrategy):
@@ -299,6 +314,10 @@ class UserIdLookup(LookupStrategy):
             )
         return snapshots[0].reference if snapshots else None
 
+    def matches(self, doc_id: str, data: Mapping[str, Any], key: str) -> bool:
+        value = data.get(self.field_name)
+        return not isinstance(value, bool) and isinstance(value, (str, int)) and str(value) == key
+
 
 def lookup_strategy(name: str) -> LookupStrategy:
     """``"login"`` or ``"user_id"`` (``FIRESTORE_LOOKUP``)."""
@@ -322,6 +341,96 @@ class Plan(enum.Enum):
 class Claim:
     plan: Plan
     record: TokenRecord
+
+
+def plan_claim(
+    current: TokenRecord,
+    seen: TokenRecord | None,
+    now: float,
+    *,
+    owner: str,
+    margin: float,
+    force: bool,
+    lease_seconds: float | None,
+) -> Plan:
+    """What a claim decides on the document as it is now (``current``):
+
+    * its tokens differ from ``seen`` (or we are not forcing) and stay valid for more than
+      ``margin`` seconds: ``ADOPT`` them;
+    * with leases, another instance holds an unexpired one: ``WAIT``;
+    * otherwise ``REFRESH`` with the stored (freshest) refresh token.
+    """
+    changed = not current.same_tokens(seen)
+    valid_for = current.valid_for(now)
+    if not changed and seen is not None:
+        # Same token: we may know better (``/validate`` said it expires sooner).
+        valid_for = min(valid_for, seen.valid_for(now))
+    if valid_for > margin and (changed or not force):
+        return Plan.ADOPT
+    if lease_seconds is not None and current.lease_active(now, owner):
+        return Plan.WAIT
+    return Plan.REFRESH
+
+
+def commit_replaces(current: TokenRecord, used: TokenRecord, now: float, margin: float) -> bool:
+    """A commit writes our fresh tokens if the document still holds the ones we refreshed
+    from (``used``), or whatever replaced them is already near expiry; otherwise the other
+    writer's tokens win."""
+    return current.same_tokens(used) or current.valid_for(now) <= margin
+
+
+def committed(current: TokenRecord, fresh: TokenRecord) -> TokenRecord:
+    """The record a winning commit leaves: ``fresh``'s tokens, no lease."""
+    return current.with_tokens(
+        fresh.access_token, fresh.refresh_token, fresh.expires_at, fresh.scopes or current.scopes
+    )
+
+
+class TokenStore(Protocol[RefT]):
+    """Where the bot's token documents live; ``RefT`` is the store's document reference.
+
+    Every failure is a ``StoreError`` (``firestore_unavailable``, ``document_missing``, ...);
+    no method ever puts a token into an error, a log line or a ``repr``.
+    """
+
+    @property
+    def lookup(self) -> LookupStrategy:
+        """How an identity finds its document (login = document id, or a user-id query)."""
+        ...
+
+    def normalize(self, key: str) -> str:
+        """The canonical form of an identity; ``StoreError(invalid_identity)`` if unusable."""
+        ...
+
+    async def locate(self, key: str) -> RefT:
+        """The document for ``key``; ``StoreError(document_missing)`` if there is none."""
+        ...
+
+    async def read(self, ref: RefT) -> TokenRecord: ...
+
+    async def claim_refresh(
+        self,
+        ref: RefT,
+        seen: TokenRecord | None,
+        *,
+        owner: str,
+        margin: float,
+        force: bool,
+        lease_seconds: float | None,
+    ) -> Claim:
+        """Re-read and decide (``plan_claim``); a ``REFRESH`` with ``lease_seconds`` holds
+        the lease for ``owner`` when it returns."""
+        ...
+
+    async def commit_refresh(
+        self, ref: RefT, used: TokenRecord, fresh: TokenRecord, *, owner: str, margin: float
+    ) -> tuple[TokenRecord, bool]:
+        """Write ``fresh`` atomically if ``commit_replaces``; ``(record, adopted)``."""
+        ...
+
+    async def release_claim(self, ref: RefT, owner: str) -> None:
+        """Drop ``owner``'s refresh lease, if it still holds one."""
+        ...
 
 
 class FirestoreTokenStore:
@@ -402,31 +511,27 @@ class FirestoreTokenStore:
         force: bool,
         lease_seconds: float | None,
     ) -> Claim:
-        """Re-read the document and decide whether to adopt the stored token, wait or refresh.
-
-        * the stored tokens differ from ``seen`` (or we are not forcing) and stay valid for
-          more than ``margin`` seconds: ``ADOPT`` them;
-        * another instance holds an unexpired lease: ``WAIT``;
-        * otherwise ``REFRESH`` with the stored (freshest) refresh token. With
-          ``lease_seconds`` the lease is written first, as a compare-and-set on the
-          document's update time (lock-free: a transaction here would make two racing
-          instances wait on each other's locks); a lost compare re-reads and decides again.
+        """Re-read the document and decide (``plan_claim``) whether to adopt the stored
+        token, wait or refresh. Before a ``REFRESH`` with ``lease_seconds`` the lease is
+        written, as a compare-and-set on the document's update time (lock-free: a transaction
+        here would make two racing instances wait on each other's locks); a lost compare
+        re-reads and decides again.
         """
         for _ in range(self._tx_attempts):
             snapshot = await self._guard("claim", ref.get(retry=self._retry, timeout=self._timeout))
             current = self._record(ref, snapshot)
             now = self._clock()
-            changed = not current.same_tokens(seen)
-            valid_for = current.valid_for(now)
-            if not changed and seen is not None:
-                # Same token: we may know better (``/validate`` said it expires sooner).
-                valid_for = min(valid_for, seen.valid_for(now))
-            if valid_for > margin and (changed or not force):
-                return Claim(Plan.ADOPT, current)
-            if lease_seconds is None:
-                return Claim(Plan.REFRESH, current)
-            if current.lease_active(now, owner):
-                return Claim(Plan.WAIT, current)
+            plan = plan_claim(
+                current,
+                seen,
+                now,
+                owner=owner,
+                margin=margin,
+                force=force,
+                lease_seconds=lease_seconds,
+            )
+            if plan is not Plan.REFRESH or lease_seconds is None:
+                return Claim(plan, current)
             until = now + lease_seconds
             lease = {LEASE_FIELD: {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}}
             if await self._guard("claim", self._update_if_unchanged(ref, snapshot, lease)):
@@ -445,17 +550,16 @@ class FirestoreTokenStore:
     ) -> tuple[TokenRecord, bool]:
         """Write ``fresh`` unless the document changed meanwhile; returns ``(record, adopted)``.
 
-        Inside one transaction the document is re-read: if its tokens are still the ones we
-        refreshed from (``used``) - or whatever replaced them is already near expiry - ``fresh``
-        is written (in the document's own ``expiresAt`` format) and the lease cleared. If
-        another writer replaced them with a token valid for more than ``margin`` seconds, that
-        token wins: nothing of ours is written and the stored record is returned.
+        Inside one transaction the document is re-read; if ``commit_replaces`` says so,
+        ``fresh`` is written (in the document's own ``expiresAt`` format) and the lease
+        cleared. Otherwise the other writer's token wins: nothing of ours is written and the
+        stored record is returned.
         """
 
         async def body(tx: AsyncTransaction) -> tuple[TokenRecord, bool]:
             now = self._clock()
             current = await self._read_in(tx, ref)
-            if current.same_tokens(used) or current.valid_for(now) <= margin:
+            if commit_replaces(current, used, now, margin):
                 tx.update(
                     ref,
                     {
@@ -468,15 +572,7 @@ class FirestoreTokenStore:
                         "refreshedBy": owner,
                     },
                 )
-                stored = replace(
-                    current.with_tokens(
-                        fresh.access_token,
-                        fresh.refresh_token,
-                        fresh.expires_at,
-                        fresh.scopes or current.scopes,
-                    ),
-                )
-                return stored, False
+                return committed(current, fresh), False
             if current.lease_owner == owner:
                 tx.update(ref, {LEASE_FIELD: DELETE_FIELD})
             return replace(current, lease_owner=None, lease_until=None), True

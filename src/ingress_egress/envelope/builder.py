@@ -361,4 +361,5 @@ if "ids" in _native.ACTIVE:  # pragma: no branch
         MAX_EPOCH_MS,
     )
 if _build_c is not None:  # pragma: no branch
-    EnvelopeBuilder.build = _build_c  # type: ignore[method-assign]
+    # The C twin is untyped to mypy (``configure`` answers ``object``); same signature.
+    EnvelopeBuilder.build = _build_c  # type: ignore[method-assign, assignment]

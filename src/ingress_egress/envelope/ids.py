@@ -118,4 +118,4 @@ if _native.configure(
     IsoClock,
     _second_prefix,
 ):  # pragma: no branch
-    stable_uuid = _native.speedups.stable_uuid  # type: ignore[union-attr]
+    stable_uuid = _native.entry("stable_uuid")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 from typing import Any, Protocol
 
 import orjson
@@ -12,6 +11,8 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from ingress_egress.twitch.logins import channel_login
 
 LIVENESS_MAX_LAG_S = 5.0
 
@@ -42,7 +43,6 @@ class ChannelAdmin(Protocol):
 
 ADMIN_MAX_CHANNELS = 10_000  # per request: bounded work and memory
 ADMIN_MAX_BODY_BYTES = 1 << 20  # 10,000 logins of 25 characters fit with room
-_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 
 
 def bearer_ok(request: Request, token: str) -> bool:
@@ -166,8 +166,8 @@ def _channel_change(body: Any) -> tuple[list[str], list[str]] | str:
             return f"{key} must be a list of at most {ADMIN_MAX_CHANNELS} channel logins"
         logins = []
         for item in items:
-            login = item.strip().lstrip("#").lower() if isinstance(item, str) else ""
-            if not _LOGIN_RE.match(login):
+            login = channel_login(item)
+            if login is None:
                 return f"{key}: not a Twitch channel login: {str(item)[:40]!r}"
             logins.append(login)
         out.append(logins)

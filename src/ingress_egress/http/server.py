@@ -75,6 +75,8 @@ class BoundedH11Protocol(H11Protocol):
     pending = 0  # accepted by CappedListener, protocol not made yet
     live: set[BoundedH11Protocol] = set()  # made and not lost yet (each holds an fd)
 
+    # uvicorn's H11Protocol narrows BaseProtocol's BaseTransport to a Transport (it only
+    # ever serves stream sockets); this override keeps its signature.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         BoundedH11Protocol.pending = max(0, BoundedH11Protocol.pending - 1)
         BoundedH11Protocol.live.add(self)

@@ -1,17 +1,18 @@
-"""Metrics, traces and the figures they share (logs are ``ingress_egress.logs``).
+"""What the service tells ops about itself: state, metrics, traces and logs.
 
-* ``figures``: every metric is defined once, as a read of the service's plain counters and
-  state; both the OpenTelemetry instruments and ``/metrics`` (Prometheus) read it, so they
-  always show the same numbers and the hot path pays nothing for either.
+* ``state``: the plain counters, error log and chat-connection state that the source, the
+  pipeline and the cluster write (no locks: one event loop) and the HTTP surface reads.
+* ``metrics``: every metric is defined once, as a read of that state; both the OpenTelemetry
+  instruments and ``/metrics`` (Prometheus) read it, so they always show the same numbers
+  and the hot path pays nothing for either.
+* ``prometheus``: the ``/metrics`` rendering of those definitions.
 * ``tracing``: one PRODUCER span per envelope, receipt -> bus ack, recorded at ack time
   with explicit start/end times; its trace id is the envelope ``traceId`` and its span id
   the one in the envelope's ``traceparent``. No span is created unless tracing is on.
 * ``telemetry``: builds the OpenTelemetry providers from the ``OTEL_*`` settings (none by
   default) and the per-message hook the pipeline calls.
+* ``logs``: JSON lines for Cloud Logging, secrets always redacted.
+
+Import the module you need; this package imports nothing itself, so the hot-path modules
+that write ``state`` do not pull in OpenTelemetry.
 """
-
-from ingress_egress.observability.figures import LATENCY_BOUNDS_S, MetricsSource
-from ingress_egress.observability.prometheus import build_registry
-from ingress_egress.observability.telemetry import Telemetry
-
-__all__ = ["LATENCY_BOUNDS_S", "MetricsSource", "Telemetry", "build_registry"]

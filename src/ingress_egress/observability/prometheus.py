@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ingress_egress.observability.figures import (
+from ingress_egress.observability.metrics import (
     FIGURES,
     LATENCY_DESCRIPTION,
     LATENCY_NAME,

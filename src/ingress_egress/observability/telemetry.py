@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.observability.figures import (
+from ingress_egress.observability.metrics import (
     FIGURES,
     LATENCY_BOUNDS_S,
     LATENCY_DESCRIPTION,
@@ -135,7 +135,7 @@ class Telemetry:
             self._histogram_attributes = attributes
         if self.tracer_provider is not None:
             self._tracer = DeliveryTracer(
-                self.tracer_provider.get_tracer(SCOPE),  # type: ignore[arg-type]
+                self.tracer_provider.get_tracer(SCOPE),
                 self.ids,
                 system=attributes["messaging.system"],
                 destination=attributes["messaging.destination.name"],

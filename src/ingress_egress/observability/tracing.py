@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from ingress_egress.bus.base import OutboundMessage
 

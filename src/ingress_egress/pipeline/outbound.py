@@ -76,7 +76,7 @@ _direct = [field.name for field in dataclasses.fields(OutboundMessage)] == _KNOW
 if "envelope" in _native.ACTIVE and _native.configure(
     "outbound", "configure_outbound", OutboundMessage, _direct, _message_to_outbound_py
 ):  # pragma: no branch
-    message_to_outbound = _native.speedups.message_to_outbound  # type: ignore[union-attr]
+    message_to_outbound = _native.entry("message_to_outbound")
 
 
 def _lines_to_outbound_py(
@@ -112,7 +112,7 @@ lines_to_outbound: LinesToOutbound = _lines_to_outbound_py
 if "outbound" in _native.ACTIVE and _native.configure(
     "lines_to_outbound", "configure_lines_to_outbound", _lines_to_outbound_py
 ):  # pragma: no branch
-    lines_to_outbound = _native.speedups.lines_to_outbound  # type: ignore[union-attr]
+    lines_to_outbound = _native.entry("lines_to_outbound")
 
 
 def from_spooled(data: bytes, span_id: str, received_at: float) -> OutboundMessage:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
@@ -32,6 +32,7 @@ from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
+from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.pipeline.outbound import (
@@ -40,7 +41,6 @@ from ingress_egress.pipeline.outbound import (
     message_to_outbound,
 )
 from ingress_egress.spool import Spool, SpoolError
-from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")
@@ -167,25 +167,28 @@ class Pipeline:
         parsing it raised."""
         items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
         if items and type(items[0]) is OutboundMessage and len(set(map(type, items))) == 1:
-            self._accept_run(items)  # a read of chat lines only: no per-line Python at all
+            # A read of chat lines only: no per-line Python at all.
+            self._accept_run(cast("list[OutboundMessage]", items))
             return [None] * len(items)
+        results: list[TwitchMessage | Exception | None] = []
         run: list[OutboundMessage] = []  # consecutive chat envelopes, accepted together
-        for index, item in enumerate(items):
-            if type(item) is OutboundMessage:
+        for item in items:
+            if isinstance(item, OutboundMessage):
                 run.append(item)
-                items[index] = None
+                results.append(None)
                 continue
             if run:
                 self._accept_run(run)
                 run = []
             if not isinstance(item, Exception):
                 try:
-                    self.submit(item, received_at)  # type: ignore[arg-type]
+                    self.submit(item, received_at)
                 except Exception as error:  # one bad event never costs the read its others
-                    items[index] = error
+                    item = error
+            results.append(item)
         if run:
             self._accept_run(run)
-        return items  # type: ignore[return-value]
+        return results
 
     def _accept_run(self, run: list[OutboundMessage]) -> None:
         """``_accept`` for consecutive envelopes: at once when the window has room for all
@@ -340,8 +343,9 @@ class Pipeline:
     @property
     def depth(self) -> int:
         """Envelopes held to send: the window not yet sent plus what waits in the spool."""
-        spilled = self.spool.next_seq - self._spill_next if self._spill_next >= 0 else 0
-        return len(self._unsent) + spilled  # type: ignore[union-attr]
+        spool = self.spool
+        spilled = spool.next_seq - self._spill_next if spool and self._spill_next >= 0 else 0
+        return len(self._unsent) + spilled
 
     @property
     def in_flight(self) -> int:

@@ -145,4 +145,4 @@ parse_line = _parse_line_py
 if _native.configure(
     "protocol", "configure_protocol", IrcMessage, IrcParseError, _parse_line_py
 ):  # pragma: no branch
-    parse_line = _native.speedups.parse_line  # type: ignore[union-attr]
+    parse_line = _native.entry("parse_line")

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from ingress_egress.protocol.tags import format_tags
 from ingress_egress.simulator.faults import Faults
@@ -32,7 +33,6 @@ from ingress_egress.simulator.transport import (
     MAX_LINE,
     TcpTransport,
     Transport,
-    TransportClosed,
     WebSocketTransport,
 )
 
@@ -40,7 +40,7 @@ SERVER = "tmi.twitch.tv"
 CAPABILITIES = ("twitch.tv/membership", "twitch.tv/tags", "twitch.tv/commands")
 _ANONYMOUS_RE = re.compile(r"^justinfan\d+$")
 _PRE_LOGIN_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
-_CLOSE_ERRORS = (TransportClosed, ConnectionError, OSError)
+_CLOSE_ERRORS = (ConnectionError, OSError)  # TransportClosed is a ConnectionError
 
 
 # Paced output is written at most this often: ~5 messages a write at 5,000 msg/s, close to a
@@ -768,7 +768,8 @@ class ChatSimulator:
             return self._take_pending(self.batch_size), None
         if self._prepared is None:
             prepared: deque[tuple[list[Message], bytes]] = deque()
-            left = self.count - self._sent_count  # type: ignore[operator]
+            assert self.count is not None  # prebuilt needs a count (checked in __init__)
+            left = self.count - self._sent_count
             while left > 0:
                 batch = self._take(min(self.batch_size, left))
                 prepared.append((batch, ("\r\n".join(m.line for m in batch) + "\r\n").encode()))
@@ -978,9 +979,11 @@ class ChatSimulator:
         await client.transport.close()
 
 
-def _select_subprotocol(connection: ServerConnection, subprotocols: Sequence[str]) -> str | None:
+def _select_subprotocol(
+    connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+) -> Subprotocol | None:
     # tmi.js offers "irc" and aborts unless it is echoed; other clients offer nothing.
-    return "irc" if "irc" in subprotocols else None
+    return Subprotocol("irc") if "irc" in subprotocols else None
 
 
 def _only_root_path(connection: ServerConnection, request: Request) -> Response | None:

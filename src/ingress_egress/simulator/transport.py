@@ -15,11 +15,9 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ingress_egress.protocol.connection import TransportClosed
+
 MAX_LINE = 64 * 1024  # Twitch allows 8 KiB of tags + 512 bytes; be generous, not unbounded.
-
-
-class TransportClosed(ConnectionError):
-    """Writing to a client that has gone away."""
 
 
 class Transport(ABC):

@@ -156,7 +156,7 @@ class Spool:
     # -- figures --------------------------------------------------------------------
 
     @property
-    def bytes(self) -> int:
+    def held_bytes(self) -> int:
         """What the spool holds: live segments on disk plus records not yet written."""
         return self._disk_bytes + self._writing_bytes + self._pending_bytes
 
@@ -644,7 +644,7 @@ class Spool:
         return {
             "directory": str(self.directory),
             "destination": self.destination,
-            "bytes": self.bytes,
+            "bytes": self.held_bytes,
             "maxBytes": self.max_bytes,
             "records": self.count,
             "oldestAgeSeconds": None if age is None else round(age, 3),

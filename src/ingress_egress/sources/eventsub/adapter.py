@@ -92,7 +92,9 @@ def configure_endpoints(*, ws_url: str, helix_url: str, oauth_url: str) -> None:
     _tio_websockets.WSS = ws_url
     _tio_http.Route.BASE = helix_url.rstrip("/") + "/"
     _tio_http.Route.ID_BASE = oauth.removesuffix(OAUTH_SUFFIX) + "/"
-    _tio_client.Websocket = ChatWebsocket
+    # TwitchIO looks its socket class up on this module at connect time: the one override
+    # point it has (a subclass, so mypy's "cannot assign to a type" is the intent here).
+    _tio_client.Websocket = ChatWebsocket  # type: ignore[misc]
 
 
 class EventHandler(Protocol):
@@ -108,8 +110,11 @@ class EventHandler(Protocol):
 
 
 class AccessToken(Protocol):
-    access_token: str
-    user_id: str
+    @property
+    def access_token(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
 
 
 class ChatClient(twitchio.Client):
@@ -178,7 +183,10 @@ class ChatClient(twitchio.Client):
         return user_id in self._http._tokens
 
     def sockets(self) -> list[ChatWebsocket]:
-        return [s for group in self._websockets.values() for s in group.values()]  # type: ignore[misc]
+        # TwitchIO annotates ``_websockets`` with its own Websocket class; every socket in it
+        # is a ChatWebsocket (configure_endpoints swaps the class TwitchIO instantiates).
+        sockets = [s for group in self._websockets.values() for s in group.values()]
+        return sockets  # type: ignore[return-value]
 
     async def validate(self, token: str) -> Any:
         return await self._http.validate_token(token)
@@ -283,7 +291,10 @@ class ChatWebsocket(_tio_websockets.Websocket):
             await self.connect(reconnect=True)
             return
         if self._client is not None and self._token_for is not None:
-            self._client._websockets[self._token_for][successor.session_id] = successor  # type: ignore[index]
+            # TwitchIO keys its sockets by session id (typed as str | None there: a socket
+            # before its welcome has none; a successor always has one).
+            sockets = self._client._websockets[self._token_for]
+            sockets[successor.session_id] = successor  # type: ignore[index]
         self._retire()
         await asyncio.sleep(RETIRED_SOCKET_GRACE_S)
         await self.close()

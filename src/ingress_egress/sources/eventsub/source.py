@@ -29,13 +29,13 @@ from twitchio.eventsub import (
 )
 
 from ingress_egress.credentials import ChatAuth, CredentialsError, CredentialsProvider
+from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.sources.eventsub.adapter import (
     ChatClient,
     configure_endpoints,
     install_token,
 )
 from ingress_egress.sources.eventsub.conduit import Conduit, ConduitApi, ConduitError
-from ingress_egress.sources.eventsub.dedup import RecentIds
 from ingress_egress.sources.eventsub.mapping import (
     CHAT_SETTINGS,
     EventMapper,
@@ -44,7 +44,7 @@ from ingress_egress.sources.eventsub.mapping import (
     timestamp_ms,
 )
 from ingress_egress.sources.irc.backoff import Backoff
-from ingress_egress.status import ChatState, Counters, ErrorLog
+from ingress_egress.sources.recent import RecentKeys
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.eventsub")
@@ -63,6 +63,7 @@ SUBSCRIPTIONS = (
 )
 # One WebSocket holds 300 subscriptions and TwitchIO opens one socket per user token.
 MAX_WEBSOCKET_SUBSCRIPTIONS = 300
+RECENT_MESSAGE_IDS = 8192  # EventSub message ids remembered against at-least-once redelivery
 MAX_CHANNELS = MAX_WEBSOCKET_SUBSCRIPTIONS // len(SUBSCRIPTIONS)
 # Beyond MAX_CHANNELS: a conduit, one shard socket per 300 subscriptions (Twitch does not cap
 # a shard's subscriptions; this keeps each socket's share of the traffic what it is today).
@@ -112,7 +113,7 @@ class EventSubSource:
         self.keepalive_s = keepalive_s
         configure_endpoints(ws_url=ws_url, helix_url=helix_url, oauth_url=oauth_url)
         self.mapper = EventMapper()
-        self.recent = RecentIds()
+        self.recent = RecentKeys(RECENT_MESSAGE_IDS)
         self.duplicates = 0
         self.unhandled = 0
         self.revocations: deque[dict[str, Any]] = deque(maxlen=50)
@@ -478,7 +479,8 @@ class EventSubSource:
         self.counters.received += 1
         try:
             metadata = message["metadata"]
-            if not self.recent.first_time(str(metadata.get("message_id") or "")):
+            message_id = str(metadata.get("message_id") or "")
+            if message_id and not self.recent.first_time(message_id):  # no id: deliver
                 self.duplicates += 1
                 return
             kind = str(metadata.get("subscription_type") or "")

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
-from ingress_egress.status import ErrorLog
+from ingress_egress.observability.state import ErrorLog
+from ingress_egress.twitch.logins import channel_login
 
 log = logging.getLogger("ingress_egress.irc.channels_doc")
 
-_LOGIN_RE = re.compile(r"^[a-z0-9_]{1,25}$")
 MAX_CHANNELS = 100_000  # a document is at most 1 MiB anyway
 
 
@@ -39,8 +38,8 @@ def channels_from_document(data: dict[str, Any] | None) -> tuple[str, ...]:
         raise ChannelsDocumentError(f"more than {MAX_CHANNELS} channels")
     out: dict[str, None] = {}
     for item in items:
-        login = item.strip().lstrip("#").lower() if isinstance(item, str) else ""
-        if not _LOGIN_RE.match(login):
+        login = channel_login(item)
+        if login is None:
             raise ChannelsDocumentError(f"not a Twitch channel login: {str(item)[:40]!r}")
         out.setdefault(login, None)
     return tuple(out)

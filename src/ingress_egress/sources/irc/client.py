@@ -1,9 +1,12 @@
 """One shard of the Twitch chat pool: a connection that logs in, joins its channels, reads,
 answers PING, and reconnects forever.
 
-Lines flow one way: transport -> ``parse_line`` -> typed message -> ``sink`` (the pipeline).
-Control messages (PING, RECONNECT, JOIN echoes, NOTICEs) also update the connection here.
-Nothing a single line does can stop the read loop.
+Normally a read's lines go to the pipeline in one call (``line_sink``: it parses them,
+publishes the chat events and hands back every line's typed message, an error or nothing);
+the control messages among them (PING, RECONNECT, JOIN echoes, NOTICEs) update the
+connection here. During a RECONNECT overlap the lines are parsed here instead, and each
+chat event passes the duplicate filter before ``sink`` (the pipeline) gets it. Nothing a
+single line does can stop the read loop.
 
 Each physical connection is a ``Session``. Normally a client has one; on RECONNECT it opens
 a replacement session, joins it, and only then retires the old one (make-before-break),
@@ -19,12 +22,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
+from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError, parse_line
+from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.sources.irc.backoff import Backoff
-from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, RecentKeys, overlap_key
+from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, overlap_key
 from ingress_egress.sources.irc.joins import (
     MAX_LINE_BYTES,
     ConnectGate,
@@ -33,8 +39,8 @@ from ingress_egress.sources.irc.joins import (
     part_lines,
 )
 from ingress_egress.sources.irc.transport import MAX_LINE_BYTES as MAX_LINE_IN
-from ingress_egress.sources.irc.transport import LineTransport, TransportClosed, open_transport
-from ingress_egress.status import ChatState, Counters, ErrorLog
+from ingress_egress.sources.irc.transport import LineTransport, open_transport
+from ingress_egress.sources.recent import RecentKeys
 from ingress_egress.twitch.messages import (
     Capability,
     Membership,
@@ -174,7 +180,8 @@ class TwitchIrcClient:
         self._dedup: RecentKeys | None = None
         self._dedup_until = 0.0  # monotonic; 0 while an overlap is still open
         self._tasks: set[asyncio.Task[None]] = set()  # client-level (replacements)
-        self._control: dict[type, Callable[[Session, object], None]] = {
+        # Keyed by the message's exact type; each handler takes that type (hence Any here).
+        self._control: dict[type, Callable[[Session, Any], None]] = {
             Ping: self._on_ping,
             Pong: self._on_pong,
             Reconnect: self._on_reconnect,
@@ -195,7 +202,7 @@ class TwitchIrcClient:
             started = time.monotonic()
             reason = "connection closed"
             try:
-                session = await self._start_session()
+                session: Session | None = await self._start_session()
                 # Follow the chain of sessions: a RECONNECT hands over to its replacement.
                 while session is not None:
                     self.current = session
@@ -575,7 +582,7 @@ class TwitchIrcClient:
 
     # -- control messages -------------------------------------------------------------
 
-    def _on_ping(self, session: Session, ping: Ping) -> None:  # type: ignore[override]
+    def _on_ping(self, session: Session, ping: Ping) -> None:
         self._send_soon(session, f"PONG :{ping.argument}")
 
     def _on_pong(self, session: Session, _pong: Pong) -> None:

@@ -10,11 +10,11 @@ CLEARMSG, ROOMSTATE) are keyed by their content (command, parameters, tags): the
 read on both connections counts once. The full ROOMSTATE a fresh JOIN produces differs from
 nothing seen in the overlap and is passed on: it restates the room's settings, harmlessly.
 Everything else (PING, JOIN echoes, NOTICEs, numerics) is connection-level and never deduped.
+The keys go into ``sources.recent.RecentKeys``, the structure EventSub uses too.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable
 
 from ingress_egress.twitch.messages import (
@@ -40,25 +40,3 @@ def overlap_key(message: TwitchMessage) -> Hashable | None:
     else:
         return None
     return (irc.command, tuple(irc.params), tuple(sorted(irc.tags.items())))
-
-
-class RecentKeys:
-    """The last ``capacity`` keys seen, oldest forgotten first."""
-
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._keys: set[Hashable] = set()
-        self._order: deque[Hashable] = deque()
-
-    def first_time(self, key: Hashable) -> bool:
-        keys = self._keys
-        if key in keys:
-            return False
-        keys.add(key)
-        self._order.append(key)
-        if len(self._order) > self.capacity:
-            keys.discard(self._order.popleft())
-        return True
-
-    def __len__(self) -> int:
-        return len(self._order)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsProvider
+from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.client import (
     LineSink,
@@ -29,7 +30,6 @@ from ingress_egress.sources.irc.client import (
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.transport import open_transport
-from ingress_egress.status import ChatState, Counters, ErrorLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,14 +198,13 @@ class ChatPool:
         room = self.limits.channels_per_connection
         pending = list(added)
         while pending:
-            shard = next((s for s in self.shards if len(s.channels) < room), None)
-            if shard is None:
-                shard = self._new_shard()
-            free = room - len(shard.channels)
+            open_shard = next((s for s in self.shards if len(s.channels) < room), None)
+            target = open_shard if open_shard is not None else self._new_shard()
+            free = room - len(target.channels)
             take, pending = pending[:free], pending[free:]
             for channel in take:
-                self._owner[channel] = shard
-            shard.add_channels(take)
+                self._owner[channel] = target
+            target.add_channels(take)
         before = set(self.state.wanted)
         wanted = tuple(c for c in self.state.wanted if c in self._owner) + tuple(
             c for c in added if c not in before

@@ -12,9 +12,11 @@ from abc import ABC, abstractmethod
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 from ingress_egress import _native
 from ingress_egress.config import IrcEndpoint
+from ingress_egress.protocol.connection import TransportClosed
 
 READ_SIZE = 1 << 16
 # The longest line accepted from Twitch, in bytes without CRLF. Real lines stay far below:
@@ -25,10 +27,6 @@ MAX_LINE_BYTES = 32 * 1024
 LOG_PREFIX_CHARS = 80  # how much of a discarded line the log quotes
 
 log = logging.getLogger("ingress_egress.irc")
-
-
-class TransportClosed(Exception):
-    """The peer closed the connection (or it broke)."""
 
 
 class LineTransport(ABC):
@@ -97,7 +95,7 @@ def _split_lines_py(chunk: bytes) -> tuple[list[str], int]:
 # The C twin decodes line by line (each line its own narrowest str), same result.
 split_lines = _split_lines_py
 if _native.configure("lines", "configure_lines", _split_lines_py):  # pragma: no branch
-    split_lines = _native.speedups.split_lines  # type: ignore[union-attr]
+    split_lines = _native.entry("split_lines")
 
 
 class StreamTransport(LineTransport):
@@ -191,7 +189,7 @@ class WebSocketTransport(LineTransport):
     async def open(cls, endpoint: IrcEndpoint, timeout: float) -> WebSocketTransport:
         url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}{endpoint.path or '/'}"
         connection = await websockets.connect(
-            url, subprotocols=["irc"], open_timeout=timeout, max_size=1 << 20
+            url, subprotocols=[Subprotocol("irc")], open_timeout=timeout, max_size=1 << 20
         )
         return cls(connection)
 

@@ -79,9 +79,10 @@ _privmsg_from_irc_c = _native.configure(
     common._CACHE_LIMIT,
 )
 if _privmsg_from_irc_c is not None:  # pragma: no branch
-    Privmsg.from_irc = _privmsg_from_irc_c  # type: ignore[method-assign]
+    # The C twin is untyped to mypy (``configure`` answers ``object``); same signature.
+    Privmsg.from_irc = _privmsg_from_irc_c  # type: ignore[method-assign, assignment]
     _BY_COMMAND["PRIVMSG"] = Privmsg.from_irc
-    from_irc = _native.speedups.from_irc  # type: ignore[union-attr]
+    from_irc = _native.entry("from_irc")
 
 
 __all__ = [

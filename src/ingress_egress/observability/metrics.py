@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingress_egress.envelope.types import EVENT_TYPES
+from ingress_egress.observability.state import ChatState, Counters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.status import ChatState, Counters
 
 # Buckets of the receipt -> ack histogram: 1e-4 s .. 10 s, three per decade. Each is an
 # exact bucket edge of ``LatencyHistogram`` (48 per decade from 1e-5 s), so the Prometheus
@@ -37,11 +37,14 @@ LATENCY_DESCRIPTION = "Time from reading a chat event from Twitch to the bus ack
 
 
 class _Spool(Protocol):
-    max_bytes: int
-    healthy: bool
+    @property
+    def max_bytes(self) -> int: ...
 
     @property
-    def bytes(self) -> int: ...
+    def healthy(self) -> bool: ...
+
+    @property
+    def held_bytes(self) -> int: ...
 
     @property
     def count(self) -> int: ...
@@ -50,8 +53,11 @@ class _Spool(Protocol):
 
 
 class _Pipeline(Protocol):
-    latency: LatencyHistogram
-    spool: _Spool | None
+    @property
+    def latency(self) -> LatencyHistogram: ...
+
+    @property
+    def spool(self) -> _Spool | None: ...
 
     @property
     def depth(self) -> int: ...
@@ -63,16 +69,22 @@ class _Pipeline(Protocol):
 
 
 class _Publisher(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def connected(self) -> bool: ...
 
 
 class _Cluster(Protocol):
-    owned: set[str]
-    under_replicated: list[str]
-    store_connected: bool
+    @property
+    def owned(self) -> set[str]: ...
+
+    @property
+    def under_replicated(self) -> list[str]: ...
+
+    @property
+    def store_connected(self) -> bool: ...
 
     def live_members(self) -> set[str]: ...
 
@@ -85,14 +97,26 @@ class _Credentials(Protocol):
 
 
 class MetricsSource(Protocol):
-    """What the metrics read (the ``Service`` is one)."""
+    """What the metrics read (the ``Service`` is one). Read-only properties, so that the
+    Service's concrete types (a ``Pipeline``, a ``ClusterCoordinator``) satisfy them."""
 
-    counters: Counters
-    state: ChatState
-    pipeline: _Pipeline
-    publisher: _Publisher
-    credentials: _Credentials | None
-    cluster: _Cluster | None
+    @property
+    def counters(self) -> Counters: ...
+
+    @property
+    def state(self) -> ChatState: ...
+
+    @property
+    def pipeline(self) -> _Pipeline: ...
+
+    @property
+    def publisher(self) -> _Publisher: ...
+
+    @property
+    def credentials(self) -> _Credentials | None: ...
+
+    @property
+    def cluster(self) -> _Cluster | None: ...
 
     @property
     def destination(self) -> str: ...
@@ -268,7 +292,7 @@ FIGURES: tuple[Figure, ...] = (
         "By",
         "gauge",
         "Bytes held by the durable spool (unacknowledged envelopes, segments not yet deleted)",
-        _spool(lambda spool: spool.bytes),
+        _spool(lambda spool: spool.held_bytes),
     ),
     Figure(
         "ingress.spool.records",
@@ -481,7 +505,7 @@ class _ReceiptClock:
         return seen[1]
 
 
-_RECEIPTS = _ReceiptClock()
+_RECEIPTS: _ReceiptClock = _ReceiptClock()
 
 
 def _credentials(
