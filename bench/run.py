@@ -823,6 +823,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated row names (substring match)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for every real-serve row (an A/B of a setting; repeatable)",
+    )
+    parser.add_argument(
         "--pure-python",
         action="store_true",
         help="run ingress-egress without its C fast path (INGRESS_EGRESS_PURE_PYTHON=1)",
@@ -894,7 +900,14 @@ def main() -> None:
                 log(f"{name}: drain {args.count:,} ...")
                 row["drain"] = median_run(
                     lambda d=driver, t=transport, s=spool, v=serve: run_service(
-                        d, t, args.count, None, work, nats, spool=s, serve=v
+                        d,
+                        t,
+                        args.count,
+                        None,
+                        work,
+                        nats,
+                        spool=s,
+                        serve=None if v is None else [*v, *args.serve_env],
                     ),
                     args.repeat,
                 )
