@@ -17,8 +17,8 @@ import time
 from ingress_egress import _native
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.sources.irc.codec import lines_to_outbound
 
 RECEIVED = 1_700_000_000.25
 

@@ -39,7 +39,7 @@ from typing import Any
 from ingress_egress import _native
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import message_to_outbound
+from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import from_irc

@@ -5,7 +5,7 @@
 The same generated PRIVMSG lines, in reads of ``--read`` lines as the read loop hands them:
 
 * convert: ``lines_to_outbound`` alone (the C conversion, or its Python reference);
-* submit: ``Pipeline.submit_lines`` (conversion + accepting into the window), so
+* submit: ``IrcCodec.decode`` + ``Pipeline.accept_many`` (conversion + the window), so
   submit - convert is the window's bookkeeping;
 * drain: the queued messages through the real send loop into the memory bus, acks and
   latency recording included; with ``--nats-url`` also into JetStream (a stream the
@@ -32,13 +32,12 @@ from ingress_egress.bus.nats import NatsPublisher
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.observability.state import Counters, ErrorLog
-from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.pipeline.pipeline import Pipeline
+from ingress_egress.sources.irc.codec import IrcCodec, lines_to_outbound
 
 
 def new_pipeline(count: int, publisher: Publisher | None = None) -> Pipeline:
     return Pipeline(
-        EnvelopeBuilder(),
         publisher or MemoryPublisher(keep=0),
         Counters(),
         ErrorLog(),
@@ -59,11 +58,16 @@ def convert_us(batches: list[list[str]], total: int) -> float:
     return (time.process_time() - start) / total * 1e6
 
 
+def accept_read(pipeline: Pipeline, codec: IrcCodec, batch: list[str]) -> None:
+    decoded = codec.decode(batch, time.time())
+    pipeline.accept_many(decoded.envelopes, chat_only=decoded.chat_only)
+
+
 def submit_us(batches: list[list[str]], total: int) -> float:
-    pipeline = new_pipeline(total)
+    pipeline, codec = new_pipeline(total), IrcCodec(EnvelopeBuilder())
     start = time.process_time()
     for batch in batches:
-        pipeline.submit_lines(batch, time.time())
+        accept_read(pipeline, codec, batch)
     return (time.process_time() - start) / total * 1e6
 
 
@@ -74,8 +78,9 @@ async def drain_us(batches: list[list[str]], total: int, nats_url: str = "") -> 
         publisher = NatsPublisher(nats_url, f"{tag}.internal.ingress.v1", tag.upper())
     pipeline = new_pipeline(total, publisher)
     await pipeline.publisher.start()
+    codec = IrcCodec(EnvelopeBuilder())
     for batch in batches:
-        pipeline.submit_lines(batch, time.time())
+        accept_read(pipeline, codec, batch)
     start = time.process_time()
     pipeline.start()
     while pipeline.counters.published < total:
@@ -108,7 +113,7 @@ def main() -> None:
     )
     c, s, d = min(convert), min(submit), min(drain)
     print(f"  convert (lines_to_outbound)         {c:6.2f} us/msg")
-    print(f"  submit_lines (convert + window)     {s:6.2f} us/msg   window {s - c:5.2f}")
+    print(f"  decode + accept_many (+ window)     {s:6.2f} us/msg   window {s - c:5.2f}")
     print(f"  send loop + acks, memory bus        {d:6.2f} us/msg")
     print(f"  total                               {s + d:6.2f} us/msg")
     if nats:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/profile_stages.py stages [--lines 20000] [--rounds 5]
     .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25]
 
-``stages`` times each step of what the read loop and ``Pipeline.submit`` do per PRIVMSG
+``stages`` times each step of what the read loop and the codec do per PRIVMSG
 (process CPU time, best of the rounds, each stage over the same inputs), including the
 fused C conversion (typed message -> ``OutboundMessage``) when the extension has it.
 ``service`` runs the memory-bus service against the simulator (its own process) once
@@ -31,9 +31,8 @@ from bench_normalize import corpus
 from bench_service import CHANNELS, measure, simulator, stop
 from ingress_egress import _native
 from ingress_egress.config import Settings, parse_irc_url
-from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
+from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, outbound
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline import outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.twitch.messages import from_irc
 

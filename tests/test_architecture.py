@@ -93,3 +93,16 @@ def test_no_test_module_imports_another() -> None:
         and not re.match(r"\s*from tests import support\b", line)
     ]
     assert offenders == []
+
+
+def test_the_pipeline_knows_envelopes_not_irc_or_twitch() -> None:
+    """Data flows one way (source -> envelope -> pipeline -> bus): the pipeline takes ready
+    envelopes, so no module of it imports the IRC protocol, Twitch's messages or a source."""
+    pipeline = ROOT / "src" / "ingress_egress" / "pipeline"
+    offenders = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted(pipeline.glob("*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\s*(from|import) ingress_egress\.(protocol|twitch|sources)\b", line)
+    ]
+    assert offenders == []

@@ -18,9 +18,10 @@ from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope import builder as builder_module
 from ingress_egress.envelope.builder import ROOMSTATE_WINDOW_MS
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import lines_to_outbound, message_to_outbound
+from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator
+from ingress_egress.sources.irc.codec import lines_to_outbound
 from ingress_egress.twitch.messages import TwitchMessage, from_irc
 from tests.support.irc_client import IrcClient
 from tests.support.nats import NatsHarness, NatsServer

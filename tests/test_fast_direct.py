@@ -26,9 +26,9 @@ from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope import ids as ids_module
 from ingress_egress.envelope.ids import IsoClock, RandomIds
-from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import escape_tag_value
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.sources.irc.codec import lines_to_outbound
 from ingress_egress.twitch.messages import common
 from tests.support.irc_lines import (
     FIXTURE_LINES,

@@ -18,7 +18,7 @@ from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.nats import hpub_frame
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import message_to_outbound
+from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.twitch.messages import from_irc

@@ -1,4 +1,4 @@
-"""``pipeline.outbound.message_to_outbound``: the C twin against its Python reference.
+"""``envelope.outbound.message_to_outbound``: the C twin against its Python reference.
 
 The reference is ``EnvelopeBuilder.build`` + ``to_outbound`` (orjson). The C twin writes a
 PRIVMSG's JSON itself; the ``OutboundMessage`` it returns must equal the reference's, its
@@ -24,17 +24,13 @@ from hypothesis import strategies as st
 
 from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
+from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, outbound
 from ingress_egress.envelope import ids as ids_module
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline import outbound
-from ingress_egress.pipeline.outbound import (
-    _message_to_outbound_py,
-    lines_to_outbound,
-    message_to_outbound,
-)
+from ingress_egress.envelope.outbound import _message_to_outbound_py, message_to_outbound
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.sources.irc.codec import lines_to_outbound
 from ingress_egress.twitch.messages import Privmsg, from_irc
 from tests.support.irc_lines import (
     FIXTURE_LINES,
@@ -132,7 +128,7 @@ def test_the_c_twin_is_wired_unless_pure_python() -> None:
 def test_pure_python_env_var_keeps_the_reference() -> None:
     code = (
         "from ingress_egress import _native\n"
-        "from ingress_egress.pipeline import outbound\n"
+        "from ingress_egress.envelope import outbound\n"
         "assert outbound.message_to_outbound is outbound._message_to_outbound_py\n"
         "assert 'outbound' not in _native.ACTIVE\n"
         "print('pure')\n"

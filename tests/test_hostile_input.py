@@ -25,12 +25,10 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.observability.state import Counters, ErrorLog
-from ingress_egress.pipeline import Pipeline
-from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.simulator import ChatSimulator
+from ingress_egress.sources.irc.codec import IrcCodec, lines_to_outbound
 from ingress_egress.sources.irc.transport import (
     MAX_LINE_BYTES,
     LineTransport,
@@ -163,14 +161,16 @@ class _FailsOnClearchat(EnvelopeBuilder):
         return super().build(message, received_at)
 
 
-def test_submit_lines_contains_an_error_raised_while_submitting_one_event() -> None:
+def test_a_read_contains_an_error_raised_while_converting_one_event() -> None:
     clearchat = "@room-id=5;tmi-sent-ts=1 :tmi.twitch.tv CLEARCHAT #one :victim"
     lines = [privmsg(1, "good-1"), clearchat, privmsg(2, "good-2")]
-    pipeline = Pipeline(_FailsOnClearchat(), MemoryPublisher(), Counters(), ErrorLog())
-    items = pipeline.submit_lines(lines, 1.7e9)
-    assert items[0] is None and items[2] is None
-    assert isinstance(items[1], RuntimeError)
-    assert pipeline.counters.received == 2
+    decoded = IrcCodec(_FailsOnClearchat()).decode(lines, 1.7e9)
+    assert [orjson.loads(m.data)["payload"]["text"] for m in decoded.envelopes] == [
+        "good-1",
+        "good-2",
+    ]
+    assert [(line, type(error)) for line, error in decoded.errors] == [(clearchat, RuntimeError)]
+    assert [type(message).__name__ for _, message in decoded.control] == ["Clearchat"]
 
 
 # -- line length -------------------------------------------------------------------------

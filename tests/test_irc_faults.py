@@ -13,12 +13,12 @@ import pytest
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
 from ingress_egress.credentials import StaticTokenProvider
-from ingress_egress.protocol import parse_line
+from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.simulator import ChatSimulator, Faults
-from ingress_egress.sources.irc.dedup import overlap_key
+from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.dedup import first_copies
 from ingress_egress.sources.irc.pool import PoolLimits
 from ingress_egress.sources.recent import RecentKeys
-from ingress_egress.twitch.messages import from_irc
 from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status
 
@@ -184,14 +184,19 @@ async def test_unconfirmed_join_is_retried_through_the_limiter() -> None:
             assert "join_timeout" in [e["code"] for e in s.errors.entries]
 
 
-def test_overlap_keys_use_the_message_id_or_the_content() -> None:
-    privmsg = from_irc(
-        parse_line("@id=abc;room-id=1;tmi-sent-ts=1 :u!u@u.tmi.twitch.tv PRIVMSG #c :hi")
-    )
-    assert overlap_key(privmsg) == "abc"
+def test_overlap_duplicates_are_dropped_by_the_envelopes_dedup_id() -> None:
+    privmsg = "@id=abc;room-id=1;tmi-sent-ts=1 :u!u@u.tmi.twitch.tv PRIVMSG #c :hi"
     clear = "@room-id=1;tmi-sent-ts=5 :tmi.twitch.tv CLEARCHAT #c :bad"
-    assert overlap_key(from_irc(parse_line(clear))) == overlap_key(from_irc(parse_line(clear)))
-    assert overlap_key(from_irc(parse_line("PING :x"))) is None
+    other_clear = "@room-id=1;tmi-sent-ts=6 :tmi.twitch.tv CLEARCHAT #c :bad"
+    # The same lines read on two connections (two reads, as in a RECONNECT overlap) ...
+    first = IrcCodec(EnvelopeBuilder()).decode([privmsg, clear, "PING :x"], 1.7e9)
+    second = IrcCodec(EnvelopeBuilder()).decode([privmsg, clear, other_clear], 1.7e9)
+    assert first.envelopes[0].dedup_id == "abc"
+    seen = RecentKeys(capacity=100)
+    assert len(first_copies(seen, first.envelopes)) == 2  # PING makes no envelope
+    # ... count once; a different event (another timestamp) is new.
+    kept = first_copies(seen, second.envelopes)
+    assert [m.dedup_id for m in kept] == [second.envelopes[2].dedup_id]
     recent = RecentKeys(capacity=3)
     assert [recent.first_time(k) for k in ("a", "b", "a", "c", "d", "a")] == [
         True,

@@ -15,14 +15,17 @@ import tracemalloc
 
 import pytest
 
+from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults
+from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.pool import ChatPool, PoolLimits
-from ingress_egress.twitch.messages import Privmsg, TwitchMessage
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(180)
@@ -135,9 +138,9 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
     faults = Faults(drop_after=1)
     received: list[int] = [0]
 
-    def sink(message: TwitchMessage, _received_at: float) -> None:
-        if isinstance(message, Privmsg):
-            received[0] += 1
+    class Sink:
+        def accept_many(self, envelopes: list[OutboundMessage], *, chat_only: bool = False) -> None:
+            received[0] += sum(m.type == MESSAGE for m in envelopes)
 
     async with ChatSimulator(rate=None, faults=faults, record=False, batch_size=1) as sim:
         state = ChatState(transport="irc", identity="anonymous", wanted=())
@@ -148,7 +151,8 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
             # take a slot of the parser's bounded string cache and look like growth).
             login="cyclebot",
             credentials=StaticTokenProvider("cyclebot", "tok_cycle_0123456789abcdef"),
-            sink=sink,
+            codec=IrcCodec(EnvelopeBuilder()),
+            sink=Sink(),
             state=state,
             counters=Counters(),
             errors=ErrorLog(),

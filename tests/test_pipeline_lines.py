@@ -1,5 +1,6 @@
-"""``Pipeline.submit_lines`` (a whole read in one call, the IRC client's hot path) publishes
-exactly what per-line ``submit`` publishes, in the same order, and hands control lines back."""
+"""``IrcCodec.decode`` (a whole read in one call, the IRC client's hot path) produces exactly
+the envelopes that converting each line on its own produces, in the same order, hands the
+non-chat lines back typed and the bad ones as errors; the pipeline accepts them as they are."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage, SendResult
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope.ids import RandomIds
+from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.pipeline import SEND_SLICE
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.spool import Spool
-from ingress_egress.twitch.messages import Privmsg, TwitchMessage, from_irc
+from ingress_egress.twitch.messages import Privmsg, from_irc
 
 VECTORS = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"
 MALFORMED = ["", "@tags-without-a-command", ":prefix-only"]
@@ -36,7 +40,12 @@ def corpus() -> list[str]:
 
 
 def pipeline() -> Pipeline:
-    return Pipeline(EnvelopeBuilder(), MemoryPublisher(), Counters(), ErrorLog())
+    return Pipeline(MemoryPublisher(), Counters(), ErrorLog())
+
+
+def accept_read(pipe: Pipeline, codec: IrcCodec, lines: list[str]) -> None:
+    decoded = codec.decode(lines, time.time())
+    pipe.accept_many(decoded.envelopes, chat_only=decoded.chat_only)
 
 
 def comparable(data: bytes) -> dict[str, object]:
@@ -55,40 +64,57 @@ PATHS = [True, False] if _native.available() else [False]
 
 
 @pytest.mark.parametrize("c_path", PATHS, ids=["c", "python"][-len(PATHS) :])
-def test_submit_lines_accepts_what_submit_accepts(c_path: bool) -> None:
+def test_a_decoded_read_holds_what_line_by_line_conversion_makes(c_path: bool) -> None:
     lines = corpus()
     _native.set_enabled(c_path)
     try:
-        per_line, batched = pipeline(), pipeline()
-        handed_back: list[TwitchMessage] = []
-        rejected: list[str] = []
+        builder, span_ids = EnvelopeBuilder(), RandomIds()
+        one_by_one = []
         for line in lines:
             try:
-                per_line.submit(from_irc(parse_line(line)), 1_700_000_000.0)
+                typed = from_irc(parse_line(line))
             except IrcParseError:
-                pass
-        items = batched.submit_lines(lines, 1_700_000_000.0)
-        for line, item in zip(lines, items, strict=True):
-            if item is None:
-                assert isinstance(from_irc(parse_line(line)), Privmsg)
-            elif isinstance(item, Exception):
-                assert isinstance(item, IrcParseError)
-                with pytest.raises(IrcParseError):
-                    parse_line(line)
-                rejected.append(line)
-            else:
-                assert type(item) is type(from_irc(parse_line(line)))
-                handed_back.append(item)
+                continue
+            outbound = message_to_outbound(builder, typed, 1_700_000_000.0, span_ids, 0.0)
+            if outbound is not None:
+                one_by_one.append(outbound)
+        decoded = IrcCodec(EnvelopeBuilder()).decode(lines, 1_700_000_000.0)
     finally:
         _native.set_enabled(True)
-    # The same envelopes in the same order: events are submitted in line order.
-    assert [comparable(m.data) for m in batched._unsent] == [
-        comparable(m.data) for m in per_line._unsent
+    # The same envelopes in the same order: events are converted in line order.
+    assert [comparable(m.data) for m in decoded.envelopes] == [
+        comparable(m.data) for m in one_by_one
     ]
-    assert batched.counters.received == per_line.counters.received > 50
-    assert sum(item is None for item in items) >= 50
-    assert set(MALFORMED) <= set(rejected)
-    assert {type(item).__name__ for item in handed_back} >= {"Roomstate", "Usernotice", "Clearchat"}
+    assert not decoded.chat_only and len(decoded.envelopes) > 50
+    assert set(MALFORMED) <= {line for line, _ in decoded.errors}
+    for line, error in decoded.errors:  # each is a line the parser refuses
+        assert isinstance(error, IrcParseError)
+        with pytest.raises(IrcParseError):
+            parse_line(line)
+    handed_back = [message for _, message in decoded.control]
+    assert not any(isinstance(message, Privmsg) for message in handed_back)
+    assert {type(m).__name__ for m in handed_back} >= {"Roomstate", "Usernotice", "Clearchat"}
+    for line, message in decoded.control:
+        assert type(message) is type(from_irc(parse_line(line)))
+
+    pipe = pipeline()
+    pipe.accept_many(decoded.envelopes)
+    assert pipe.counters.received == len(decoded.envelopes)
+    by_type = pipe.envelopes_by_type()
+    assert sum(by_type.values()) == len(decoded.envelopes) and len(by_type) >= 3
+
+
+def test_a_read_of_chat_only_is_one_run_counted_as_chat() -> None:
+    generator = TrafficGenerator(seed=11)
+    lines = [generator.privmsg("chan")[0] for _ in range(20)]
+    decoded = IrcCodec(EnvelopeBuilder()).decode(lines, time.time())
+    assert decoded.chat_only and not decoded.control and not decoded.errors
+    assert [orjson.loads(m.data)["payload"]["messageId"] for m in decoded.envelopes] == [
+        parse_line(line).tags["id"] for line in lines
+    ]
+    pipe = pipeline()
+    pipe.accept_many(decoded.envelopes, chat_only=True)
+    assert pipe.envelopes_by_type() == {"external.chat.message.v1": 20}
 
 
 class _GatedMemory(MemoryPublisher):
@@ -122,14 +148,12 @@ async def test_a_slice_being_sent_keeps_the_spool_frontier_behind_it(tmp_path: P
     spool = Spool(tmp_path / "spool", 1 << 24)
     publisher = _GatedMemory()
     line_source = TrafficGenerator(seed=3)
-    pipe = Pipeline(
-        EnvelopeBuilder(), publisher, Counters(), ErrorLog(), spool=spool, max_in_flight=10_000
-    )
+    pipe = Pipeline(publisher, Counters(), ErrorLog(), spool=spool, max_in_flight=10_000)
     await pipe.prepare()
     await publisher.start()
     first = [line_source.privmsg("chan")[0] for _ in range(SEND_SLICE)]
     second = [line_source.privmsg("chan")[0] for _ in range(10)]
-    pipe.submit_lines(first + second, time.time())
+    accept_read(pipe, IrcCodec(EnvelopeBuilder()), first + second)
     pipe.start()
     await asyncio.wait_for(publisher.inside.wait(), 10)
     await asyncio.sleep(0.05)  # the first slice's ack settles meanwhile
@@ -155,12 +179,13 @@ async def test_a_spilled_burst_comes_back_in_order_from_memory_or_disk(
     spool = Spool(tmp_path / "spool", spool_bytes)
     publisher = MemoryPublisher()
     counters = Counters()
-    pipe = Pipeline(EnvelopeBuilder(), publisher, counters, ErrorLog(), spool=spool, queue_max=64)
+    pipe = Pipeline(publisher, counters, ErrorLog(), spool=spool, queue_max=64)
+    codec = IrcCodec(EnvelopeBuilder())
     await pipe.prepare()
     line_source = TrafficGenerator(seed=5)
     lines = [line_source.privmsg(f"chan{i % 3}")[0] for i in range(1500)]
     for start in range(0, len(lines), 100):  # reads of 100 lines while the sender is stopped
-        pipe.submit_lines(lines[start : start + 100], time.time())
+        accept_read(pipe, codec, lines[start : start + 100])
         await spool.flush()
     assert counters.spilled == 1500 - 64
     kept = len(pipe._spilled)

@@ -115,7 +115,7 @@ def test_extension_is_built_and_active() -> None:
         return
     assert speedups is not None, f"the C extension did not import: {_native.IMPORT_ERROR}"
     # these modules register the last layers
-    import ingress_egress.pipeline.outbound
+    import ingress_egress.sources.irc.codec
     import ingress_egress.sources.irc.transport  # noqa: F401
 
     expected = {"protocol", "messages", "ids", "envelope", "outbound", "lines_to_outbound", "lines"}

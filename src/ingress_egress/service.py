@@ -24,6 +24,7 @@ from ingress_egress.cluster import ClusterConfig, ClusterCoordinator, StoreUnava
 from ingress_egress.config import ConfigError, Settings, channel_list
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope.outbound import MessageEncoder
 from ingress_egress.http import AdminUnavailable, EmbeddedServer, build_app
 from ingress_egress.observability.prometheus import build_registry
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
@@ -32,6 +33,7 @@ from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
+from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
 from ingress_egress.spool import Spool
 
@@ -108,8 +110,8 @@ class Service:
             identity=settings.identity,
             wanted=settings.twitch_channels,
         )
+        builder = EnvelopeBuilder(transport=settings.twitch_source)
         self.pipeline = Pipeline(
-            EnvelopeBuilder(transport=settings.twitch_source),
             self.publisher,
             self.counters,
             self.errors,
@@ -133,7 +135,8 @@ class Service:
         self.cluster: ClusterCoordinator | None = None
         clustered = settings.cluster_coordination != "none"
         if settings.twitch_source == "eventsub":
-            self.client = self.eventsub = self._eventsub_source(eventsub_keepalive_s)
+            encoder = MessageEncoder(builder, self.pipeline.accept)
+            self.client = self.eventsub = self._eventsub_source(encoder, eventsub_keepalive_s)
         else:
             self.client = ChatPool(
                 endpoint=settings.twitch_irc_url,
@@ -141,8 +144,8 @@ class Service:
                 channels=() if clustered else settings.twitch_channels,
                 login=settings.twitch_bot_username,
                 credentials=self.credentials,
-                sink=self.pipeline.submit,
-                line_sink=self.pipeline.submit_lines,
+                codec=IrcCodec(builder),
+                sink=self.pipeline,
                 state=self.state,
                 counters=self.counters,
                 errors=self.errors,
@@ -171,7 +174,7 @@ class Service:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
 
-    def _eventsub_source(self, keepalive_s: float) -> EventSubSource:
+    def _eventsub_source(self, sink: MessageEncoder, keepalive_s: float) -> EventSubSource:
         from ingress_egress.sources.eventsub import EventSubSource
 
         settings = self.settings
@@ -182,7 +185,7 @@ class Service:
             login=settings.twitch_bot_username,
             client_id=settings.twitch_client_id,
             credentials=self.credentials,
-            sink=self.pipeline.submit,
+            sink=sink,
             state=self.state,
             counters=self.counters,
             errors=self.errors,

@@ -10,7 +10,7 @@ Two back ends, chosen once at import:
 
 * ``codec``: the IRC source's codec package (``PythonCodec`` vs ``NativeCodec``), when
   ``ingress_egress.sources.irc.codec`` imports. Ids come in through ``random_hex``.
-* ``entry points``: before that package exists, ``pipeline.outbound.lines_to_outbound``
+* ``entry points``: before that package exists, ``sources.irc.codec.lines_to_outbound``
   with the extension switched off (``_native.set_enabled(False)``: every C entry point
   forwards to its Python reference) and on. Ids come from twin ``RandomIds`` whose refills
   (``os.urandom`` in ``envelope.ids``) read each side's own seeded stream.
@@ -35,16 +35,15 @@ from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope import ids as ids_module
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import lines_to_outbound
 from ingress_egress.protocol import IrcMessage
+from ingress_egress.sources.irc.codec import lines_to_outbound
 from ingress_egress.sources.irc.transport import _split_lines_py, split_lines
 from ingress_egress.twitch.messages import common as messages_common
 
 try:  # the codec package (issue 17); until it lands, today's entry points
+    from ingress_egress.sources.irc import codec as codec_package
     from ingress_egress.sources.irc.codec import native as _codec_native  # noqa: F401
     from ingress_egress.sources.irc.codec import python as _codec_python  # noqa: F401
-
-    from ingress_egress.sources.irc import codec as codec_package
 except ImportError:
     codec_package = None  # type: ignore[assignment]
 

@@ -20,7 +20,7 @@ import orjson
 
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.pipeline.outbound import message_to_outbound
+from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator, LiveMessage
 from ingress_egress.twitch.messages import from_irc

@@ -1,7 +1,7 @@
 """The optional C fast path of the hot path (``_speedups.c``), and the switch between the two.
 
 The pure-Python functions stay the reference and the fallback. When the extension imports,
-seven modules use it: six register their classes and reference functions with it
+eight modules use it: seven register their classes and reference functions with it
 (``configure_*``) and bind their public names to the C entry points, which return exactly
 what the references return -
 
@@ -9,10 +9,11 @@ what the references return -
 * ``twitch.messages``: ``from_irc`` and ``Privmsg.from_irc``;
 * ``envelope.ids``: ``stable_uuid``;
 * ``envelope.builder``: ``EnvelopeBuilder.build``;
-* ``pipeline.outbound``: ``message_to_outbound`` and ``lines_to_outbound``;
+* ``envelope.outbound``: ``message_to_outbound``;
+* ``sources.irc.codec``: ``lines_to_outbound``;
 * ``sources.irc.transport``: ``split_lines``;
 
-and the seventh, ``bus.nats``, calls ``speedups.hpub_frame`` (the C twin of its
+and the eighth, ``bus.nats``, calls ``speedups.hpub_frame`` (the C twin of its
 ``hpub_frame``; it answers None where that reference must run) and ``speedups.hpub_frames``
 (a slice's frames in one buffer) when they are there.
 

@@ -5,7 +5,7 @@
  *   from_irc(msg)               -> typed message      (twitch/messages: _from_irc_py)
  *   Privmsg.from_irc(msg)       -> Privmsg            (privmsg.py: _privmsg_from_irc_py)
  *   EnvelopeBuilder.build(...)  -> envelope dict      (builder.py: _build_py / _message)
- *   message_to_outbound(...)    -> OutboundMessage    (pipeline/outbound.py:
+ *   message_to_outbound(...)    -> OutboundMessage    (envelope/outbound.py:
  *                                  _message_to_outbound_py; a PRIVMSG's JSON written here,
  *                                  byte for byte what orjson makes of the envelope dict)
  *   stable_uuid(name)           -> UUIDv5 string      (ids.py: _stable_uuid_py)
@@ -13,7 +13,7 @@
  *                                  _split_lines_py)
  *   hpub_frame(subject, msg)    -> bytes or None      (bus/nats.py: hpub_frame; None = call it)
  *   hpub_frames(subject, msgs)  -> bytes or None      (the frames of a list, concatenated)
- *   lines_to_outbound(...)      -> list               (pipeline/outbound.py:
+ *   lines_to_outbound(...)      -> list               (sources/irc/codec.py:
  *                                  _lines_to_outbound_py; a read loop's batch in one call;
  *                                  a common PRIVMSG goes by the "direct path": its JSON
  *                                  written from the raw line, see that section)
@@ -2751,7 +2751,7 @@ done:
 
 /* ------------------------------------------------------------------------------------- */
 /* typed PRIVMSG -> OutboundMessage, the JSON written here (reference:                   */
-/* pipeline/outbound.py _message_to_outbound_py = builder.build + to_outbound)           */
+/* envelope/outbound.py _message_to_outbound_py = builder.build + to_outbound)           */
 
 /* The JSON writer produces exactly what orjson.dumps produces for the values it accepts
  * (compact, UTF-8, only '"', '\\' and C0 controls escaped; \b \t \n \f \r short, the rest
@@ -5027,7 +5027,7 @@ sp_direct_stats(PyObject *module, PyObject *unused)
 }
 
 /* ------------------------------------------------------------------------------------- */
-/* a batch of lines -> what the read loop hands on (reference: pipeline/outbound.py       */
+/* a batch of lines -> what the read loop hands on (reference: sources/irc/codec.py      */
 /* _lines_to_outbound_py)                                                                 */
 
 static PyObject *F_lines_py = NULL;
@@ -5428,7 +5428,7 @@ static PyMethodDef module_methods[] = {
      "message_to_outbound($module, builder, message, received_at, span_ids, monotonic, /)\n"
      "--\n\n"
      "The OutboundMessage of a typed message, or None (a PRIVMSG's JSON written in C; the "
-     "C twin of pipeline.outbound._message_to_outbound_py)."},
+     "C twin of envelope.outbound._message_to_outbound_py)."},
     {"configure_outbound", sp_configure_outbound, METH_VARARGS,
      "Register OutboundMessage (direct: its slots are the 10 known fields) and the "
      "reference conversion."},
@@ -5449,7 +5449,7 @@ static PyMethodDef module_methods[] = {
     {"lines_to_outbound", (PyCFunction)(void (*)(void))sp_lines_to_outbound, METH_FASTCALL,
      "lines_to_outbound($module, lines, builder, received_at, span_ids, monotonic, /)\n--\n\n"
      "Per line: its OutboundMessage (PRIVMSG), typed message (other lines) or the exception "
-     "raised (the C twin of pipeline.outbound._lines_to_outbound_py)."},
+     "raised (the C twin of sources.irc.codec._lines_to_outbound_py)."},
     {"configure_lines_to_outbound", sp_configure_lines_to_outbound, METH_O,
      "Register the reference lines_to_outbound."},
     {"set_direct_enabled", sp_set_direct_enabled, METH_O,

@@ -28,16 +28,14 @@ from ingress_egress.credentials.errors import (
 )
 from ingress_egress.credentials.token_store import (
     LEASE_FIELD,
-    Claim,
+    LeasedClaims,
     LoginLookup,
     LookupStrategy,
-    Plan,
     TokenRecord,
     commit_replaces,
     committed,
-    format_expires_at,
-    plan_claim,
     record_from_document,
+    refreshed_fields,
 )
 
 
@@ -49,7 +47,7 @@ class MemoryRef:
     path: str
 
 
-class MemoryTokenStore:
+class MemoryTokenStore(LeasedClaims[MemoryRef, int]):
     """Token documents of one collection, in memory (see the module docstring)."""
 
     def __init__(
@@ -63,6 +61,7 @@ class MemoryTokenStore:
         self.collection = collection
         self._lookup = lookup or LoginLookup()
         self._attempts = transaction_attempts
+        self._claim_attempts = transaction_attempts
         self._clock = clock
         self._documents: dict[str, dict[str, Any]] = {}
         self._versions: dict[str, int] = {}
@@ -115,35 +114,11 @@ class MemoryTokenStore:
     async def read(self, ref: MemoryRef) -> TokenRecord:
         return self._snapshot(ref)[0]
 
-    async def claim_refresh(
-        self,
-        ref: MemoryRef,
-        seen: TokenRecord | None,
-        *,
-        owner: str,
-        margin: float,
-        force: bool,
-        lease_seconds: float | None,
-    ) -> Claim:
-        for _ in range(self._attempts):
-            current, version = self._snapshot(ref)
-            now = self._clock()
-            plan = plan_claim(
-                current,
-                seen,
-                now,
-                owner=owner,
-                margin=margin,
-                force=force,
-                lease_seconds=lease_seconds,
-            )
-            if plan is not Plan.REFRESH or lease_seconds is None:
-                return Claim(plan, current)
-            until = now + lease_seconds
-            lease = {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}
-            if await self._update_if_unchanged(ref, version, {LEASE_FIELD: lease}):
-                return Claim(Plan.REFRESH, replace(current, lease_owner=owner, lease_until=until))
-        raise StoreError(REFRESH_CONTENDED, f"the refresh lease on {ref.path} kept changing")
+    async def _claim_snapshot(self, ref: MemoryRef) -> tuple[TokenRecord, int]:
+        return self._snapshot(ref)
+
+    async def _claim_set_lease(self, ref: MemoryRef, version: int, lease: dict[str, Any]) -> bool:
+        return await self._update_if_unchanged(ref, version, {LEASE_FIELD: lease})
 
     async def commit_refresh(
         self, ref: MemoryRef, used: TokenRecord, fresh: TokenRecord, *, owner: str, margin: float
@@ -151,15 +126,10 @@ class MemoryTokenStore:
         for _ in range(self._attempts):
             current, version = self._snapshot(ref)
             if commit_replaces(current, used, self._clock(), margin):
-                fields: dict[str, Any] = {
-                    "accessToken": fresh.access_token,
-                    "refreshToken": fresh.refresh_token,
-                    "expiresAt": format_expires_at(fresh.expires_at, current.expires_format),
-                    "scopes": list(fresh.scopes or current.scopes),
-                    LEASE_FIELD: None,
-                    "refreshedAt": datetime.fromtimestamp(self._clock(), UTC),
-                    "refreshedBy": owner,
-                }
+                fields = refreshed_fields(current, fresh, owner)
+                fields.update(
+                    {LEASE_FIELD: None, "refreshedAt": datetime.fromtimestamp(self._clock(), UTC)}
+                )
                 if await self._update_if_unchanged(ref, version, fields):
                     return committed(current, fresh), False
                 continue

@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -75,6 +75,7 @@ log = logging.getLogger("ingress_egress.credentials.token_store")
 
 T = TypeVar("T")
 RefT = TypeVar("RefT")
+VersionT = TypeVar("VersionT")
 ExpiresFormat = Literal["timestamp", "iso", "epoch_s", "epoch_ms"]
 
 LEASE_FIELD = "refreshLease"
@@ -386,6 +387,67 @@ def committed(current: TokenRecord, fresh: TokenRecord) -> TokenRecord:
     )
 
 
+def refreshed_fields(current: TokenRecord, fresh: TokenRecord, owner: str) -> dict[str, Any]:
+    """The fields a winning commit writes (``expiresAt`` in the document's own format); the
+    store adds how it clears the lease and stamps the time."""
+    return {
+        "accessToken": fresh.access_token,
+        "refreshToken": fresh.refresh_token,
+        "expiresAt": format_expires_at(fresh.expires_at, current.expires_format),
+        "scopes": list(fresh.scopes or current.scopes),
+        "refreshedBy": owner,
+    }
+
+
+class LeasedClaims(ABC, Generic[RefT, VersionT]):
+    """``claim_refresh``, written once for both stores: read the document (the record and
+    the version it was read at), decide (``plan_claim``) and, before a ``REFRESH`` with
+    leases, write the lease as a compare-and-set on that version; a lost compare reads and
+    decides again. A store supplies the read, the compare-and-set and its clock."""
+
+    _clock: Callable[[], float]
+    _claim_attempts: int
+
+    @abstractmethod
+    async def _claim_snapshot(self, ref: RefT) -> tuple[TokenRecord, VersionT]: ...
+
+    @abstractmethod
+    async def _claim_set_lease(self, ref: RefT, version: VersionT, lease: dict[str, Any]) -> bool:
+        """Write ``lease`` as the document's refresh lease if it is still at ``version``."""
+
+    async def claim_refresh(
+        self,
+        ref: RefT,
+        seen: TokenRecord | None,
+        *,
+        owner: str,
+        margin: float,
+        force: bool,
+        lease_seconds: float | None,
+    ) -> Claim:
+        where = "the token document"
+        for _ in range(self._claim_attempts):
+            current, version = await self._claim_snapshot(ref)
+            where, now = current.path, self._clock()
+            plan = plan_claim(
+                current,
+                seen,
+                now,
+                owner=owner,
+                margin=margin,
+                force=force,
+                lease_seconds=lease_seconds,
+            )
+            if plan is not Plan.REFRESH or lease_seconds is None:
+                return Claim(plan, current)
+            until = now + lease_seconds
+            lease = {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}
+            if await self._claim_set_lease(ref, version, lease):
+                return Claim(Plan.REFRESH, replace(current, lease_owner=owner, lease_until=until))
+            log.debug("lost the race for the refresh lease on %s; re-reading", where)
+        raise StoreError(REFRESH_CONTENDED, f"the refresh lease on {where} kept changing")
+
+
 class TokenStore(Protocol[RefT]):
     """Where the bot's token documents live; ``RefT`` is the store's document reference.
 
@@ -433,7 +495,7 @@ class TokenStore(Protocol[RefT]):
         ...
 
 
-class FirestoreTokenStore:
+class FirestoreTokenStore(LeasedClaims[AsyncDocumentReference, Any]):
     """Reads and transactionally updates token documents in one collection."""
 
     def __init__(
@@ -453,6 +515,7 @@ class FirestoreTokenStore:
         self._timeout = timeout
         self._clock = clock
         self._tx_attempts = transaction_attempts
+        self._claim_attempts = transaction_attempts
         self._retry: AsyncRetry | None = (
             AsyncRetry(
                 predicate=if_transient_error,
@@ -501,43 +564,17 @@ class FirestoreTokenStore:
         snapshot = await self._guard("read", ref.get(retry=self._retry, timeout=self._timeout))
         return self._record(ref, snapshot)
 
-    async def claim_refresh(
-        self,
-        ref: AsyncDocumentReference,
-        seen: TokenRecord | None,
-        *,
-        owner: str,
-        margin: float,
-        force: bool,
-        lease_seconds: float | None,
-    ) -> Claim:
-        """Re-read the document and decide (``plan_claim``) whether to adopt the stored
-        token, wait or refresh. Before a ``REFRESH`` with ``lease_seconds`` the lease is
-        written, as a compare-and-set on the document's update time (lock-free: a transaction
-        here would make two racing instances wait on each other's locks); a lost compare
-        re-reads and decides again.
-        """
-        for _ in range(self._tx_attempts):
-            snapshot = await self._guard("claim", ref.get(retry=self._retry, timeout=self._timeout))
-            current = self._record(ref, snapshot)
-            now = self._clock()
-            plan = plan_claim(
-                current,
-                seen,
-                now,
-                owner=owner,
-                margin=margin,
-                force=force,
-                lease_seconds=lease_seconds,
-            )
-            if plan is not Plan.REFRESH or lease_seconds is None:
-                return Claim(plan, current)
-            until = now + lease_seconds
-            lease = {LEASE_FIELD: {"owner": owner, "expiresAt": datetime.fromtimestamp(until, UTC)}}
-            if await self._guard("claim", self._update_if_unchanged(ref, snapshot, lease)):
-                return Claim(Plan.REFRESH, replace(current, lease_owner=owner, lease_until=until))
-            log.debug("lost the race for the refresh lease on %s; re-reading", ref.path)
-        raise StoreError(REFRESH_CONTENDED, f"the refresh lease on {ref.path} kept changing")
+    async def _claim_snapshot(self, ref: AsyncDocumentReference) -> tuple[TokenRecord, Any]:
+        snapshot = await self._guard("claim", ref.get(retry=self._retry, timeout=self._timeout))
+        return self._record(ref, snapshot), snapshot
+
+    async def _claim_set_lease(
+        self, ref: AsyncDocumentReference, version: Any, lease: dict[str, Any]
+    ) -> bool:
+        # lock-free: a transaction here would make two racing instances wait on each
+        # other's locks; the compare is on the document's update time
+        update = self._update_if_unchanged(ref, version, {LEASE_FIELD: lease})
+        return await self._guard("claim", update)
 
     async def commit_refresh(
         self,
@@ -560,18 +597,9 @@ class FirestoreTokenStore:
             now = self._clock()
             current = await self._read_in(tx, ref)
             if commit_replaces(current, used, now, margin):
-                tx.update(
-                    ref,
-                    {
-                        "accessToken": fresh.access_token,
-                        "refreshToken": fresh.refresh_token,
-                        "expiresAt": format_expires_at(fresh.expires_at, current.expires_format),
-                        "scopes": list(fresh.scopes or current.scopes),
-                        LEASE_FIELD: DELETE_FIELD,
-                        "refreshedAt": SERVER_TIMESTAMP,
-                        "refreshedBy": owner,
-                    },
-                )
+                fields = refreshed_fields(current, fresh, owner)
+                fields.update({LEASE_FIELD: DELETE_FIELD, "refreshedAt": SERVER_TIMESTAMP})
+                tx.update(ref, fields)
                 return committed(current, fresh), False
             if current.lease_owner == owner:
                 tx.update(ref, {LEASE_FIELD: DELETE_FIELD})

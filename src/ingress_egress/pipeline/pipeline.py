@@ -1,6 +1,8 @@
-"""The pipeline: typed message -> envelope -> spool + bounded window -> bus, acks pipelined.
+"""The pipeline: envelopes -> spool + bounded window -> bus, acks pipelined.
 
-* ``submit`` is synchronous and never blocks the Twitch read loop. With a spool, every
+* ``accept_many`` (and ``accept``) take the envelopes a source built (``OutboundMessage``:
+  the envelope's JSON and its bus metadata); they are synchronous and never block the
+  Twitch read loop. With a spool, every
   envelope is first appended to its write-ahead journal (flushed and fsynced every
   ``SPOOL_FSYNC_MS``); it then joins the in-memory window (``QUEUE_MAX_MESSAGES``) or, when
   the window is full, lives only in the spool until the sender reads it back, in order.
@@ -24,24 +26,18 @@ import logging
 import time
 from collections import deque
 from itertools import islice
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
-from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.pipeline.outbound import (
-    from_spooled,
-    lines_to_outbound,
-    message_to_outbound,
-)
+from ingress_egress.pipeline.outbound import from_spooled
 from ingress_egress.spool import Spool, SpoolError
-from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.pipeline")
 
@@ -84,7 +80,6 @@ class _Batch:
 class Pipeline:
     def __init__(
         self,
-        builder: EnvelopeBuilder,
         publisher: Publisher,
         counters: Counters,
         errors: ErrorLog,
@@ -98,7 +93,6 @@ class Pipeline:
         spool: Spool | None = None,
         dead_letters: DeadLetters | None = None,
     ) -> None:
-        self.builder = builder
         self.publisher = publisher
         self.counters = counters
         self.errors = errors
@@ -113,7 +107,7 @@ class Pipeline:
         self.latency = LatencyHistogram()
         # Telemetry's per-message hook (spans, OTel histogram); None unless one is exported.
         self.observer: DeliveryObserver | None = None
-        self._ids = RandomIds()
+        self._ids = RandomIds()  # span ids of envelopes read back from the spool
         self._unsent: deque[OutboundMessage] = deque()  # the window's part not sent yet
         self._unacked: deque[OutboundMessage] = deque()  # sent, oldest first
         self._batches: deque[_Batch] = deque()  # partitions _unacked, in order
@@ -141,60 +135,34 @@ class Pipeline:
 
     # -- the read loop's side -------------------------------------------------------
 
-    def submit(self, message: TwitchMessage, received_at: float) -> None:
-        outbound = message_to_outbound(
-            self.builder, message, received_at, self._ids, time.monotonic()
-        )
-        if outbound is not None:
-            kind = outbound.type
-            self._typed_built[kind] = self._typed_built.get(kind, 0) + 1
-            self._accept(outbound)
+    def accept(self, outbound: OutboundMessage) -> None:
+        """One envelope (the EventSub source hands them over one at a time)."""
+        self._typed_built[outbound.type] = self._typed_built.get(outbound.type, 0) + 1
+        self._accept(outbound)
+
+    def accept_many(self, envelopes: list[OutboundMessage], *, chat_only: bool = False) -> None:
+        """One read's envelopes, in receipt order. ``chat_only``: all are chat messages (the
+        IRC codec's common case), counted by type with one addition."""
+        if not envelopes:
+            return
+        if chat_only:
+            self._run_built += len(envelopes)
+        else:
+            built = self._typed_built
+            for outbound in envelopes:
+                built[outbound.type] = built.get(outbound.type, 0) + 1
+        self._accept_run(envelopes)
 
     def envelopes_by_type(self) -> dict[str, int]:
-        """Envelopes built so far, by envelope type (a run of ``submit_lines`` holds chat
-        messages only: the other lines come back typed and go through ``submit``)."""
+        """Envelopes accepted so far, by envelope type."""
         counts = dict(self._typed_built)
         counts[MESSAGE] = counts.get(MESSAGE, 0) + self._run_built
         return counts
-
-    def submit_lines(
-        self, lines: list[str], received_at: float
-    ) -> list[TwitchMessage | Exception | None]:
-        """One read's raw IRC lines in one call, every event submitted in line order (the C
-        fast path parses and converts the chat messages together). Per line, what comes
-        back: None for a chat message, the typed message for any other line (already
-        submitted; the source's control handling still wants it) or the exception that
-        parsing it raised."""
-        items = lines_to_outbound(lines, self.builder, received_at, self._ids, time.monotonic())
-        if items and type(items[0]) is OutboundMessage and len(set(map(type, items))) == 1:
-            # A read of chat lines only: no per-line Python at all.
-            self._accept_run(cast("list[OutboundMessage]", items))
-            return [None] * len(items)
-        results: list[TwitchMessage | Exception | None] = []
-        run: list[OutboundMessage] = []  # consecutive chat envelopes, accepted together
-        for item in items:
-            if isinstance(item, OutboundMessage):
-                run.append(item)
-                results.append(None)
-                continue
-            if run:
-                self._accept_run(run)
-                run = []
-            if not isinstance(item, Exception):
-                try:
-                    self.submit(item, received_at)
-                except Exception as error:  # one bad event never costs the read its others
-                    item = error
-            results.append(item)
-        if run:
-            self._accept_run(run)
-        return results
 
     def _accept_run(self, run: list[OutboundMessage]) -> None:
         """``_accept`` for consecutive envelopes: at once when the window has room for all
         of them (and, with a spool, nothing spilled and the spool takes them all: the
         common case), else one by one."""
-        self._run_built += len(run)
         unsent, spool = self._unsent, self.spool
         if spool is not None and self._spill_next >= 0:  # spilling: all to the spool
             first = spool.append_many([m.data for m in run])

@@ -1,12 +1,12 @@
 """One shard of the Twitch chat pool: a connection that logs in, joins its channels, reads,
 answers PING, and reconnects forever.
 
-Normally a read's lines go to the pipeline in one call (``line_sink``: it parses them,
-publishes the chat events and hands back every line's typed message, an error or nothing);
-the control messages among them (PING, RECONNECT, JOIN echoes, NOTICEs) update the
-connection here. During a RECONNECT overlap the lines are parsed here instead, and each
-chat event passes the duplicate filter before ``sink`` (the pipeline) gets it. Nothing a
-single line does can stop the read loop.
+Each read's lines go through the source's codec in one call (``IrcCodec.decode``: chat
+lines straight to envelopes, every other line to its typed message and, for events, its
+envelope); the envelopes go to ``sink`` (the pipeline's ``accept_many``), and the control
+messages (PING, RECONNECT, JOIN echoes, NOTICEs, ROOMSTATE) update the connection here.
+During a RECONNECT overlap the envelopes pass the duplicate filter first (``dedup.py``):
+one path for every read. Nothing a single line does can stop the read loop.
 
 Each physical connection is a ``Session``. Normally a client has one; on RECONNECT it opens
 a replacement session, joins it, and only then retires the old one (make-before-break),
@@ -22,15 +22,17 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
+from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
-from ingress_egress.protocol import IrcParseError, parse_line
+from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.sources.irc.backoff import Backoff
-from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, overlap_key
+from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies
 from ingress_egress.sources.irc.joins import (
     MAX_LINE_BYTES,
     ConnectGate,
@@ -50,16 +52,14 @@ from ingress_egress.twitch.messages import (
     Pong,
     Reconnect,
     Roomstate,
-    TwitchMessage,
     Unknown,
-    from_irc,
 )
 
 __all__ = [
     "CHANNEL_FAILURES",
     "MAX_LINE_BYTES",
+    "EnvelopeSink",
     "JoinLimiter",
-    "LineSink",
     "Session",
     "TwitchIrcClient",
     "join_lines",
@@ -68,11 +68,13 @@ __all__ = [
 
 log = logging.getLogger("ingress_egress.irc")
 
-Sink = Callable[[TwitchMessage, float], None]
-# A whole read's lines at once (the pipeline's ``submit_lines``): every event published in
-# line order; chat lines come back as None, the others typed for control handling (or as the
-# exception parsing them raised).
-LineSink = Callable[[list[str], float], list[TwitchMessage | Exception | None]]
+
+class EnvelopeSink(Protocol):
+    """Where a read's envelopes go, in receipt order (the pipeline)."""
+
+    def accept_many(self, envelopes: list[OutboundMessage], *, chat_only: bool = False) -> None: ...
+
+
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
 
 CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
@@ -130,7 +132,8 @@ class TwitchIrcClient:
         channels: tuple[str, ...],
         login: str,
         credentials: CredentialsProvider | None,
-        sink: Sink,
+        codec: IrcCodec,
+        sink: EnvelopeSink,
         state: ChatState,
         counters: Counters,
         errors: ErrorLog,
@@ -146,14 +149,13 @@ class TwitchIrcClient:
         name: str = "irc-0",
         on_change: Callable[[], None] | None = None,
         transport_factory: TransportFactory = open_transport,
-        line_sink: LineSink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.channels: dict[str, None] = dict.fromkeys(channels)
         self.login = login
         self.credentials = credentials
+        self.codec = codec
         self.sink = sink
-        self.line_sink = line_sink
         self.state = state
         self.counters = counters
         self.errors = errors
@@ -352,51 +354,45 @@ class TwitchIrcClient:
             await self._end_session(session)
 
     def _handle(self, session: Session, lines: list[str], received_at: float) -> None:
-        if self.line_sink is not None and self._dedup is None:
-            self._handle_read(session, lines, received_at)
-            return
-        control = self._control
-        sink = self.sink if self._dedup is None else self._sink_once
-        for line in lines:
-            try:
-                typed = from_irc(parse_line(line))
-                handler = control.get(type(typed))
-                if handler is not None:
-                    handler(session, typed)
-                    sink = self.sink if self._dedup is None else self._sink_once
-                sink(typed, received_at)
-            except Exception as error:
-                self._unhandled(line, error)
-
-    def _handle_read(self, session: Session, lines: list[str], received_at: float) -> None:
-        """``_handle`` outside a RECONNECT overlap: one ``line_sink`` call publishes the
-        read's events in order (no per-line Python for chat lines); control lines come back
-        to be handled here. A RECONNECT inside the read starts de-duplication only for
-        later reads, which is enough: chat behind it in the same read was sent before the
-        replacement connection existed, so it cannot arrive there too."""
-        assert self.line_sink is not None
+        """One read: its envelopes to the sink in line order (chat-only reads need no
+        per-line Python at all), then its control messages and errors. A RECONNECT inside
+        the read starts de-duplication only for later reads, which is enough: chat behind it
+        in the same read was sent before the replacement connection existed, so it cannot
+        arrive there too."""
         try:
-            items = self.line_sink(lines, received_at)
+            decoded = self.codec.decode(lines, received_at)
+            envelopes = decoded.envelopes
+            if self._dedup is not None:
+                envelopes = self._first_copies(envelopes)
+            self.sink.accept_many(envelopes, chat_only=decoded.chat_only)
         except Exception:
             self.counters.parse_errors += len(lines)
             self.errors.add("handler_error", f"a read of {len(lines)} lines could not be handled")
             log.exception("failed to handle a read of %d lines", len(lines))
             return
-        if items.count(None) == len(items):  # chat only: nothing came back to handle
+        if decoded.chat_only:
             return
+        for line, error in decoded.errors:
+            self._unhandled(line, error)
         control = self._control
-        for line, item in zip(lines, items, strict=True):
-            if item is None:
-                continue
-            if isinstance(item, Exception):
-                self._unhandled(line, item)
-                continue
-            handler = control.get(type(item))
-            if handler is not None:  # the line sink already published it, in order
+        for line, message in decoded.control:
+            handler = control.get(type(message))
+            if handler is not None:
                 try:
-                    handler(session, item)
+                    handler(session, message)
                 except Exception as error:
                     self._unhandled(line, error)
+
+    def _first_copies(self, envelopes: list[OutboundMessage]) -> list[OutboundMessage]:
+        """During a RECONNECT overlap: each event once, whichever connection wins."""
+        dedup = self._dedup
+        assert dedup is not None
+        if self._dedup_until and time.monotonic() > self._dedup_until:
+            self._dedup = None  # grace over: memory freed, no filter from now on
+            return envelopes
+        kept = first_copies(dedup, envelopes)
+        self.state.duplicates_dropped += len(envelopes) - len(kept)
+        return kept
 
     def _unhandled(self, line: str, error: Exception) -> None:
         self.counters.parse_errors += 1
@@ -408,19 +404,6 @@ class TwitchIrcClient:
             log.error(
                 "failed to handle line (%r): %r", error, line[:LOG_LINE_CHARS], exc_info=error
             )
-
-    def _sink_once(self, message: TwitchMessage, received_at: float) -> None:
-        """The sink during a RECONNECT overlap: each event once, whichever connection wins."""
-        dedup = self._dedup
-        if dedup is not None:
-            if self._dedup_until and time.monotonic() > self._dedup_until:
-                self._dedup = None  # grace over: back to the plain sink, memory freed
-            else:
-                key = overlap_key(message)
-                if key is not None and not dedup.first_time(key):
-                    self.state.duplicates_dropped += 1
-                    return
-        self.sink(message, received_at)
 
     async def _login_lines(self) -> list[str]:
         if not self.login or self.credentials is None:

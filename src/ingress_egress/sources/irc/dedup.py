@@ -1,42 +1,27 @@
 """De-duplication of the overlap while a RECONNECT replacement and the old connection both read.
 
 Active only during an overlap (and a short grace after it), so the read loop pays nothing
-the rest of the time. While active, one key per channel event costs a set lookup, a set
-insert and a deque append (about 0.5 µs per event with the key lookup, measured on the
-2-core development machine); memory is bounded by ``capacity`` keys.
+the rest of the time. While active, each envelope costs a set lookup, a set insert and a
+deque append; memory is bounded by ``capacity`` keys (``sources.recent.RecentKeys``, the
+structure EventSub uses too).
 
-Keys: PRIVMSG and USERNOTICE carry Twitch's ``id`` tag. Events without an id (CLEARCHAT,
-CLEARMSG, ROOMSTATE) are keyed by their content (command, parameters, tags): the same line
-read on both connections counts once. The full ROOMSTATE a fresh JOIN produces differs from
-nothing seen in the overlap and is passed on: it restates the room's settings, harmlessly.
-Everything else (PING, JOIN echoes, NOTICEs, numerics) is connection-level and never deduped.
-The keys go into ``sources.recent.RecentKeys``, the structure EventSub uses too.
+The key is the envelope's ``dedup_id``, the one the bus de-duplicates by as well: Twitch's
+``id`` tag for PRIVMSG and USERNOTICE, and for events without one (CLEARCHAT, CLEARMSG,
+ROOMSTATE) the envelope id, which is derived from their content (room, ``tmi-sent-ts``,
+target or settings): the same line read on both connections counts once. The full ROOMSTATE
+a fresh JOIN produces has other settings than anything seen in the overlap and is passed
+on: it restates the room's settings, harmlessly. Connection-level lines (PING, JOIN echoes,
+NOTICEs, numerics) make no envelope and are never deduped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
-from ingress_egress.twitch.messages import (
-    Clearchat,
-    Clearmsg,
-    Privmsg,
-    Roomstate,
-    TwitchMessage,
-    Usernotice,
-)
+from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.sources.recent import RecentKeys
 
 DEFAULT_CAPACITY = 20_000
 
 
-def overlap_key(message: TwitchMessage) -> Hashable | None:
-    """What identifies ``message`` across two connections; ``None``: never a duplicate."""
-    if isinstance(message, (Privmsg, Usernotice)):
-        if message.message_id:
-            return message.message_id
-        irc = message.irc
-    elif isinstance(message, (Clearchat, Clearmsg, Roomstate)):
-        irc = message.irc
-    else:
-        return None
-    return (irc.command, tuple(irc.params), tuple(sorted(irc.tags.items())))
+def first_copies(recent: RecentKeys, envelopes: list[OutboundMessage]) -> list[OutboundMessage]:
+    """The envelopes whose ``dedup_id`` ``recent`` has not seen, in order (and now seen)."""
+    return [outbound for outbound in envelopes if recent.first_time(outbound.dedup_id)]

@@ -22,11 +22,11 @@ from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.client import (
-    LineSink,
-    Sink,
+    EnvelopeSink,
     TransportFactory,
     TwitchIrcClient,
 )
+from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.transport import open_transport
@@ -67,19 +67,19 @@ class ChatPool:
         channels: tuple[str, ...],
         login: str,
         credentials: CredentialsProvider | None,
-        sink: Sink,
+        codec: IrcCodec,
+        sink: EnvelopeSink,
         state: ChatState,
         counters: Counters,
         errors: ErrorLog,
         limits: PoolLimits | None = None,
         transport_factory: TransportFactory = open_transport,
-        line_sink: LineSink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.login = login
         self.credentials = credentials
+        self.codec = codec
         self.sink = sink
-        self.line_sink = line_sink
         self.state = state
         self.counters = counters
         self.errors = errors
@@ -145,8 +145,8 @@ class ChatPool:
             channels=(),
             login=self.login,
             credentials=self.credentials,
+            codec=self.codec,
             sink=self.sink,
-            line_sink=self.line_sink,
             state=self.state,
             counters=self.counters,
             errors=self.errors,
