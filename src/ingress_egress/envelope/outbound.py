@@ -2,10 +2,10 @@
 
 ``message_to_outbound`` is the one conversion a source makes per event before handing it to
 the pipeline (the IRC codec for the lines it does not convert in one batch, the EventSub
-source for every event). Its reference,
-``_message_to_outbound_py``, is ``EnvelopeBuilder.build`` then ``to_outbound``; with the C
-extension a twin writes a PRIVMSG's JSON directly (no envelope dict, no orjson), byte for
-byte what the reference produces, and hands everything else to the reference.
+source for every event). Its reference, ``_message_to_outbound_py``, is
+``EnvelopeBuilder.build`` then ``to_outbound``; with the C extension a twin writes a
+PRIVMSG's JSON directly (no envelope dict, no orjson), byte for byte what the reference
+produces, and hands everything else to the reference.
 """
 
 from __future__ import annotations
