@@ -3,8 +3,9 @@
 * ``accept_many`` (and ``accept``) take the envelopes a source built (``OutboundMessage``:
   the envelope's JSON and its bus metadata); they are synchronous and never block the
   Twitch read loop. With a spool, every envelope is first appended to its write-ahead
-  journal (flushed and fsynced every ``SPOOL_FSYNC_MS``); it then joins the in-memory window (``QUEUE_MAX_MESSAGES``) or, when
-  the window is full, lives only in the spool until the sender reads it back, in order.
+  journal (flushed and fsynced every ``SPOOL_FSYNC_MS``); it then joins the in-memory
+  window (``QUEUE_MAX_MESSAGES``) or, when the window is full, lives only in the spool
+  until the sender reads it back, in order.
 * One sender task publishes in receipt order and keeps up to ``max_in_flight`` acks
   outstanding instead of awaiting each in turn.
 * Go-back-N: when a publish or an ack fails (or times out), nothing later may overtake it.
