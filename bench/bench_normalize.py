@@ -1,13 +1,13 @@
 """Hot-path benchmark: raw PRIVMSG line -> parse -> typed message -> envelope -> JSON bytes.
 
 Two whole paths: "full" (parse, typed, ``EnvelopeBuilder.build``, ``encode_envelope``, the
-original measure) and "service path" (parse, typed, ``message_to_outbound``: the
-``OutboundMessage`` the pipeline queues, whose JSON the C twin writes itself).
+original measure, in Python) and "service path" (the IRC codec's ``decode``, reads of
+``READ`` lines: the ``OutboundMessage`` the pipeline queues), the latter for each codec.
 
 Runs on one core over a corpus from the project's traffic generator (full Twitch tags,
-unique ids, emotes, replies, non-ASCII text) and reports the C fast path
-(``ingress_egress._native``) and the pure-Python reference side by side, for the whole path
-and for each stage, with the ratio. Speed lives here, never in tests.
+unique ids, emotes, replies, non-ASCII text) and reports the native codec (the C extension,
+``ingress_egress._native``) and the Python codec side by side, with the ratio, then each
+Python stage. Speed lives here, never in tests.
 
     .venv/bin/python bench/bench_normalize.py [--lines 50000] [--rounds 5] [--gc-freeze]
 
@@ -18,10 +18,9 @@ and is not inflated by time slices given to other processes). Two views are prin
 best whole round, and the sum over 1,000-line chunks of each chunk's fastest time across
 rounds, which filters out bursts of interference from other processes (on a shared 2-core
 VM those swing whole rounds by up to 2x); the wall-clock best and the median round are
-recorded too in bench/results/normalize.json. The Python figures come from
-the same process with ``_native.set_enabled(False)``: the public functions stay the same
-objects and forward to their Python references (one extra C call per line);
-``INGRESS_EGRESS_PURE_PYTHON=1`` runs only the Python column, without the extension loaded.
+recorded too in bench/results/normalize.json. Both codecs run in the same process (each
+its own ``EnvelopeBuilder``); ``INGRESS_EGRESS_PURE_PYTHON=1`` runs only the Python column,
+without the extension loaded. Rows that exist in Python only leave the C column empty.
 """
 
 from __future__ import annotations
@@ -36,16 +35,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingress_egress import _native
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import TrafficGenerator
+from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.twitch.messages import from_irc
 
 RESULTS = Path(__file__).parent / "results"
-FUSED = "service path (parse+typed+outbound)"
+FUSED = "service path (codec.decode)"
+READ = 64  # lines per decode call (one read)
 TARGET = 100_000  # lines/s on one core, full path (the issue's requirement)
 
 
@@ -69,10 +69,20 @@ def each(step: Callable[[Any], Any]) -> Callable[[list[Any]], None]:
     return run
 
 
+def decode_reads(codec: IrcCodec) -> Callable[[list[str]], None]:
+    """A chunk runner decoding the chunk in reads of ``READ`` lines, as the read loop does."""
+
+    def run(chunk: list[str]) -> None:
+        for start in range(0, len(chunk), READ):
+            codec.decode(chunk[start : start + READ], time.time())
+
+    return run
+
+
 def measure(
-    run: Callable[[list[Any]], None], items: list[Any], rounds: int, impls: list[str]
+    runs: dict[str, Callable[[list[Any]], None]], items: list[Any], rounds: int
 ) -> dict[str, dict[str, float]]:
-    """Items/s of ``run`` (a chunk runner) over ``items`` per implementation, rounds
+    """Items/s of each implementation's chunk runner (``runs``) over ``items``, rounds
     alternating between implementations.
 
     best: the best whole round (process CPU time); median: the median round; wall_best: the
@@ -81,12 +91,13 @@ def measure(
     shared machine: each chunk still does all of its work).
     """
     chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    impls = list(runs)
     rounds_cpu: dict[str, list[float]] = {impl: [] for impl in impls}
     rounds_wall: dict[str, list[float]] = {impl: [] for impl in impls}
     chunk_best: dict[str, list[float]] = {impl: [float("inf")] * len(chunks) for impl in impls}
     for _ in range(rounds):
         for impl in impls:
-            _native.set_enabled(impl == "c")
+            run = runs[impl]
             total_cpu, wall = 0.0, time.perf_counter()
             for index, chunk in enumerate(chunks):
                 start = time.process_time()
@@ -96,7 +107,6 @@ def measure(
                 chunk_best[impl][index] = min(chunk_best[impl][index], spent)
             rounds_cpu[impl].append(total_cpu)
             rounds_wall[impl].append(time.perf_counter() - wall)
-    _native.set_enabled(True)
     n = len(items)
     return {
         impl: {
@@ -124,7 +134,12 @@ def main() -> None:
         help="gc.freeze() after building the corpus (what the service can do after start-up)",
     )
     args = parser.parse_args()
-    impls = ["c", "python"] if _native.available() else ["python"]
+    codecs: dict[str, IrcCodec] = {}
+    chosen = make_codec(EnvelopeBuilder())  # the native codec when the extension is built
+    if chosen.name == "native":
+        codecs["c"] = chosen
+    codecs["python"] = PythonCodec(EnvelopeBuilder())
+    impls = list(codecs)
     lines = corpus(args.lines)
     builder = EnvelopeBuilder()
 
@@ -135,23 +150,22 @@ def main() -> None:
     span_ids = RandomIds()
     now = time.monotonic
 
-    def service(chunk: list[str]) -> None:
-        # What the service does per line: parse, type, then Pipeline's one conversion
-        # (C: the JSON written directly; Python: build + orjson + to_outbound).
-        for line in chunk:
-            message_to_outbound(builder, from_irc(parse_line(line)), None, span_ids, now())
+    # What the service does per read: the codec's decode (native: the JSON written directly
+    # from the raw line; Python: parse, type, build, orjson, to_outbound).
+    services = {impl: decode_reads(codec) for impl, codec in codecs.items()}
 
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
     full(lines)  # warm-up: imports, caches, the allocator's arenas
-    service(lines)
+    for service in services.values():
+        service(lines)
     results = {
-        "full (parse+typed+envelope+json)": measure(full, lines, args.rounds, impls),
-        FUSED: measure(service, lines, args.rounds, impls),
+        "full (parse+typed+envelope+json)": measure({"python": full}, lines, args.rounds),
+        FUSED: measure(services, lines, args.rounds),
     }
 
-    # Stage inputs are built once (same objects for both columns); only the stage differs.
+    # Stage inputs are built once; the stages are the Python codec's, Python only.
     parsed = [parse_line(line) for line in lines]
     typed = [from_irc(msg) for msg in parsed]
     envelopes = [builder.build(msg) for msg in typed]
@@ -169,7 +183,7 @@ def main() -> None:
         "ceiling: str.split per line": (each(str.split), lines),
     }
     for name, (run, items) in stages.items():
-        results[name] = measure(run, items, args.rounds, impls)
+        results[name] = measure({"python": run}, items, args.rounds)
 
     python = f"{platform.python_implementation()} {platform.python_version()}"
     machine = f"{platform.machine()}, {python}"
@@ -186,16 +200,20 @@ def main() -> None:
         for name, figures in results.items():
             row = f"  {name:34s}"
             for impl in impls:
+                if impl not in figures:
+                    row += f" {'-':>15s} {'-':>8s}"
+                    continue
                 rate = figures[impl][key]
                 row += f" {rate:>15,.0f} {1e6 / rate:>8.2f}"
-            if len(impls) == 2:
+            if len(figures) == 2:
                 row += f" {figures['c'][key] / figures['python'][key]:>7.2f}x"
             print(row)
     for row in ("full (parse+typed+envelope+json)", FUSED):
-        figures = results[row][impls[0]]
+        impl = next(impl for impl in impls if impl in results[row])
+        figures = results[row][impl]
         for key, title in (("best", "best whole round"), ("chunk_min", "min per chunk")):
             verdict = "met" if figures[key] >= TARGET else "NOT met"
-            print(f"  target {TARGET:,} lines/s, {row} ({impls[0]}, {title}): {verdict}")
+            print(f"  target {TARGET:,} lines/s, {row} ({impl}, {title}): {verdict}")
     if args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)

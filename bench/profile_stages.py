@@ -3,9 +3,10 @@
     .venv/bin/python bench/profile_stages.py stages [--lines 20000] [--rounds 5]
     .venv/bin/python bench/profile_stages.py service [--count 100000] [--top 25]
 
-``stages`` times each step of what the read loop and the codec do per PRIVMSG
-(process CPU time, best of the rounds, each stage over the same inputs), including the
-fused C conversion (typed message -> ``OutboundMessage``) when the extension has it.
+``stages`` times each step of what the Python codec does per PRIVMSG (process CPU time,
+best of the rounds, each stage over the same inputs), then each codec's whole ``decode``
+per line, a read of ``READ_LINES`` lines at a time (the native codec when the extension is
+built).
 ``service`` runs the memory-bus service against the simulator (its own process) once
 without and once under cProfile, and prints the functions with the most own time per
 message (cProfile inflates Python calls; read it for shares, the first run for the rate).
@@ -29,22 +30,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_normalize import corpus
 from bench_service import CHANNELS, measure, simulator, stop
-from ingress_egress import _native
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, outbound
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.protocol import parse_line
+from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.twitch.messages import from_irc
 
+READ_LINES = 64  # lines per codec.decode call (one read)
 
-def best_us(step: Callable[[Any], Any], items: list[Any], rounds: int) -> float:
+
+def best_us(
+    step: Callable[[Any], Any], items: list[Any], rounds: int, messages: int | None = None
+) -> float:
+    """us per message: ``messages`` in all (default: one per item)."""
     best = float("inf")
     for _ in range(rounds):
         start = time.process_time()
         for item in items:
             step(item)
         best = min(best, time.process_time() - start)
-    return best / len(items) * 1e6
+    return best / (messages or len(items)) * 1e6
 
 
 def stages(args: argparse.Namespace) -> None:
@@ -63,7 +69,7 @@ def stages(args: argparse.Namespace) -> None:
         envelope = builder.build(msg, 1_700_000_000.5)
         return outbound.to_outbound(envelope, span_ids.span_id(), now())
 
-    def fused(msg: Any) -> Any:
+    def message_to_outbound(msg: Any) -> Any:
         return outbound.message_to_outbound(builder, msg, 1_700_000_000.5, span_ids, now())
 
     rows: list[tuple[str, Callable[[Any], Any], list[Any]]] = [
@@ -72,19 +78,26 @@ def stages(args: argparse.Namespace) -> None:
         ("builder.build (envelope dict)", lambda m: builder.build(m, 1_700_000_000.5), typed),
         ("encode_envelope (orjson)", encode_envelope, envelopes),
         ("to_outbound (incl. orjson, span id)", to_outbound, envelopes),
-        ("reference: build + to_outbound", reference, typed),
+        ("build + to_outbound", reference, typed),
+        ("message_to_outbound", message_to_outbound, typed),
+        ("time.monotonic()", lambda _: now(), typed),
     ]
-    if hasattr(outbound, "message_to_outbound"):
-        rows.append(("fused: message_to_outbound", fused, typed))
-    rows.append(("time.monotonic()", lambda _: now(), typed))
     machine = f"{platform.node()} {platform.machine()}, {platform.python_version()}"
     print(f"stages, {len(lines):,} PRIVMSG lines, best of {args.rounds} ({machine})")
-    for native in [True, False] if _native.available() else [False]:
-        _native.set_enabled(native)
-        print(f"  [{'C' if native else 'Python'}]")
-        for name, step, items in rows:
-            print(f"    {name:40s} {best_us(step, items, args.rounds):7.2f} us/msg")
-    _native.set_enabled(True)
+    print("  [Python stages]")
+    for name, step, items in rows:
+        print(f"    {name:40s} {best_us(step, items, args.rounds):7.2f} us/msg")
+    codecs: list[IrcCodec] = [PythonCodec(EnvelopeBuilder())]
+    chosen = make_codec(EnvelopeBuilder())  # the native codec when the extension is built
+    if chosen.name != codecs[0].name:
+        codecs.append(chosen)
+    reads = [lines[i : i + READ_LINES] for i in range(0, len(lines), READ_LINES)]
+    print(f"  [codec.decode, reads of {READ_LINES} lines]")
+    for codec in codecs:
+        per_line = best_us(
+            lambda read, c=codec: c.decode(read, 1_700_000_000.5), reads, args.rounds, len(lines)
+        )
+        print(f"    {codec.name + ' codec':40s} {per_line:7.2f} us/msg")
 
 
 def service(args: argparse.Namespace) -> None:

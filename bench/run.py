@@ -974,13 +974,14 @@ def main() -> None:
     print((RESULTS / "peers.md").read_text())
 
 
+# The codec the service would choose (service.hot_path), and why not C when it is Python.
 NATIVE_PROBE = """
-import ingress_egress.service
 from ingress_egress import _native as n
-if n.available() and n.ACTIVE:
-    print("C fast path (" + ", ".join(sorted(n.ACTIVE)) + ")")
-else:
-    print("pure Python" + (f" ({n.IMPORT_ERROR})" if n.IMPORT_ERROR else ""))
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.service import hot_path
+from ingress_egress.sources.irc.codec import make_codec
+path = hot_path(make_codec(EnvelopeBuilder()))
+print(path + (f" ({n.IMPORT_ERROR})" if n.IMPORT_ERROR and path == "pure Python" else ""))
 """
 
 

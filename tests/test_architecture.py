@@ -106,3 +106,23 @@ def test_the_pipeline_knows_envelopes_not_irc_or_twitch() -> None:
         if re.match(r"\s*(from|import) ingress_egress\.(protocol|twitch|sources)\b", line)
     ]
     assert offenders == []
+
+
+def test_the_extension_is_chosen_in_one_place_and_rebinds_nothing() -> None:
+    """uvicorn's ``auto`` pattern: the C extension is loaded by ``_native`` and used only by
+    the IRC codec's ``make_codec`` / ``NativeCodec`` and by the NATS driver's framing; no
+    module rebinds its own names to C at import (there is no registration API left)."""
+    src = ROOT / "src" / "ingress_egress"
+    users = sorted(
+        path.relative_to(src).as_posix()
+        for path in src.rglob("*.py")
+        if "_native" not in path.parts
+        and re.search(r"import _native\b|\b_native\.", path.read_text(encoding="utf-8"))
+    )
+    assert users == [
+        "bus/nats.py",
+        "sources/irc/codec/__init__.py",
+        "sources/irc/codec/native.py",
+    ]
+    native = (src / "_native" / "__init__.py").read_text(encoding="utf-8")
+    assert "def configure" not in native and "ACTIVE" not in native

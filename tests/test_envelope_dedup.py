@@ -15,13 +15,10 @@ import pytest
 from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.nats import NatsPublisher
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.envelope import builder as builder_module
 from ingress_egress.envelope.builder import ROOMSTATE_WINDOW_MS
-from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator
-from ingress_egress.sources.irc.codec import lines_to_outbound
+from ingress_egress.sources.irc.codec import make_codec
 from ingress_egress.twitch.messages import TwitchMessage, from_irc
 from tests.support.irc_client import IrcClient
 from tests.support.nats import NatsHarness, NatsServer
@@ -63,9 +60,10 @@ def typed(line: str) -> TwitchMessage:
 
 
 def convert(builder: EnvelopeBuilder, line: str, received_at: float) -> OutboundMessage:
-    """The service's conversion (the C path when built), as the pipeline makes it."""
-    out = message_to_outbound(builder, typed(line), received_at, RandomIds(), 0.0)
-    assert out is not None
+    """The service's conversion (its codec: the native one when built), as a read makes it."""
+    decoded = make_codec(builder).decode([line], received_at)
+    assert not decoded.errors, decoded.errors
+    (out,) = decoded.envelopes
     return out
 
 
@@ -79,8 +77,9 @@ def test_two_instances_give_an_event_the_same_ids(name: str) -> None:
     assert first.data != second.data  # yet two receipts: different timestamps and trace ids
     envelope = orjson.loads(first.data)
     assert envelope["id"] == envelope["correlationId"] == first.envelope_id
-    # The Python reference agrees with whatever path built it.
-    reference = builder_module._build_py(EnvelopeBuilder(), typed(line), T1)
+    # The Python builder agrees with whatever codec built it.
+    reference = EnvelopeBuilder().build(typed(line), T1)
+    assert reference is not None
     assert reference["id"] == first.envelope_id
 
 
@@ -152,17 +151,8 @@ async def read_both(sim: ChatSimulator) -> tuple[list[str], list[str]]:
 
 
 def instance_outbound(lines: list[str], received_at: float) -> list[OutboundMessage]:
-    """One instance's conversion of what its connection read, as the pipeline does it."""
-    builder, span_ids = EnvelopeBuilder(), RandomIds()
-    out: list[OutboundMessage] = []
-    for item in lines_to_outbound(lines, builder, received_at, span_ids, 0.0):
-        if isinstance(item, OutboundMessage):
-            out.append(item)
-        elif not isinstance(item, Exception):
-            converted = message_to_outbound(builder, item, received_at, span_ids, 0.0)
-            if converted is not None:
-                out.append(converted)
-    return out
+    """One instance's conversion of what its connection read, as the read loop does it."""
+    return make_codec(EnvelopeBuilder()).decode(lines, received_at).envelopes
 
 
 async def publish(url: str, messages: list[OutboundMessage]) -> None:

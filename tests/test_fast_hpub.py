@@ -1,8 +1,8 @@
-"""``_native.speedups.hpub_frame``: the C twin of ``bus.nats.hpub_frame``.
+"""``_native.speedups.hpub_frames``: the C twin of ``bus.nats.hpub_frame``, for a slice.
 
-It returns the same bytes as the reference, or None (the reference must build the frame)
-for header values the reference would normalize; tests/test_bus_nats.py ties the reference
-to nats-py's own encoding.
+It returns the frames the reference builds one after another, or None (the reference must
+build them) when a header value is one the reference would normalize;
+tests/test_bus_nats.py ties the reference to nats-py's own encoding.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ from ingress_egress.twitch.messages import from_irc
 from tests.support.leaks import memory_kept
 
 speedups = _native.speedups
+
+
+def one(subject: object, message: object) -> bytes | None:
+    """The C frame of one message (a slice of one)."""
+    assert speedups is not None
+    frame: bytes | None = speedups.hpub_frames(subject, [message])
+    return frame
+
+
 pytestmark = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
 
 HEADER_VALUE = st.one_of(
@@ -48,7 +57,7 @@ def messages(count: int) -> list[OutboundMessage]:
 def test_generated_messages_take_the_c_path_and_agree() -> None:
     assert speedups is not None
     for message in messages(200):
-        frame = speedups.hpub_frame(b"internal.ingress.v1", message)
+        frame = one(b"internal.ingress.v1", message)
         assert frame is not None
         assert frame == hpub_frame(b"internal.ingress.v1", message)
 
@@ -64,24 +73,25 @@ def test_any_header_values_agree_or_defer(
 ) -> None:
     assert speedups is not None
     message = dataclasses.replace(BASE, dedup_id=dedup, traceparent=trace, type=kind, data=data)
-    frame = speedups.hpub_frame(subject, message)
+    frame = one(subject, message)
     if frame is not None:
         assert frame == hpub_frame(subject, message)
     plain = all(v.isascii() and v.isprintable() and " " not in v for v in (dedup, trace, kind))
     assert (frame is not None) == plain
 
 
-def test_defers_when_disabled_or_not_an_outbound_message() -> None:
-    assert speedups is not None
-    _native.set_enabled(False)
-    try:
-        assert speedups.hpub_frame(b"s", BASE) is None
-    finally:
-        _native.set_enabled(True)
-    assert speedups.hpub_frame(b"s", object()) is None
-    assert speedups.hpub_frame("s", BASE) is None
-    with pytest.raises(TypeError):
-        speedups.hpub_frame(b"s")
+def test_defers_for_what_is_not_an_outbound_message() -> None:
+    assert one(b"s", object()) is None  # no such attributes: the reference raises
+    assert one(b"s", dataclasses.replace(BASE, data="text")) is None
+    assert one("s", BASE) is None
+
+    class Exploding:
+        @property
+        def data(self) -> bytes:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        one(b"s", Exploding())
 
 
 def test_the_nats_driver_frames_with_the_c_twin_and_falls_back() -> None:

@@ -1,9 +1,9 @@
 """Hostile lines from a (simulated) Twitch server: a read never loses its valid lines
 because one line in it is bad, on both codecs, and every bad line is a clear, counted error.
 
-Each read goes through the real read path (the simulator over a real socket, the service's
-pool and pipeline) with the C extension (direct path on and off) and with the pure-Python
-reference, and through ``ingress-egress normalize`` as a subprocess.
+Each read goes through each codec (the native one where the C extension is built, and the
+Python one), through the real read path (the simulator over a real socket, the service's
+pool and pipeline) with each codec, and through ``ingress-egress normalize`` as a subprocess.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import orjson
 import pytest
@@ -24,11 +22,10 @@ from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.simulator import ChatSimulator
-from ingress_egress.sources.irc.codec import IrcCodec, lines_to_outbound
+from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.sources.irc.transport import (
     MAX_LINE_BYTES,
     LineTransport,
@@ -72,54 +69,56 @@ BAD = {
 }
 GOOD_TEXTS = ["good-1", "good-2", "good-4", f"good-5 Cheer{HUGE}", "good-7"]
 
-CODECS = ["c-direct", "c-per-line", "python"] if _native.available() else ["python"]
+# The native codec wherever the C extension is loaded (INGRESS_EGRESS_PURE_PYTHON unset).
+CODECS = ["native", "python"] if _native.speedups is not None else ["python"]
 
 
-@contextmanager
-def codec(name: str) -> Iterator[None]:
-    """The C extension with its direct path on or off, or the pure-Python reference."""
-    speedups = _native.speedups
-    if speedups is not None:
-        _native.set_enabled(name != "python")
-        speedups.set_direct_enabled(name == "c-direct")
-    try:
-        yield
-    finally:
-        if speedups is not None:
-            _native.set_enabled(True)
-            speedups.set_direct_enabled(True)
+def new_codec(name: str, builder: EnvelopeBuilder | None = None) -> IrcCodec:
+    """The codec ``name``, built directly (no fallback: a native codec that cannot be built
+    fails the test)."""
+    builder = builder or EnvelopeBuilder()
+    if name == "python":
+        return PythonCodec(builder)
+    from ingress_egress.sources.irc.codec.native import NativeCodec
+
+    return NativeCodec(builder)
 
 
 @pytest.mark.parametrize("name", CODECS)
 def test_each_bad_line_is_its_own_error_and_the_rest_converts(name: str) -> None:
-    with codec(name):
-        items = lines_to_outbound(READ, EnvelopeBuilder(), 1.7e9, RandomIds(), 1.0)
-    for index, item in enumerate(items):
-        if index in BAD:
-            assert isinstance(item, IrcParseError), (index, item)
-            assert item.reason == BAD[index]
-        else:
-            assert not isinstance(item, Exception), (index, item)
-    cheered = items[7]
+    decoded = new_codec(name).decode(READ, 1.7e9)
+    assert [line for line, _ in decoded.errors] == [READ[index] for index in sorted(BAD)]
+    for _, error in decoded.errors:
+        assert isinstance(error, IrcParseError), error
+    assert [error.reason for _, error in decoded.errors] == [BAD[i] for i in sorted(BAD)]
+    assert decoded.control == []
+    assert not decoded.chat_only
+    texts = [orjson.loads(m.data)["payload"]["text"] for m in decoded.envelopes]
+    assert texts == GOOD_TEXTS
+    cheered = decoded.envelopes[3]
     assert isinstance(cheered, OutboundMessage)
     assert orjson.loads(cheered.data)["payload"]["cheers"] == []
 
 
 @pytest.mark.parametrize("name", CODECS)
-async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(name: str) -> None:
+async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service's make_codec reads the switch when the service is built.
+    monkeypatch.setattr(_native, "FORCE_PURE_PYTHON", name == "python")
     publisher = MemoryPublisher()
-    with codec(name):
-        async with ChatSimulator(replay_lines=READ) as sim:
-            settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
-            async with running(settings, publisher=publisher) as service:
-                await eventually(lambda: service.counters.parse_errors >= len(BAD), what="errors")
-                await eventually(
-                    lambda: service.counters.published >= len(GOOD_TEXTS), what="good lines"
-                )
-                assert service.counters.parse_errors == len(BAD)
-                assert service.state.connected
-                reasons = {e["message"] for e in service.errors.entries}
-                assert set(BAD.values()) <= reasons
+    async with ChatSimulator(replay_lines=READ) as sim:
+        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        async with running(settings, publisher=publisher) as service:
+            assert service.codec is not None and service.codec.name == name
+            await eventually(lambda: service.counters.parse_errors >= len(BAD), what="errors")
+            await eventually(
+                lambda: service.counters.published >= len(GOOD_TEXTS), what="good lines"
+            )
+            assert service.counters.parse_errors == len(BAD)
+            assert service.state.connected
+            reasons = {e["message"] for e in service.errors.entries}
+            assert set(BAD.values()) <= reasons
     texts = [
         orjson.loads(m.data)["payload"]["text"]
         for m in publisher.messages
@@ -155,16 +154,17 @@ def test_normalize_reports_each_bad_line_and_goes_on(pure: str) -> None:
 class _FailsOnClearchat(EnvelopeBuilder):
     """A builder that raises for one kind of event: anything unexpected in conversion."""
 
-    def build(self, message, received_at=None):  # type: ignore[no-untyped-def]
+    def build(self, message, received_at=None, *, ids=None):  # type: ignore[no-untyped-def]
         if type(message).__name__ == "Clearchat":
             raise RuntimeError("conversion bug")
-        return super().build(message, received_at)
+        return super().build(message, received_at, ids=ids)
 
 
 def test_a_read_contains_an_error_raised_while_converting_one_event() -> None:
     clearchat = "@room-id=5;tmi-sent-ts=1 :tmi.twitch.tv CLEARCHAT #one :victim"
     lines = [privmsg(1, "good-1"), clearchat, privmsg(2, "good-2")]
-    decoded = IrcCodec(_FailsOnClearchat()).decode(lines, 1.7e9)
+    # make_codec: the Python codec (the native one does not mirror a subclass).
+    decoded = make_codec(_FailsOnClearchat()).decode(lines, 1.7e9)
     assert [orjson.loads(m.data)["payload"]["text"] for m in decoded.envelopes] == [
         "good-1",
         "good-2",
@@ -261,9 +261,9 @@ def test_an_envelope_is_bounded_by_the_line_limit() -> None:
     line = line[:MAX_LINE_BYTES]
     assert len(line.encode()) <= MAX_LINE_BYTES
     for name in CODECS:
-        with codec(name):
-            (item,) = lines_to_outbound([line], EnvelopeBuilder(), 1.7e9, RandomIds(), 1.0)
-        assert isinstance(item, OutboundMessage)
+        decoded = new_codec(name).decode([line], 1.7e9)
+        assert decoded.chat_only, decoded
+        (item,) = decoded.envelopes
         assert len(item.data) < 1_000_000
 
 

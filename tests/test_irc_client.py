@@ -164,5 +164,8 @@ async def test_debug_reports_which_hot_path_runs() -> None:
         settings = settings_for(BASE, sim.port, ("one",))
         async with running(settings, publisher=MemoryPublisher()) as service:
             debug = await wait_status(service, "/_debug/twitch", 200)
-    expected = "pure Python" if not _native.ACTIVE else "C ("
-    assert debug["hotPath"].startswith(expected)
+            codec = service.codec
+    # The native codec wherever the extension is loaded: never a silent fallback to Python.
+    native = _native.speedups is not None and not _native.FORCE_PURE_PYTHON
+    assert codec is not None and codec.name == ("native" if native else "python")
+    assert debug["hotPath"] == ("C (native codec)" if native else "pure Python")

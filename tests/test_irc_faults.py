@@ -15,7 +15,7 @@ from ingress_egress.config import Settings
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.simulator import ChatSimulator, Faults
-from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.codec import make_codec
 from ingress_egress.sources.irc.dedup import first_copies
 from ingress_egress.sources.irc.pool import PoolLimits
 from ingress_egress.sources.recent import RecentKeys
@@ -189,8 +189,8 @@ def test_overlap_duplicates_are_dropped_by_the_envelopes_dedup_id() -> None:
     clear = "@room-id=1;tmi-sent-ts=5 :tmi.twitch.tv CLEARCHAT #c :bad"
     other_clear = "@room-id=1;tmi-sent-ts=6 :tmi.twitch.tv CLEARCHAT #c :bad"
     # The same lines read on two connections (two reads, as in a RECONNECT overlap) ...
-    first = IrcCodec(EnvelopeBuilder()).decode([privmsg, clear, "PING :x"], 1.7e9)
-    second = IrcCodec(EnvelopeBuilder()).decode([privmsg, clear, other_clear], 1.7e9)
+    first = make_codec(EnvelopeBuilder()).decode([privmsg, clear, "PING :x"], 1.7e9)
+    second = make_codec(EnvelopeBuilder()).decode([privmsg, clear, other_clear], 1.7e9)
     assert first.envelopes[0].dedup_id == "abc"
     seen = RecentKeys(capacity=100)
     assert len(first_copies(seen, first.envelopes)) == 2  # PING makes no envelope

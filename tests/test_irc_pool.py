@@ -8,6 +8,7 @@ channels take about 10 s instead of 500).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -23,9 +24,10 @@ from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults
-from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.codec import make_codec
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.pool import ChatPool, PoolLimits
+from ingress_egress.sources.irc.transport import open_transport
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(180)
@@ -142,6 +144,8 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
         def accept_many(self, envelopes: list[OutboundMessage], *, chat_only: bool = False) -> None:
             received[0] += sum(m.type == MESSAGE for m in envelopes)
 
+    # The codec the service would choose (C or Python), wired as the service wires it.
+    codec = make_codec(EnvelopeBuilder())
     async with ChatSimulator(rate=None, faults=faults, record=False, batch_size=1) as sim:
         state = ChatState(transport="irc", identity="anonymous", wanted=())
         pool = ChatPool(
@@ -151,7 +155,8 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
             # take a slot of the parser's bounded string cache and look like growth).
             login="cyclebot",
             credentials=StaticTokenProvider("cyclebot", "tok_cycle_0123456789abcdef"),
-            codec=IrcCodec(EnvelopeBuilder()),
+            codec=codec,
+            transport_factory=functools.partial(open_transport, split_lines=codec.split_lines),
             sink=Sink(),
             state=state,
             counters=Counters(),

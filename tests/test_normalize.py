@@ -22,7 +22,8 @@ PRIVMSG = (
 
 @pytest.fixture(params=["auto", "pure-python"])
 def codec_choice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The CLI once as deployed (the C extension when built) and once forced to pure Python."""
+    """The CLI once as deployed and once with the extension kept out: ``normalize`` builds
+    envelopes through the Python reference either way, and the switch must not change it."""
     if request.param == "pure-python":
         monkeypatch.setenv("INGRESS_EGRESS_PURE_PYTHON", "1")
     else:

@@ -1,4 +1,4 @@
-"""``IrcCodec.decode`` (a whole read in one call, the IRC client's hot path) produces exactly
+"""A codec's ``decode`` (a whole read in one call, the IRC client's hot path) produces exactly
 the envelopes that converting each line on its own produces, in the same order, hands the
 non-chat lines back typed and the bad ones as errors; the pipeline accepts them as they are."""
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingress_egress import _native
 from ingress_egress.bus.base import OutboundMessage, SendResult
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.envelope import EnvelopeBuilder
@@ -24,7 +23,7 @@ from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.pipeline import SEND_SLICE
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
-from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.spool import Spool
 from ingress_egress.twitch.messages import Privmsg, from_irc
 
@@ -58,29 +57,25 @@ def comparable(data: bytes) -> dict[str, object]:
     return envelope
 
 
-# With the extension: both paths in one process; without (INGRESS_EGRESS_PURE_PYTHON=1), the
-# reference only.
-PATHS = [True, False] if _native.available() else [False]
+def codec(kind: str) -> IrcCodec:
+    """The codec make_codec chooses (native when the extension is built), or the Python one."""
+    return make_codec(EnvelopeBuilder()) if kind == "chosen" else PythonCodec(EnvelopeBuilder())
 
 
-@pytest.mark.parametrize("c_path", PATHS, ids=["c", "python"][-len(PATHS) :])
-def test_a_decoded_read_holds_what_line_by_line_conversion_makes(c_path: bool) -> None:
+@pytest.mark.parametrize("kind", ["chosen", "python"])
+def test_a_decoded_read_holds_what_line_by_line_conversion_makes(kind: str) -> None:
     lines = corpus()
-    _native.set_enabled(c_path)
-    try:
-        builder, span_ids = EnvelopeBuilder(), RandomIds()
-        one_by_one = []
-        for line in lines:
-            try:
-                typed = from_irc(parse_line(line))
-            except IrcParseError:
-                continue
-            outbound = message_to_outbound(builder, typed, 1_700_000_000.0, span_ids, 0.0)
-            if outbound is not None:
-                one_by_one.append(outbound)
-        decoded = IrcCodec(EnvelopeBuilder()).decode(lines, 1_700_000_000.0)
-    finally:
-        _native.set_enabled(True)
+    builder, span_ids = EnvelopeBuilder(), RandomIds()
+    one_by_one = []
+    for line in lines:
+        try:
+            typed = from_irc(parse_line(line))
+        except IrcParseError:
+            continue
+        outbound = message_to_outbound(builder, typed, 1_700_000_000.0, span_ids, 0.0)
+        if outbound is not None:
+            one_by_one.append(outbound)
+    decoded = codec(kind).decode(lines, 1_700_000_000.0)
     # The same envelopes in the same order: events are converted in line order.
     assert [comparable(m.data) for m in decoded.envelopes] == [
         comparable(m.data) for m in one_by_one
@@ -107,7 +102,7 @@ def test_a_decoded_read_holds_what_line_by_line_conversion_makes(c_path: bool) -
 def test_a_read_of_chat_only_is_one_run_counted_as_chat() -> None:
     generator = TrafficGenerator(seed=11)
     lines = [generator.privmsg("chan")[0] for _ in range(20)]
-    decoded = IrcCodec(EnvelopeBuilder()).decode(lines, time.time())
+    decoded = codec("chosen").decode(lines, time.time())
     assert decoded.chat_only and not decoded.control and not decoded.errors
     assert [orjson.loads(m.data)["payload"]["messageId"] for m in decoded.envelopes] == [
         parse_line(line).tags["id"] for line in lines
@@ -153,7 +148,7 @@ async def test_a_slice_being_sent_keeps_the_spool_frontier_behind_it(tmp_path: P
     await publisher.start()
     first = [line_source.privmsg("chan")[0] for _ in range(SEND_SLICE)]
     second = [line_source.privmsg("chan")[0] for _ in range(10)]
-    accept_read(pipe, IrcCodec(EnvelopeBuilder()), first + second)
+    accept_read(pipe, codec("chosen"), first + second)
     pipe.start()
     await asyncio.wait_for(publisher.inside.wait(), 10)
     await asyncio.sleep(0.05)  # the first slice's ack settles meanwhile
@@ -180,12 +175,12 @@ async def test_a_spilled_burst_comes_back_in_order_from_memory_or_disk(
     publisher = MemoryPublisher()
     counters = Counters()
     pipe = Pipeline(publisher, counters, ErrorLog(), spool=spool, queue_max=64)
-    codec = IrcCodec(EnvelopeBuilder())
+    read_codec = codec("chosen")
     await pipe.prepare()
     line_source = TrafficGenerator(seed=5)
     lines = [line_source.privmsg(f"chan{i % 3}")[0] for i in range(1500)]
     for start in range(0, len(lines), 100):  # reads of 100 lines while the sender is stopped
-        accept_read(pipe, codec, lines[start : start + 100])
+        accept_read(pipe, read_codec, lines[start : start + 100])
         await spool.flush()
     assert counters.spilled == 1500 - 64
     kept = len(pipe._spilled)

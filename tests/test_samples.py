@@ -30,7 +30,6 @@ from ingress_egress.twitch.messages import (
     from_irc,
 )
 from ingress_egress.twitch.messages.common import find_cheers, parse_emotes
-from tests.support.native import both_implementations_fixture  # noqa: F401 - the fixture
 from tests.support.schemas import validate_envelope
 
 VECTORS = [
@@ -96,7 +95,7 @@ def test_fixture_is_complete() -> None:
 
 
 @pytest.mark.parametrize("row", LINES, ids=_ids(LINES))
-def test_line(both_implementations: str, row: dict[str, Any]) -> None:
+def test_line(row: dict[str, Any]) -> None:
     expect = _expect(row)
     if expect.get("error"):
         with pytest.raises(IrcParseError) as caught:

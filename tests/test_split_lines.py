@@ -1,4 +1,4 @@
-"""``sources.irc.transport.split_lines``: the C twin against its Python reference.
+"""``sources.irc.transport.split_lines``: the C twin (the native codec's) against its reference.
 
 A chunk read from Twitch (complete lines, LF or CRLF) becomes its lines and a flag for
 bytes that were not UTF-8 (replaced, counted by the transport): the C twin decodes line by
@@ -12,7 +12,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingress_egress import _native
-from ingress_egress.sources.irc.transport import _split_lines_py, split_lines
+from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.sources.irc.codec import make_codec
+from ingress_egress.sources.irc.transport import split_lines
 
 speedups = _native.speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C extension is not built")
@@ -28,27 +30,21 @@ CHUNKS = st.one_of(st.lists(PIECES, max_size=30).map(b"".join), st.binary(max_si
 
 
 def both(chunk: bytes) -> tuple[object, object]:
-    before = _native.enabled()
-    try:
-        _native.set_enabled(False)
-        want = split_lines(chunk)
-        _native.set_enabled(True)
-        got = split_lines(chunk)
-    finally:
-        _native.set_enabled(before)
-    return got, want
+    assert speedups is not None
+    return speedups.split_lines(chunk), split_lines(chunk)
 
 
 def test_reference_lines() -> None:
-    assert _split_lines_py(b"a\r\nb\n\r\n\n\r\r\nlast") == (["a", "b", "\r", "last"], 0)
-    assert _split_lines_py(b"ok\n\xff\n") == (["ok", "\ufffd"], 1)
+    assert split_lines(b"a\r\nb\n\r\n\n\r\r\nlast") == (["a", "b", "\r", "last"], 0)
+    assert split_lines(b"ok\n\xff\n") == (["ok", "\ufffd"], 1)
 
 
-def test_the_c_twin_is_wired_unless_pure_python() -> None:
+def test_the_chosen_codec_brings_its_splitter() -> None:
+    codec = make_codec(EnvelopeBuilder())
     if speedups is None:
-        assert split_lines is _split_lines_py
+        assert codec.split_lines is split_lines
     else:
-        assert split_lines is speedups.split_lines
+        assert codec.split_lines is speedups.split_lines
 
 
 @needs_c
@@ -65,7 +61,9 @@ def test_any_chunk_agrees(chunk: bytes) -> None:
 
 
 @needs_c
-def test_other_inputs_go_to_the_reference() -> None:
-    assert both(bytearray(b"a\nb\n")) == ((["a", "b"], 0), (["a", "b"], 0))
+def test_only_bytes_are_split() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError):
+        speedups.split_lines(bytearray(b"a\nb\n"))
     with pytest.raises(AttributeError):
         split_lines("not bytes")  # type: ignore[arg-type]

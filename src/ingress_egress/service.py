@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -17,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ingress_egress import _native
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.bus.factory import build_publisher
 from ingress_egress.cluster import ClusterConfig, ClusterCoordinator, StoreUnavailable
@@ -33,8 +33,9 @@ from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
-from ingress_egress.sources.irc.codec import IrcCodec
+from ingress_egress.sources.irc.codec import IrcCodec, make_codec
 from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits
+from ingress_egress.sources.irc.transport import open_transport
 from ingress_egress.spool import Spool
 
 if TYPE_CHECKING:  # imported when chosen: TwitchIO costs start-up time on the IRC path
@@ -51,12 +52,14 @@ CLUSTER_LEAVE_S = 5.0  # hand channels over first (4 s inside, bounded here too)
 SHUTDOWN_BUDGET_S = 9.5  # all of it, within Cloud Run's 10 s
 
 
-def hot_path() -> str:
+def hot_path(codec: IrcCodec | None) -> str:
     """Which implementation parses and builds envelopes: a deployment silently running the
     pure-Python reference (about 9x slower per chat line: 19 us against 2.1 us in
-    ``bench/bench_lines.py``, 2026-12-03) must be visible."""
-    layers = sorted(_native.ACTIVE)
-    return f"C ({', '.join(layers)})" if layers else "pure Python"
+    ``bench/bench_lines.py``, 2026-12-03) must be visible. ``codec``: the IRC source's
+    (None for the EventSub source, whose events are converted in Python)."""
+    if codec is not None and codec.name == "native":
+        return "C (native codec)"
+    return "pure Python"
 
 
 def build_spool(settings: Settings) -> Spool | None:
@@ -130,6 +133,7 @@ class Service:
             ),
         )
         self.client: ChatPool | EventSubSource
+        self.codec: IrcCodec | None = None  # the IRC source's, chosen once here
         self.eventsub: EventSubSource | None = None
         self.channels_doc: FirestoreChannelList | None = None
         self.cluster: ClusterCoordinator | None = None
@@ -138,13 +142,16 @@ class Service:
             encoder = MessageEncoder(builder, self.pipeline.accept)
             self.client = self.eventsub = self._eventsub_source(encoder, eventsub_keepalive_s)
         else:
+            self.codec = codec = make_codec(builder)
             self.client = ChatPool(
                 endpoint=settings.twitch_irc_url,
                 # In a cluster the coordinator hands this member its channels.
                 channels=() if clustered else settings.twitch_channels,
                 login=settings.twitch_bot_username,
                 credentials=self.credentials,
-                codec=IrcCodec(builder),
+                codec=codec,
+                # TCP/TLS reads are split into lines by the codec's splitter (C or Python).
+                transport_factory=functools.partial(open_transport, split_lines=codec.split_lines),
                 sink=self.pipeline,
                 state=self.state,
                 counters=self.counters,
@@ -224,7 +231,7 @@ class Service:
             self.twitch_endpoint,
             self.settings.identity,
             ",".join(self.settings.twitch_channels) or "(none)",
-            hot_path(),
+            hot_path(self.codec),
         )
 
     async def _start_bus_then_chat(self) -> None:
@@ -470,7 +477,7 @@ class Service:
             "publishLatencyMs": self.pipeline.latency.summary_ms(),
             "credentials": self.credentials.status() if self.credentials else None,
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
-            "hotPath": hot_path(),
+            "hotPath": hot_path(self.codec),
             "connections": self.connections(),
             "http": self.http.stats(),  # open connections, cap, refused, timed out
         }

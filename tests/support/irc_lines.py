@@ -5,18 +5,12 @@ what either path returns."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 from hypothesis import strategies as st
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.protocol import IrcMessage, escape_tag_value
+from ingress_egress.protocol import escape_tag_value
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "twitch_irc_vectors.jsonl"
 VECTORS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -193,29 +187,100 @@ def rich_privmsgs(draw: st.DrawFn) -> str:
     return f"@{raw_tags} :{nick}!{nick}@{nick}.tmi.twitch.tv PRIVMSG {channel} :{text}"
 
 
-def twins(shared: bool = False, head: str = "") -> list[tuple[EnvelopeBuilder, RandomIds]]:
-    """Two (builder, span ids) pairs drawing the same ids; ``shared``: one RandomIds each;
-    ``head``: the first characters of the builders' id block."""
-    block, span_block = head + os.urandom(16 * 256).hex(), os.urandom(16 * 256).hex()
-    pairs = []
-    for _ in range(2):
-        ids = RandomIds()
-        ids._hex, ids._pos = block, 0
-        span = ids
-        if not shared:
-            span = RandomIds()
-            span._hex, span._pos = span_block, 0
-        pairs.append((EnvelopeBuilder(clock=lambda: RECEIVED, ids=ids), span))
-    return pairs
+# Tag values as Twitch sends them, most without an escape (the shape the direct path takes).
+PLAIN_CHARS = st.one_of(
+    st.sampled_from(list("abcXYZ019_-/,:#.")),
+    st.sampled_from(["é", "草", "🎉", "\x7f", "\x01", '"']),
+    st.characters(min_codepoint=1, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)).filter(
+        lambda c: c not in ";\\ \r\n="
+    ),
+)
+PLAIN = st.text(PLAIN_CHARS, max_size=10)
+TEXT = st.text(
+    st.one_of(
+        st.sampled_from(list("ab Kappa:)\"\\'\t")),
+        st.sampled_from(["🎉", "草", "é", "\x00", "\u2028"]),
+        st.characters(min_codepoint=1, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
+    ).filter(lambda c: c not in "\r\n"),
+    max_size=40,
+)
+# Escaped tag values (reply bodies, unknown tags) may hold anything, CR and LF included.
+ESCAPED = st.one_of(
+    st.text(st.sampled_from(list("a;\\ \r\n:s")), max_size=8).map(escape_tag_value),
+    st.text(
+        st.characters(min_codepoint=1, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
+        max_size=8,
+    ).map(escape_tag_value),
+    # what escape_tag_value never writes: a lone trailing backslash, unknown escapes
+    st.sampled_from(["\\", "a\\", "\\x", "\\\\", "x\\q\\", "\\é\\🎉", "é\\s"]),
+)
+# Unknown tag keys, some needing JSON escapes (a backslash stays as it is in a key).
+KEY = st.one_of(PLAIN, st.text(st.sampled_from(list('ab\\"é🎉\x01')), min_size=1, max_size=4))
+BADGES = st.lists(
+    st.tuples(
+        st.sampled_from(["vip", "broadcaster", "moderator", "subscriber", "premium", "é"]),
+        st.sampled_from(["1", "0", "12", ""]),
+    ),
+    max_size=3,
+).map(lambda pairs: ",".join(f"{name}/{version}" for name, version in pairs))
 
 
-def comparable(item: Any) -> Any:
-    """Exceptions and parsed lines (IrcMessage has no __eq__) as comparable values."""
-    if isinstance(item, Exception):
-        return (type(item), item.args, getattr(item, "reason", None))
-    if isinstance(item, IrcMessage):
-        return tuple(getattr(item, name) for name in IrcMessage.__slots__)
-    if dataclasses.is_dataclass(item) and not isinstance(item, OutboundMessage):
-        fields = dataclasses.fields(item)
-        return (type(item), *(comparable(getattr(item, field.name)) for field in fields))
-    return item
+@st.composite
+def direct_shaped_lines(draw: st.DrawFn) -> str:
+    """PRIVMSGs of the shape the direct path takes, with values at its edges."""
+    text = draw(TEXT)
+    if draw(st.booleans()):
+        text = draw(st.sampled_from(["\x01ACTION ", "\x01ACTION\x01", "\x01ACTIONx"])) + text
+    size = len(text)
+    ranges = [
+        f"{draw(st.integers(0, size + 1))}-{draw(st.integers(0, size + 2))}"
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    emote_id = draw(st.sampled_from(["25", "emotesv2_é", ""]))
+    tags: dict[str, str] = {
+        "badge-info": draw(BADGES),
+        "badges": draw(BADGES),
+        "color": draw(st.sampled_from(["", "#1e90fF", "#ABCDEF", "#12345", "#zzzzzz"])),
+        "display-name": draw(PLAIN),
+        "emotes": draw(st.sampled_from(["", f"{emote_id}:{','.join(ranges)}", "x", "1:2"])),
+        "first-msg": draw(st.sampled_from(["0", "1", "", "11"])),
+        "id": draw(st.one_of(st.uuids().map(str), st.just(""), PLAIN)),
+        "mod": draw(st.sampled_from(["0", "1"])),
+        "room-id": draw(st.sampled_from(["", "12345", "é"])),
+        "tmi-sent-ts": draw(st.sampled_from(["", "1700000000123", "0", "999999999999999999"])),
+        "user-id": draw(PLAIN),
+    }
+    if draw(st.booleans()):
+        tags["bits"] = draw(st.sampled_from(["", "0", "1", "100"]))
+    if draw(st.booleans()):
+        for key in ("reply-parent-msg-id", "reply-parent-user-id", "reply-parent-user-login"):
+            tags[key] = draw(PLAIN)
+        tags["reply-parent-display-name"] = draw(PLAIN)
+        tags["reply-parent-msg-body"] = draw(ESCAPED)
+        if draw(st.booleans()):
+            tags["reply-thread-parent-msg-id"] = draw(PLAIN)
+            tags["reply-thread-parent-user-login"] = draw(PLAIN)
+    for key in ("custom-reward-id", "msg-id", "subscriber", "returning-chatter"):
+        if draw(st.booleans()):
+            tags[key] = draw(st.sampled_from(["", "1", "x"]))
+    for key, value in draw(st.lists(st.tuples(KEY, ESCAPED), max_size=3)):
+        tags.setdefault(key, value)
+    items = list(tags.items())
+    items = draw(st.permutations(items))
+    raw = ";".join(
+        key if not value and draw(st.booleans()) else f"{key}={value}" for key, value in items
+    )
+    nick = draw(st.sampled_from(["viewer", "MiXeD", "", "a-b"]))
+    host = draw(st.sampled_from([f"{nick}!{nick}@{nick}.tmi.twitch.tv", f"{nick}!x", f"{nick}!y@"]))
+    channel = draw(st.sampled_from(["#chan", "#Chan", "#", "chan", "#a:b"]))
+    ending = draw(st.sampled_from(["", "\r\n", "\n", "\r"]))
+    return f"@{raw} :{host} PRIVMSG {channel} :{text}{ending}"
+
+
+# A few characters to splice into real lines: every scanning decision at its edge.
+MUTATION = st.lists(
+    st.sampled_from(
+        [*';=\\ :#@!/,-09\x00\x01"\r\n', "é", "🎉", "草", "\ud800", "\\s", "\\:", "ACTION"]
+    ),
+    max_size=3,
+).map("".join)

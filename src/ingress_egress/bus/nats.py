@@ -85,19 +85,18 @@ def _headers(message: OutboundMessage) -> dict[str, str]:
     }
 
 
-# The C twins (untyped, hence Any), bound once; None without the extension.
-_hpub_frame_c: Any = getattr(_native.speedups, "hpub_frame", None)
+# The C twin (untyped, hence Any), bound once; None without the extension.
 _hpub_frames_c: Any = getattr(_native.speedups, "hpub_frames", None)
 
 
 def _frame_c_or_python(subject: bytes, message: OutboundMessage) -> bytes:
     """The C twin's frame (about 10x cheaper), or the reference's when the twin declines
-    (a header value the reference normalizes, another class, the C paths switched off)."""
-    frame = _hpub_frame_c(subject, message)
+    (a header value the reference normalizes, a value of another type)."""
+    frame = _hpub_frames_c(subject, [message])
     return frame if frame is not None else hpub_frame(subject, message)
 
 
-frame_for = _frame_c_or_python if _hpub_frame_c is not None else hpub_frame
+frame_for = _frame_c_or_python if _hpub_frames_c is not None else hpub_frame
 
 
 def hpub_frames(subject: bytes, messages: list[OutboundMessage]) -> bytes:

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ingress_egress import _native
-from ingress_egress.envelope.ids import MAX_EPOCH_MS, IsoClock, RandomIds, stable_uuid
+from ingress_egress.envelope.ids import MAX_EPOCH_MS, IdSource, IsoClock, RandomIds, stable_uuid
 from ingress_egress.envelope.types import MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
 from ingress_egress.protocol import escape_tag_value
 from ingress_egress.twitch.messages import (
@@ -41,20 +40,22 @@ class EnvelopeBuilder:
         *,
         transport: str = "irc",
         clock: Callable[[], float] = time.time,
-        ids: RandomIds | None = None,
+        ids: IdSource | None = None,
         roomstate_window_ms: int | None = ROOMSTATE_WINDOW_MS,
     ) -> None:
-        """``roomstate_window_ms=None``: a ROOMSTATE without tmi-sent-ts gets a random id
-        (``normalize``: a backfill read in seconds would otherwise merge a day's repeats)."""
+        """``ids``: where random envelope ids and trace ids come from when ``build`` is not
+        given its own (a ``RandomIds`` stream by default). ``roomstate_window_ms=None``: a
+        ROOMSTATE without tmi-sent-ts gets a random id (``normalize``: a backfill read in
+        seconds would otherwise merge a day's repeats)."""
         if roomstate_window_ms is not None and roomstate_window_ms < 1:
             raise ValueError("roomstate_window_ms must be >= 1 or None")
         self.transport = transport
         self.roomstate_window_ms = roomstate_window_ms
         self._clock = clock
-        self._ids = ids or RandomIds()
+        self._ids: IdSource = ids or RandomIds()
         self._received = IsoClock()
         self._sent = IsoClock()
-        self._builders: dict[type, Callable[[Any, str], Envelope]] = {
+        self._builders: dict[type, Callable[[Any, str, IdSource], Envelope]] = {
             Privmsg: self._message,
             Usernotice: self._notification,
             Clearchat: self._clearchat,
@@ -62,29 +63,42 @@ class EnvelopeBuilder:
             Roomstate: self._roomstate,
         }
 
-    def build(self, message: TwitchMessage, received_at: float | None = None) -> Envelope | None:
+    def build(
+        self,
+        message: TwitchMessage,
+        received_at: float | None = None,
+        *,
+        ids: IdSource | None = None,
+    ) -> Envelope | None:
         """The envelope for an event, or ``None`` for a line that is not published.
 
-        (The reference; with the C extension a C twin replaces this method and builds
-        PRIVMSG envelopes itself, equal to ``_message``'s, key order included.)
+        ``ids``: this envelope's random id (when the event has no stable key) and trace id
+        come from it instead of the builder's own stream (an IRC line's ``LineIds``).
         """
         build = self._builders.get(type(message))
         if build is None:
             return None
         stamp = self._received.format(self._clock() if received_at is None else received_at)
-        return build(message, stamp)
+        return build(message, stamp, self._ids if ids is None else ids)
 
     # -- the common frame -------------------------------------------------------------
 
     def _frame(
-        self, kind: str, stamp: str, dedup_key: str, channel: str, room_id: str, user: dict
+        self,
+        kind: str,
+        stamp: str,
+        ids: IdSource,
+        dedup_key: str,
+        channel: str,
+        room_id: str,
+        user: dict,
     ) -> Envelope:
-        envelope_id = stable_uuid(dedup_key) if dedup_key else self._ids.uuid4()
+        envelope_id = stable_uuid(dedup_key) if dedup_key else ids.uuid4()
         return {
             "v": "1",
             "id": envelope_id,
             "correlationId": envelope_id,
-            "traceId": self._ids.trace_id(),
+            "traceId": ids.trace_id(),
             "timestamp": stamp,
             "type": kind,
             "source": {"platform": "twitch", "channel": channel, "channelId": room_id or None},
@@ -100,14 +114,14 @@ class EnvelopeBuilder:
 
     # -- one method per event type ------------------------------------------------------
 
-    def _message(self, msg: Privmsg, stamp: str) -> Envelope:
+    def _message(self, msg: Privmsg, stamp: str, ids: IdSource) -> Envelope:
         # The hottest builder: the frame is inlined (same keys, same order as _frame) and each
-        # field read once. The C fast path mirrors this method; keep the two in step.
+        # field read once. The C direct path in _native/_speedups.c writes the same JSON from
+        # the raw line; tests/fuzz and the differential tests hold the two equal.
         chatter = msg.chatter
         message_id = msg.message_id
         text = msg.text
         badges = chatter.badges
-        ids = self._ids
         envelope_id = stable_uuid(f"twitch:{message_id}") if message_id else ids.uuid4()
         reply = msg.reply
         shared = msg.shared_source
@@ -174,11 +188,12 @@ class EnvelopeBuilder:
             },
         }
 
-    def _notification(self, msg: Usernotice, stamp: str) -> Envelope:
+    def _notification(self, msg: Usernotice, stamp: str, ids: IdSource) -> Envelope:
         chatter = msg.chatter
         envelope = self._frame(
             NOTIFICATION,
             stamp,
+            ids,
             _twitch_key(msg.message_id),
             msg.channel,
             msg.room_id,
@@ -203,12 +218,13 @@ class EnvelopeBuilder:
         }
         return envelope
 
-    def _clearchat(self, msg: Clearchat, stamp: str) -> Envelope:
+    def _clearchat(self, msg: Clearchat, stamp: str, ids: IdSource) -> Envelope:
         target = msg.target_user_id or msg.target_login
         key = _event_key("clearchat", _scope(msg.room_id, msg.channel), msg.sent_at_ms, target)
         return self._moderation(
             msg,
             stamp,
+            ids,
             key,
             action=msg.action,
             target_user_id=msg.target_user_id or None,
@@ -218,13 +234,14 @@ class EnvelopeBuilder:
             text=None,
         )
 
-    def _clearmsg(self, msg: Clearmsg, stamp: str) -> Envelope:
+    def _clearmsg(self, msg: Clearmsg, stamp: str, ids: IdSource) -> Envelope:
         # Twitch sends CLEARMSG with an empty room-id: the channel then scopes the key.
         scope = _scope(msg.room_id, msg.channel)
         key = _event_key("clearmsg", scope, msg.sent_at_ms, msg.target_message_id)
         return self._moderation(
             msg,
             stamp,
+            ids,
             key,
             action="delete",
             target_user_id=None,
@@ -238,6 +255,7 @@ class EnvelopeBuilder:
         self,
         msg: Clearchat | Clearmsg,
         stamp: str,
+        ids: IdSource,
         key: str,
         *,
         action: str,
@@ -247,7 +265,7 @@ class EnvelopeBuilder:
         target_message_id: str | None,
         text: str | None,
     ) -> Envelope:
-        envelope = self._frame(MODERATION, stamp, key, msg.channel, msg.room_id, dict(NO_USER))
+        envelope = self._frame(MODERATION, stamp, ids, key, msg.channel, msg.room_id, dict(NO_USER))
         envelope["payload"] = {
             "action": action,
             "targetUserId": target_user_id,
@@ -262,9 +280,9 @@ class EnvelopeBuilder:
         }
         return envelope
 
-    def _roomstate(self, msg: Roomstate, stamp: str) -> Envelope:
+    def _roomstate(self, msg: Roomstate, stamp: str, ids: IdSource) -> Envelope:
         key = _roomstate_key(msg, stamp, self.roomstate_window_ms)
-        envelope = self._frame(ROOMSTATE, stamp, key, msg.channel, msg.room_id, dict(NO_USER))
+        envelope = self._frame(ROOMSTATE, stamp, ids, key, msg.channel, msg.room_id, dict(NO_USER))
         envelope["payload"] = {
             **msg.settings,
             "transport": self.transport,
@@ -343,23 +361,3 @@ def _cheers(text: str) -> list[dict[str, Any]]:
         {"prefix": name, "amount": amount, "start": position, "end": position + length - 1}
         for name, amount, position, length in cheer_spans(text)
     ]
-
-
-_build_py = EnvelopeBuilder.__dict__["build"]
-_build_c = None
-if "ids" in _native.ACTIVE:  # pragma: no branch
-    _build_c = _native.configure(
-        "envelope",
-        "configure_envelope",
-        EnvelopeBuilder,
-        _build_py,
-        EnvelopeBuilder.__dict__["_message"],
-        _emotes,
-        _cheers,
-        MESSAGE,
-        FINALIZER,
-        MAX_EPOCH_MS,
-    )
-if _build_c is not None:  # pragma: no branch
-    # The C twin is untyped to mypy (``configure`` answers ``object``); same signature.
-    EnvelopeBuilder.build = _build_c  # type: ignore[method-assign, assignment]

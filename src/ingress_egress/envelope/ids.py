@@ -4,7 +4,10 @@
   ``"twitch:" + message id`` in ``ENVELOPE_NAMESPACE``: the same chat message seen twice (a
   reconnect overlap, two instances, a backfill of a live log) carries the same envelope id.
 * Other ids are random (UUIDv4 layout) and trace ids are random 128-bit W3C trace-ids, both
-  sliced from one ``os.urandom`` block instead of one system call each.
+  sliced from one ``os.urandom`` block instead of one system call each. ``RandomIds`` is
+  such a stream; ``LineIds`` holds the ids of one IRC line, its 80-character slice of a
+  batch's ``random_hex`` (so whichever codec converts the line, it gets the same ids).
+  Both satisfy ``IdSource``, what ``EnvelopeBuilder.build`` and ``message_to_outbound`` take.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import hashlib
 import os
 import time
 import uuid
-
-from ingress_egress import _native
+from typing import Protocol
 
 ENVELOPE_NAMESPACE = uuid.UUID("6f1c5a52-3a0e-4b8e-9d53-0d0d1e2a7c11")
 _NAMESPACE_BYTES = ENVELOPE_NAMESPACE.bytes
@@ -27,7 +29,7 @@ def _as_uuid(hex32: str, version: str) -> str:
     return f"{hex32[:8]}-{hex32[8:12]}-{version}{hex32[13:16]}-{variant}{hex32[17:20]}-{hex32[20:]}"
 
 
-def _stable_uuid_py(name: str) -> str:
+def stable_uuid(name: str) -> str:
     """Same result as ``str(uuid.uuid5(ENVELOPE_NAMESPACE, name))``, about twice as fast."""
     raw = bytearray(_sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x50
@@ -38,6 +40,17 @@ def _stable_uuid_py(name: str) -> str:
 
 def _sha1(data: bytes) -> hashlib._Hash:
     return hashlib.sha1(data, usedforsecurity=False)
+
+
+class IdSource(Protocol):
+    """Where an envelope's random ids come from: ``RandomIds`` (a stream) or ``LineIds``
+    (one line's fixed ids)."""
+
+    def uuid4(self) -> str: ...
+
+    def trace_id(self) -> str: ...
+
+    def span_id(self) -> str: ...
 
 
 class RandomIds:
@@ -66,6 +79,37 @@ class RandomIds:
 
     def span_id(self) -> str:
         return self._next_hex32()[:16]
+
+
+HEX_PER_LINE = 80  # a line's ids: 32 hex (uuid4 source) + 32 (trace id) + 16 (span id)
+
+
+def random_hex(lines: int) -> str:
+    """The ids of a batch of ``lines`` lines, one 80-character slice per line (the uuid4
+    source, the trace id, the span id), from one ``os.urandom`` call: so that whichever
+    codec converts a line, the line gets the same ids (``LineIds`` of its slice)."""
+    return os.urandom(HEX_PER_LINE // 2 * lines).hex()
+
+
+class LineIds:
+    """One line's ids, from its 80 lowercase hex characters of ``random_hex``: ``uuid4`` from
+    the first 32, ``trace_id`` the next 32, ``span_id`` the last 16. Fixed slices, no state:
+    each call returns the same value."""
+
+    __slots__ = ("_hex",)
+
+    def __init__(self, hex80: str) -> None:
+        self._hex = hex80
+
+    def uuid4(self) -> str:
+        return _as_uuid(self._hex[0:32], "4")
+
+    def trace_id(self) -> str:
+        value = self._hex[32:64]
+        return value if value != "0" * 32 else "0" * 31 + "1"  # all-zero is invalid in W3C
+
+    def span_id(self) -> str:
+        return self._hex[64:80]
 
 
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -106,16 +150,3 @@ class IsoClock:
             self._prefix = _second_prefix(second)
             self._second = second
         return f"{self._prefix}.{ms:03d}Z"
-
-
-stable_uuid = _stable_uuid_py
-if _native.configure(
-    "ids",
-    "configure_ids",
-    _NAMESPACE_BYTES,
-    _stable_uuid_py,
-    RandomIds,
-    IsoClock,
-    _second_prefix,
-):  # pragma: no branch
-    stable_uuid = _native.entry("stable_uuid")

@@ -1,14 +1,11 @@
 """One IRC line -> ``IrcMessage``: IRCv3 tags, prefix (nick!user@host), command, params.
 
 This runs for every chat line, so it uses ``str.find``/``split`` rather than a regex and
-unescapes a tag value only when it holds a backslash. ``_parse_line_py`` is the reference;
-when the C extension is built, ``parse_line`` is its C twin (``ingress_egress._native``),
-which returns exactly the same ``IrcMessage`` (or raises the same ``IrcParseError``).
+unescapes a tag value only when it holds a backslash.
 """
 
 from __future__ import annotations
 
-from ingress_egress import _native
 from ingress_egress.protocol.tags import unescape_tag_value
 
 
@@ -96,7 +93,7 @@ def _parse_tags_slow(text: str) -> dict[str, str]:
     return tags
 
 
-def _parse_line_py(line: str) -> IrcMessage:
+def parse_line(line: str) -> IrcMessage:
     """Parse one line (a trailing CR/LF is ignored). Raises ``IrcParseError``, nothing else."""
     raw = line.rstrip("\r\n")
     tags: dict[str, str] = {}
@@ -139,10 +136,3 @@ def _parse_params(raw: str, pos: int) -> list[str]:
     params = raw[pos:colon].split()
     params.append(raw[colon + 2 :])
     return params
-
-
-parse_line = _parse_line_py
-if _native.configure(
-    "protocol", "configure_protocol", IrcMessage, IrcParseError, _parse_line_py
-):  # pragma: no branch
-    parse_line = _native.entry("parse_line")

@@ -1,7 +1,7 @@
 """One shard of the Twitch chat pool: a connection that logs in, joins its channels, reads,
 answers PING, and reconnects forever.
 
-Each read's lines go through the source's codec in one call (``IrcCodec.decode``: chat
+Each read's lines go through the source's codec in one call (``codec.decode``: chat
 lines straight to envelopes, every other line to its typed message and, for events, its
 envelope); the envelopes go to ``sink`` (the pipeline's ``accept_many``), and the control
 messages (PING, RECONNECT, JOIN echoes, NOTICEs, ROOMSTATE) update the connection here.

@@ -1,6 +1,9 @@
 """Byte transports that deliver IRC lines: TCP, TLS and WebSocket, behind one interface.
 
-The connection logic (client.py) only sees ``LineTransport``: lines in, lines out.
+The connection logic (client.py) only sees ``LineTransport``: lines in, lines out. A TCP/TLS
+transport turns each read's complete lines into str with the splitter it is given: the
+composition root passes the codec's (``IrcCodec.split_lines``: the C one when the native
+codec is chosen); ``split_lines`` here is the Python one and the default.
 """
 
 from __future__ import annotations
@@ -9,12 +12,12 @@ import asyncio
 import logging
 import ssl
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from ingress_egress import _native
 from ingress_egress.config import IrcEndpoint
 from ingress_egress.protocol.connection import TransportClosed
 
@@ -84,7 +87,10 @@ def _split(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines if line not in ("", "\r")]
 
 
-def _split_lines_py(chunk: bytes) -> tuple[list[str], int]:
+SplitLines = Callable[[bytes], tuple[list[str], int]]
+
+
+def split_lines(chunk: bytes) -> tuple[list[str], int]:
     """(the chunk's lines, 1 if it held bytes that are not UTF-8 (replaced) else 0)."""
     try:
         return _split(chunk.decode("utf-8")), 0
@@ -92,23 +98,26 @@ def _split_lines_py(chunk: bytes) -> tuple[list[str], int]:
         return _split(chunk.decode("utf-8", errors="replace")), 1
 
 
-# The C twin decodes line by line (each line its own narrowest str), same result.
-split_lines = _split_lines_py
-if _native.configure("lines", "configure_lines", _split_lines_py):  # pragma: no branch
-    split_lines = _native.entry("split_lines")
-
-
 class StreamTransport(LineTransport):
-    """IRC over TCP, optionally TLS (``irc://``, ``ircs://``)."""
+    """IRC over TCP, optionally TLS (``irc://``, ``ircs://``). ``split_lines`` turns a
+    chunk of complete lines into str (the codec's: see the module docstring)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        split_lines: SplitLines = split_lines,
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._split_lines = split_lines
         self._tail = bytearray()  # the partial line after the last LF, at most the limit
         self._skipping = False  # inside a line over the limit: drop bytes up to its LF
 
     @classmethod
-    async def open(cls, endpoint: IrcEndpoint, timeout: float) -> StreamTransport:
+    async def open(
+        cls, endpoint: IrcEndpoint, timeout: float, split_lines: SplitLines = split_lines
+    ) -> StreamTransport:
         context = ssl.create_default_context() if endpoint.uses_tls else None
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -120,7 +129,7 @@ class StreamTransport(LineTransport):
             ),
             timeout,
         )
-        return cls(reader, writer)
+        return cls(reader, writer, split_lines)
 
     async def read_lines(self) -> list[str]:
         while True:
@@ -143,7 +152,7 @@ class StreamTransport(LineTransport):
             else:
                 chunk = data[: end + 1]
             self._keep_partial(data[end + 1 :])
-            lines, invalid = split_lines(chunk)
+            lines, invalid = self._split_lines(chunk)
             self.invalid_utf8 += invalid
             if len(chunk) > MAX_LINE_BYTES:  # else no line in it can be over the limit
                 lines = self._within_limit(lines)
@@ -214,7 +223,11 @@ class WebSocketTransport(LineTransport):
         await self._connection.close()
 
 
-async def open_transport(endpoint: IrcEndpoint, timeout: float = 10.0) -> LineTransport:
+async def open_transport(
+    endpoint: IrcEndpoint, timeout: float = 10.0, *, split_lines: SplitLines = split_lines
+) -> LineTransport:
+    """A connected transport for ``endpoint``; ``split_lines`` is used by TCP/TLS (a
+    WebSocket frame is already text, or decoded whole)."""
     if endpoint.is_websocket:
         return await WebSocketTransport.open(endpoint, timeout)
-    return await StreamTransport.open(endpoint, timeout)
+    return await StreamTransport.open(endpoint, timeout, split_lines)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ingress_egress import _native
 from ingress_egress.protocol import IrcMessage
-from ingress_egress.twitch.messages import common
 from ingress_egress.twitch.messages.chatter import Chatter
 from ingress_egress.twitch.messages.clearchat import Clearchat
 from ingress_egress.twitch.messages.clearmsg import Clearmsg
@@ -51,7 +49,7 @@ _BY_COMMAND: dict[str, Callable[[IrcMessage], TwitchMessage]] = {
 }
 
 
-def _from_irc_py(msg: IrcMessage) -> TwitchMessage:
+def from_irc(msg: IrcMessage) -> TwitchMessage:
     """The typed message for a parsed line; ``Unknown`` for commands Twitch does not document."""
     build = _BY_COMMAND.get(msg.command)
     if build is not None:
@@ -59,30 +57,6 @@ def _from_irc_py(msg: IrcMessage) -> TwitchMessage:
     if len(msg.command) == 3 and msg.command.isdigit():
         return Numeric.from_irc(msg)
     return Unknown.from_irc(msg)
-
-
-from_irc = _from_irc_py
-# With the C extension: PRIVMSG is built in C (an equal Privmsg), every other command by the
-# Python classes through _from_irc_py.
-_privmsg_from_irc_c = _native.configure(
-    "messages",
-    "configure_messages",
-    Privmsg,
-    Chatter,
-    EmoteRange,
-    ReplyParent,
-    SharedChatSource,
-    _from_irc_py,
-    Privmsg.__dict__["from_irc"].__func__,
-    common.parse_emotes,
-    common._badge_cache,
-    common._CACHE_LIMIT,
-)
-if _privmsg_from_irc_c is not None:  # pragma: no branch
-    # The C twin is untyped to mypy (``configure`` answers ``object``); same signature.
-    Privmsg.from_irc = _privmsg_from_irc_c  # type: ignore[method-assign, assignment]
-    _BY_COMMAND["PRIVMSG"] = Privmsg.from_irc
-    from_irc = _native.entry("from_irc")
 
 
 __all__ = [

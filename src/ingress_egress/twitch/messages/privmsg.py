@@ -59,9 +59,8 @@ class Privmsg:
 
     @classmethod
     def from_irc(cls, msg: IrcMessage) -> Privmsg:
-        # The reference implementation (the C extension, when built, replaces this method
-        # with a twin that returns an equal Privmsg). Positional arguments: cheaper than
-        # keywords for the dataclass __init__; the order is the field order above.
+        # Positional arguments: cheaper than keywords for the dataclass __init__; the order
+        # is the field order above.
         tags = msg.tags
         get = tags.get
         params = msg.params
