@@ -250,10 +250,11 @@ def test_direct_path_refuses_what_it_cannot_mirror() -> None:
         direct.encode([LINE], "ab" * 39, RECEIVED, 1.0)  # 78 hex characters for one line
     with pytest.raises(TypeError):
         direct.encode(iter([LINE]), "a" * 80, RECEIVED, 1.0)
-    assert direct.encode([LINE], "z" * 80, RECEIVED, 1.0) == [None]  # not hex: declined
-    assert direct.encode([LINE], "a" * 80, None, 1.0) == [None]  # no receipt time
-    (outbound,) = direct.encode((LINE,), "a" * 80, RECEIVED, 1.0)
-    assert outbound.seq == -1 and outbound.received_at == 1.0 and outbound.type == "t"
+    assert direct.encode([LINE], "z" * 80, RECEIVED, 1.0) == ([None], 1)  # not hex: declined
+    assert direct.encode([LINE], "a" * 80, None, 1.0) == ([None], 1)  # no receipt time
+    (outbound,), declined = direct.encode((LINE,), "a" * 80, RECEIVED, 1.0)
+    assert declined == 0 and outbound.seq == -1 and outbound.received_at == 1.0
+    assert outbound.type == "t"
 
 
 # -- generated lines ------------------------------------------------------------------------

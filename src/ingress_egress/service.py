@@ -54,8 +54,8 @@ SHUTDOWN_BUDGET_S = 9.5  # all of it, within Cloud Run's 10 s
 
 def hot_path(codec: IrcCodec | None) -> str:
     """Which implementation parses and builds envelopes: a deployment silently running the
-    pure-Python reference (about 9x slower per chat line: 19 us against 2.1 us in
-    ``bench/bench_lines.py``, 2026-12-03) must be visible. ``codec``: the IRC source's
+    pure-Python reference (about 9x slower per chat line: 22 us against 2.6 us in
+    ``bench/bench_lines.py``, 2026-12-06) must be visible. ``codec``: the IRC source's
     (None for the EventSub source, whose events are converted in Python)."""
     if codec is not None and codec.name == "native":
         return "C (native codec)"

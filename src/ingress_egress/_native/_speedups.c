@@ -184,7 +184,7 @@ ascii_number(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, long 
 
 /* SHA-1 of one message: the UUIDv5 of an envelope with a Twitch id. Written here rather
  * than called through hashlib, whose call chain per line (sha1(), digest(), the bytes in
- * between) costs about a tenth of the whole direct path (bench/bench_hash.py); the scalar
+ * between) would add 14% to the direct path (bench/bench_hash.py, 2026-12-06); the scalar
  * form only (no SHA-NI dispatch: a name is two blocks). */
 typedef struct {
     uint32_t h[5];
@@ -329,15 +329,9 @@ uuid5_text(char *q, const unsigned char namespace[16], const unsigned char *name
 }
 
 static int
-hex_value(Py_UCS1 c)
+hex_value(Py_UCS1 c) /* the ids are lowercase hex (ids.random_hex) */
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1; /* the ids are lowercase hex (ids.random_hex) */
+    return (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
 
 /* LineIds.uuid4: 36 characters of a version-4 UUID from 32 hex digits. */
@@ -652,31 +646,12 @@ enum {
     TG_REPLY_DISPLAY_NAME, TG_REPLY_BODY, TG_THREAD_MSG_ID, TG_THREAD_USER_LOGIN, TG_N
 };
 
-static const char *const TAG_KEYS[TG_N] = {
-    [TG_ROOM_ID] = "room-id",
-    [TG_ID] = "id",
-    [TG_EMOTES] = "emotes",
-    [TG_BITS] = "bits",
-    [TG_MOD] = "mod",
-    [TG_SUBSCRIBER] = "subscriber",
-    [TG_FIRST_MSG] = "first-msg",
-    [TG_RETURNING] = "returning-chatter",
-    [TG_SENT_TS] = "tmi-sent-ts",
-    [TG_REWARD] = "custom-reward-id",
-    [TG_MSG_ID] = "msg-id",
-    [TG_REPLY_MSG_ID] = "reply-parent-msg-id",
-    [TG_SOURCE_ROOM_ID] = "source-room-id",
-    [TG_USER_ID] = "user-id",
-    [TG_DISPLAY_NAME] = "display-name",
-    [TG_COLOR] = "color",
-    [TG_BADGES] = "badges",
-    [TG_BADGE_INFO] = "badge-info",
-    [TG_REPLY_USER_ID] = "reply-parent-user-id",
-    [TG_REPLY_USER_LOGIN] = "reply-parent-user-login",
-    [TG_REPLY_DISPLAY_NAME] = "reply-parent-display-name",
-    [TG_REPLY_BODY] = "reply-parent-msg-body",
-    [TG_THREAD_MSG_ID] = "reply-thread-parent-msg-id",
-    [TG_THREAD_USER_LOGIN] = "reply-thread-parent-user-login",
+static const char *const TAG_KEYS[TG_N] = { /* in the enum's order */
+    "room-id", "id", "emotes", "bits", "mod", "subscriber", "first-msg", "returning-chatter",
+    "tmi-sent-ts", "custom-reward-id", "msg-id", "reply-parent-msg-id", "source-room-id",
+    "user-id", "display-name", "color", "badges", "badge-info", "reply-parent-user-id",
+    "reply-parent-user-login", "reply-parent-display-name", "reply-parent-msg-body",
+    "reply-thread-parent-msg-id", "reply-thread-parent-user-login",
 };
 static Py_ssize_t tag_key_len[TG_N];
 
@@ -806,21 +781,8 @@ dp_known_key(const int kind, const void *data, Py_ssize_t a, Py_ssize_t b, uint3
             continue;
         }
         const Py_UCS1 *k = (const Py_UCS1 *)TAG_KEYS[t];
-        if (kind == PyUnicode_1BYTE_KIND) { /* short keys: no call to memcmp */
-            const Py_UCS1 *p = (const Py_UCS1 *)data + a;
-            Py_ssize_t i = 0, n = b - a;
-            uint64_t x, y;
-            for (; i + 8 <= n; i += 8) {
-                memcpy(&x, p + i, 8);
-                memcpy(&y, k + i, 8);
-                if (x != y) {
-                    break;
-                }
-            }
-            while (i < n && p[i] == k[i]) {
-                i++;
-            }
-            if (i == n) {
+        if (kind == PyUnicode_1BYTE_KIND) {
+            if (memcmp((const Py_UCS1 *)data + a, k, (size_t)(b - a)) == 0) {
                 return t;
             }
             continue;
@@ -1830,6 +1792,8 @@ static const char *const OM_FIELDS[OM_N] = {
 };
 
 #define IDS_PER_LINE 80 /* hex characters: uuid4 source, trace id, span id (ids.LineIds) */
+#define STR_MEMO_SLOTS 64
+#define STR_MEMO_LEN 64 /* Twitch logins have at most 25 characters, room ids 10 digits */
 
 typedef struct {
     PyObject_HEAD
@@ -1841,6 +1805,7 @@ typedef struct {
     unsigned char namespace[16];
     cheer_prefixes cheers;
     second_memo received_memo, sent_memo;
+    PyObject *strs[STR_MEMO_SLOTS]; /* channels and room ids, by content */
 } DirectPath;
 
 static int
@@ -1959,6 +1924,9 @@ DirectPath_clear(DirectPath *self)
     Py_CLEAR(self->transport);
     Py_CLEAR(self->message_type);
     Py_CLEAR(self->finalizer);
+    for (int i = 0; i < STR_MEMO_SLOTS; i++) {
+        Py_CLEAR(self->strs[i]);
+    }
     return 0;
 }
 
@@ -1970,23 +1938,6 @@ DirectPath_dealloc(DirectPath *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* A str of the ASCII span line[a:b], lowercased (channel_of). */
-static PyObject *
-lower_ascii(const dp_line *l, Py_ssize_t a, Py_ssize_t b)
-{
-    const int kind = l->kind;
-    const void *data = l->data;
-    PyObject *out = PyUnicode_New(b - a, 127);
-    if (out != NULL) {
-        Py_UCS1 *q = PyUnicode_1BYTE_DATA(out);
-        for (Py_ssize_t i = a; i < b; i++) {
-            Py_UCS4 c = READ(i);
-            q[i - a] = (Py_UCS1)((c >= 'A' && c <= 'Z') ? c + 32 : c);
-        }
-    }
-    return out;
-}
-
 static PyObject *
 ascii_text(const char *text, Py_ssize_t n)
 {
@@ -1995,6 +1946,48 @@ ascii_text(const char *text, Py_ssize_t n)
         memcpy(PyUnicode_1BYTE_DATA(out), text, (size_t)n);
     }
     return out;
+}
+
+/* The str of ASCII text[:n] (n <= STR_MEMO_LEN), from a small memo: the lines of a read
+ * share a few channels, and each would otherwise make its own two strs. */
+static PyObject *
+memo_str(DirectPath *self, const char *text, Py_ssize_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)text[i]) * 16777619u;
+    }
+    PyObject **slot = &self->strs[h & (STR_MEMO_SLOTS - 1)];
+    if (*slot != NULL && PyUnicode_GET_LENGTH(*slot) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(*slot), text, (size_t)n) == 0) {
+        return Py_NewRef(*slot);
+    }
+    PyObject *out = ascii_text(text, n);
+    if (out != NULL) {
+        Py_XSETREF(*slot, Py_NewRef(out)); /* the old str is freed: no Python code runs */
+    }
+    return out;
+}
+
+/* The memo's str of line[a:b], lowercased when asked (channel_of), or NULL with no error
+ * set when the span is longer than STR_MEMO_LEN or not ASCII (declined). */
+static PyObject *
+span_str(DirectPath *self, const dp_line *l, Py_ssize_t a, Py_ssize_t b, int lower)
+{
+    const int kind = l->kind;
+    const void *data = l->data;
+    char text[STR_MEMO_LEN];
+    if (b - a > STR_MEMO_LEN) {
+        return NULL;
+    }
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = READ(i);
+        if (c >= 128) {
+            return NULL;
+        }
+        text[i - a] = (char)((lower && c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    return memo_str(self, text, b - a);
 }
 
 /* The OutboundMessage of the class the DirectPath was given, its fields set through the
@@ -2060,7 +2053,7 @@ dp_encode_line(DirectPath *self, PyObject *line, const Py_UCS1 *h, const char *s
 {
     dp_line l;
     char id[36], trace[32], sent_at[STAMP_LEN];
-    if (!STR_EXACT(line) || !dp_scan_line(&l, line)) {
+    if (!STR_EXACT(line) || !dp_scan_line(&l, line) || l.chan_end - l.chan > STR_MEMO_LEN) {
         return NULL;
     }
     l.ncheers = 0;
@@ -2099,10 +2092,14 @@ dp_encode_line(DirectPath *self, PyObject *line, const Py_UCS1 *h, const char *s
         memcpy(tp + 36, h + 64, 16);
         memcpy(tp + 52, "-01", 3);
     }
-    values[OM_CHANNEL] = lower_ascii(&l, l.chan, l.chan_end);
-    values[OM_ORDERING_KEY] = dp_tag_span(&l, TG_ROOM_ID, &a, &b) && a < b
-                                  ? PyUnicode_Substring(line, a, b)
-                                  : Py_XNewRef(values[OM_CHANNEL]);
+    values[OM_CHANNEL] = span_str(self, &l, l.chan, l.chan_end, 1);
+    if (dp_tag_span(&l, TG_ROOM_ID, &a, &b) && a < b) {
+        PyObject *room = span_str(self, &l, a, b, 0);
+        values[OM_ORDERING_KEY] = room || PyErr_Occurred() ? room : PyUnicode_Substring(line, a, b);
+    }
+    else {
+        values[OM_ORDERING_KEY] = Py_XNewRef(values[OM_CHANNEL]);
+    }
     values[OM_TIME] = Py_NewRef(time_obj);
     values[OM_RECEIVED_AT] = Py_NewRef(monotonic);
     values[OM_SEQ] = Py_NewRef(self->seq);
@@ -2117,20 +2114,18 @@ dp_encode_line(DirectPath *self, PyObject *line, const Py_UCS1 *h, const char *s
     return new_outbound(self, values); /* the line's spans are no longer used from here */
 }
 
-/* encode(lines, ids, received_at, monotonic): per line its OutboundMessage, or None where
- * the Python codec must decode it. ids: 80 lowercase hex characters per line. */
+/* encode(lines, ids, received_at, monotonic) -> (items, declined): per line its
+ * OutboundMessage, or None where the Python codec must decode it, and how many are None
+ * (so the caller need not look: `None in items` compares every message with __eq__). ids:
+ * 80 lowercase hex characters per line. */
 static PyObject *
 DirectPath_encode(DirectPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "encode() takes 4 arguments (%zd given)", nargs);
+    if (nargs != 4 || self->outbound == NULL) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 4 arguments (an initialised DirectPath)");
         return NULL;
     }
     PyObject *lines = args[0], *ids = args[1], *received_at = args[2], *monotonic = args[3];
-    if (self->outbound == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "DirectPath was not initialised");
-        return NULL;
-    }
     if (!PyList_CheckExact(lines) && !PyTuple_CheckExact(lines)) {
         PyErr_SetString(PyExc_TypeError, "encode(): lines must be a list or a tuple");
         return NULL;
@@ -2140,30 +2135,23 @@ DirectPath_encode(DirectPath *self, PyObject *const *args, Py_ssize_t nargs)
     if (lines == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(lines);
+    Py_ssize_t n = PyTuple_GET_SIZE(lines), declined = 0;
+    PyObject *out = NULL, *time_obj = NULL, *result = NULL;
     if (!STR_EXACT(ids) || !PyUnicode_IS_ASCII(ids) ||
         PyUnicode_GET_LENGTH(ids) < IDS_PER_LINE * n) {
         PyErr_SetString(PyExc_ValueError, "encode(): ids must be 80 hex characters per line");
-        Py_DECREF(lines);
-        return NULL;
+        goto done;
     }
-    PyObject *out = PyList_New(0); /* appended to: never a list with empty slots */
-    if (out == NULL) {
-        Py_DECREF(lines);
-        return NULL;
+    if ((out = PyList_New(0)) == NULL) { /* appended to: never a list with empty slots */
+        goto done;
     }
     /* the receipt time: one stamp for the batch, as IsoClock.format(received_at) */
     char stamp[STAMP_LEN];
-    PyObject *time_obj = NULL;
     double ms = PyFloat_CheckExact(received_at) ? PyFloat_AS_DOUBLE(received_at) * 1000.0 : -1;
     if (ms >= 0 && ms <= (double)MAX_EPOCH_MS &&
-        format_ms(&self->received_memo, (long long)ms, stamp) == 0) {
-        time_obj = ascii_text(stamp, STAMP_LEN);
-        if (time_obj == NULL) {
-            Py_DECREF(out);
-            Py_DECREF(lines);
-            return NULL;
-        }
+        format_ms(&self->received_memo, (long long)ms, stamp) == 0 &&
+        (time_obj = ascii_text(stamp, STAMP_LEN)) == NULL) {
+        goto done;
     }
     const Py_UCS1 *hex = PyUnicode_1BYTE_DATA(ids); /* ids is held by the caller */
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -2171,34 +2159,32 @@ DirectPath_encode(DirectPath *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *item = time_obj == NULL ? NULL
                                           : dp_encode_line(self, line, hex + IDS_PER_LINE * i,
                                                            stamp, time_obj, monotonic);
+        if (item == NULL && PyErr_Occurred()) {
+            goto done;
+        }
         if (item == NULL) {
-            if (PyErr_Occurred()) {
-                Py_XDECREF(time_obj);
-                Py_DECREF(out);
-                Py_DECREF(lines);
-                return NULL;
-            }
             item = Py_NewRef(Py_None);
+            declined++;
         }
         int appended = PyList_Append(out, item);
         Py_DECREF(item);
         if (appended < 0) {
-            Py_XDECREF(time_obj);
-            Py_DECREF(out);
-            Py_DECREF(lines);
-            return NULL;
+            goto done;
         }
     }
+    result = Py_BuildValue("(On)", out, declined);
+done:
+    Py_XDECREF(out);
     Py_XDECREF(time_obj);
     Py_DECREF(lines);
-    return out;
+    return result;
 }
 
 static PyMethodDef DirectPath_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))DirectPath_encode, METH_FASTCALL,
      "encode($self, lines, ids, received_at, monotonic, /)\n--\n\n"
-     "Per line its OutboundMessage, or None where the Python codec must decode it; ids holds "
-     "80 hex characters per line (ids.LineIds)."},
+     "(per line its OutboundMessage or None where the Python codec must decode it, how many "
+     "are None); ids holds 80 hex characters per line (ids.LineIds)."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject DirectPath_Type = {

@@ -86,11 +86,11 @@ class NativeCodec:
         batch = tuple(lines)  # what is decoded, whatever happens to the caller's list
         hexes = self._random_hex(len(batch))
         monotonic = self._monotonic()
-        items = self._direct.encode(batch, hexes, received_at, monotonic)
+        items, declined = self._direct.encode(batch, hexes, received_at, monotonic)
         self.lines += len(batch)
-        if None not in items:
+        if not declined:
             return Decoded(items, [], [], True)
-        self.declined += items.count(None)
+        self.declined += declined
         envelopes: list[OutboundMessage] = []
         control: list[tuple[str, Any]] = []
         errors: list[tuple[str, Exception]] = []
