@@ -610,7 +610,6 @@ jb_ll(jbuf *jb, long long value)
     return jb_raw(jb, digits + n, (Py_ssize_t)sizeof(digits) - n);
 }
 
-
 /* ------------------------------------------------------------------------------------- */
 /* the direct path: a raw PRIVMSG line -> spans                                          */
 /*
@@ -1585,7 +1584,6 @@ dp_raw_tags(jbuf *jb, const dp_line *l)
     }
     return JLIT(jb, "}");
 }
-
 
 /* payload.badges / badgeVersions / badgeInfo: the names in order; dict(badges). */
 static int
