@@ -18,10 +18,9 @@ import orjson
 import pytest
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.simulator import ChatSimulator

@@ -16,11 +16,10 @@ import tracemalloc
 
 import pytest
 
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults

@@ -41,7 +41,8 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from ingress_egress import _native
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher, SendResult
+from ingress_egress.bus.base import BusError, Publisher, SendResult
+from ingress_egress.envelope import OutboundMessage
 
 log = logging.getLogger("ingress_egress.bus.nats")
 

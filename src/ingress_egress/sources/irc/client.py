@@ -24,12 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies

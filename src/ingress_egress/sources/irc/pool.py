@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,

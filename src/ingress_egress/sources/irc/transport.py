@@ -18,8 +18,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.protocol.connection import TransportClosed
+from ingress_egress.protocol.endpoint import IrcEndpoint
 
 READ_SIZE = 1 << 16
 # The longest line accepted from Twitch, in bytes without CRLF. Real lines stay far below:
