@@ -40,6 +40,32 @@ REQUEST_DEADLINE_S = 10.0  # a request's head and body, from the connection or l
 KEEP_ALIVE_S = 5.0
 BACKLOG = 128
 
+# uvicorn names used here that are not its documented API, checked against the installed
+# version by tests/test_third_party_pins.py: what BoundedH11Protocol reads or overrides of
+# H11Protocol, what it adds (which must not shadow one of uvicorn's), and what
+# EmbeddedServer uses of uvicorn.Server.
+UVICORN_PROTOCOL_USES = (
+    "connections",  # the server's set of live protocols (server_state.connections)
+    "conn",  # the h11.Connection
+    "transport",
+    "loop",
+    "connection_made",
+    "connection_lost",
+    "on_response_complete",
+)
+PROTOCOL_ADDS = (
+    "ledger",
+    "for_server",
+    "request_deadline_s",
+    "_deadline",
+    "_opened_at",
+    "_make_room",
+    "_arm",
+    "_too_slow",
+)
+UVICORN_SERVER_USES = ("serve", "started", "servers", "server_state", "should_exit")
+UVICORN_SERVER_OVERRIDES = ("capture_signals",)
+
 
 def connection_limit() -> int:
     """A quarter of the fd limit (the rest stays for Twitch, the bus and the spool)."""
