@@ -24,10 +24,12 @@ $(VENV)/.synced: pyproject.toml uv.lock setup.py $(wildcard src/ingress_egress/_
 
 install: $(VENV)/.synced
 
+# lint-imports: the import layers ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/hadolint Dockerfile
 
 # promtool from Debian's prometheus package (.ci/install-promtool; nothing by hand).

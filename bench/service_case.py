@@ -27,9 +27,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_service import measure
-from ingress_egress.bus.base import OutboundMessage, SendResult
+from ingress_egress.bus.base import SendResult
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.service import Service
 from peers.recorder import chat_pair, peak_rss_mb
 

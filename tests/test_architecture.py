@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -126,3 +128,20 @@ def test_the_extension_is_chosen_in_one_place_and_rebinds_nothing() -> None:
     ]
     native = (src / "_native" / "__init__.py").read_text(encoding="utf-8")
     assert "def configure" not in native and "ACTIVE" not in native
+
+
+def test_the_import_layers_hold_and_make_lint_checks_them() -> None:
+    """The import contract ([tool.importlinter] in pyproject.toml: layers, no cycles, the
+    simulator standalone) is run by ``make lint`` and holds for the code as it is."""
+    lint = re.search(r"^lint:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.M | re.S)
+    assert lint is not None and "lint-imports" in lint.group(0)
+    linter = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run(
+        [str(linter), "--no-cache", "--no-logo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

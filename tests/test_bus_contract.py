@@ -8,7 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.base import BusError
+from ingress_egress.envelope import OutboundMessage
 from tests.support.buses import CONTRACT_CHANNELS, BusUnderTest, outbound
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,9 +14,10 @@ import pytest
 from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
-from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.base import BusError
 from ingress_egress.bus.pubsub import PubSubPublisher, classify, message_attributes, topic_path
 from ingress_egress.config import Settings
+from ingress_egress.envelope import OutboundMessage
 from tests.support.pubsub_emulator import PubSubHarness
 
 pytestmark = pytest.mark.timeout(120)

@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import LineIds, stable_uuid
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.sources.irc.codec import PythonCodec, make_codec

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import ENVELOPE_NAMESPACE, LineIds, random_hex
 from ingress_egress.envelope.types import MESSAGE, MODERATION, NOTIFICATION
 from ingress_egress.protocol import IrcParseError

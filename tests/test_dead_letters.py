@@ -10,9 +10,10 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.base import BusError
 from ingress_egress.bus.pubsub import PubSubPublisher
 from ingress_egress.config import Settings
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.pipeline.dead_letters import (
     DLQ_RECORD_TYPE,
     FAILURE_STATUS_TYPE,

@@ -12,9 +12,8 @@ import asyncio
 import orjson
 import pytest
 
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.nats import NatsPublisher
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.builder import ROOMSTATE_WINDOW_MS
 from ingress_egress.protocol import parse_line
 from ingress_egress.simulator import ChatSimulator

@@ -14,9 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.nats import hpub_frame
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line

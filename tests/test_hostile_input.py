@@ -18,16 +18,15 @@ import orjson
 import pytest
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.simulator import ChatSimulator
 from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.sources.irc.transport import (
-    MAX_LINE_BYTES,
+    MAX_INCOMING_LINE_BYTES,
     LineTransport,
     open_transport,
 )
@@ -205,11 +204,11 @@ async def _read_all(port: int) -> tuple[list[str], LineTransport]:
 async def test_a_line_over_the_limit_is_discarded_as_it_arrives_in_bounded_memory(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    at_limit = b"@x=" + b"y" * (MAX_LINE_BYTES - 3)
+    at_limit = b"@x=" + b"y" * (MAX_INCOMING_LINE_BYTES - 3)
     huge = 16 * 1024 * 1024  # one 16 MB line without a line break, 64 KiB at a time
     parts = [b"PING :before\r\n", at_limit + b"\r\n", b"OVERSIZED "]
     parts += [b"z" * (1 << 16)] * (huge // (1 << 16))
-    parts += [b"\r\nPING :after\r\n", b"w" * (MAX_LINE_BYTES + 1) + b"\nPING :last\r\n"]
+    parts += [b"\r\nPING :after\r\n", b"w" * (MAX_INCOMING_LINE_BYTES + 1) + b"\nPING :last\r\n"]
     server, port = await _serve_bytes(parts)
     tracemalloc.start()
     try:
@@ -231,7 +230,11 @@ async def test_a_line_over_the_limit_is_discarded_as_it_arrives_in_bounded_memor
 
 
 async def test_an_oversized_line_is_counted_and_the_read_loop_goes_on() -> None:
-    lines = [privmsg(1, "good-1"), privmsg(2, "x" * (MAX_LINE_BYTES + 1)), privmsg(3, "good-3")]
+    lines = [
+        privmsg(1, "good-1"),
+        privmsg(2, "x" * (MAX_INCOMING_LINE_BYTES + 1)),
+        privmsg(3, "good-3"),
+    ]
     publisher = MemoryPublisher()
     async with ChatSimulator(replay_lines=lines) as sim:
         settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
@@ -258,8 +261,8 @@ def test_an_envelope_is_bounded_by_the_line_limit() -> None:
     ranges = ",".join(f"{i}-{i}" for i in range(0, 2000, 2))
     head = f"@emotes=25:{ranges};id=x;room-id=5"
     line = head + " :a!a@a PRIVMSG #one :" + "K " * 1000
-    line = line[:MAX_LINE_BYTES]
-    assert len(line.encode()) <= MAX_LINE_BYTES
+    line = line[:MAX_INCOMING_LINE_BYTES]
+    assert len(line.encode()) <= MAX_INCOMING_LINE_BYTES
     for name in CODECS:
         decoded = new_codec(name).decode([line], 1.7e9)
         assert decoded.chat_only, decoded
@@ -282,8 +285,14 @@ async def test_unknown_commands_are_counted() -> None:
 @pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "python"])
 def test_normalize_turns_an_oversized_line_into_one_error_record(pure: str) -> None:
     huge = "@x=" + "y" * (8 << 20)  # 8 MB, never held whole
-    at_limit = privmsg(9, "z" * (MAX_LINE_BYTES - len(privmsg(9, ""))))
-    lines = [privmsg(1, "good-1"), huge, privmsg(2, "good-2"), at_limit, "w" * (MAX_LINE_BYTES + 1)]
+    at_limit = privmsg(9, "z" * (MAX_INCOMING_LINE_BYTES - len(privmsg(9, ""))))
+    lines = [
+        privmsg(1, "good-1"),
+        huge,
+        privmsg(2, "good-2"),
+        at_limit,
+        "w" * (MAX_INCOMING_LINE_BYTES + 1),
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "ingress_egress", "normalize", "--summary"],
         input="\r\n".join(lines).encode(),  # the last line has no line break at all
@@ -295,8 +304,10 @@ def test_normalize_turns_an_oversized_line_into_one_error_record(pure: str) -> N
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     records = [orjson.loads(line) for line in done.stdout.splitlines()]
     assert len(records) == len(lines)
-    assert records[1] == {"error": f"line over {MAX_LINE_BYTES} bytes ({len(huge)} bytes)"}
-    assert records[4] == {"error": f"line over {MAX_LINE_BYTES} bytes ({MAX_LINE_BYTES + 1} bytes)"}
+    assert records[1] == {"error": f"line over {MAX_INCOMING_LINE_BYTES} bytes ({len(huge)} bytes)"}
+    assert records[4] == {
+        "error": f"line over {MAX_INCOMING_LINE_BYTES} bytes ({MAX_INCOMING_LINE_BYTES + 1} bytes)"
+    }
     texts = [r["payload"]["text"] for r in records if "payload" in r]
     assert texts[:2] == ["good-1", "good-2"] and len(texts) == 3
     summary = orjson.loads(done.stderr.splitlines()[-1])["summary"]

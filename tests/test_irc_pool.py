@@ -16,11 +16,10 @@ import tracemalloc
 
 import pytest
 
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults
@@ -169,7 +168,7 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
                 reconnect_max_s=0.002,
             ),
         )
-        shard = pool.shards[0]
+        connection = pool.irc_connections[0]
         runner = asyncio.create_task(pool.run())
 
         async def steady() -> tuple[int, int, tracemalloc.Snapshot]:
@@ -186,10 +185,10 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
 
         tracemalloc.start(1)
         try:
-            await eventually(lambda: shard.reconnects >= 50, 60, "warm-up cycles")
+            await eventually(lambda: connection.reconnects >= 50, 60, "warm-up cycles")
             tasks_before, fds_before, memory_before = await steady()
             sim.resume()
-            await eventually(lambda: shard.reconnects >= 1050, 120, "1,000 reconnect cycles")
+            await eventually(lambda: connection.reconnects >= 1050, 120, "1,000 reconnect cycles")
             tasks_after, fds_after, memory_after = await steady()
         finally:
             tracemalloc.stop()
@@ -202,7 +201,7 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
         top = memory_after.compare_to(memory_before, "lineno")[:5]
         assert grown < 64 * 1024, f"the chat client kept {grown} bytes: {top}"
         assert sim.sent_count >= 1000
-        assert state.reconnects == shard.reconnects >= 1050
+        assert state.reconnects == connection.reconnects >= 1050
 
 
 def snapshot() -> tracemalloc.Snapshot:

@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.base import BusError
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.config import Settings
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.http import build_app
 from ingress_egress.observability.metrics import LATENCY_BOUNDS_S
 from ingress_egress.observability.telemetry import Telemetry

@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingress_egress.bus.base import OutboundMessage, SendResult
+from ingress_egress.bus.base import SendResult
 from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.observability.state import Counters, ErrorLog

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.twitch.logins import channel_login, is_login
 
 INGRESS_TOPIC = "internal.ingress.v1"
@@ -69,25 +70,6 @@ class ConfigError(ValueError):
         self.variable = variable
         self.problem = problem
         super().__init__(f"configuration error: {variable}: {problem}")
-
-
-@dataclass(frozen=True, slots=True)
-class IrcEndpoint:
-    scheme: str  # irc | ircs | ws | wss
-    host: str
-    port: int
-    path: str = ""
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.scheme in ("ircs", "wss")
-
-    @property
-    def is_websocket(self) -> bool:
-        return self.scheme in ("ws", "wss")
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,7 @@ from typing import Any
 
 from ingress_egress import _native
 from ingress_egress.bus import nats as nats_bus
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.protocol import IrcMessage
 from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec
 from ingress_egress.sources.irc.transport import split_lines

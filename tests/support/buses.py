@@ -6,9 +6,10 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ingress_egress.bus.base import OutboundMessage, Publisher
+from ingress_egress.bus.base import Publisher
 from ingress_egress.bus.factory import build_publisher
 from ingress_egress.config import Settings
+from ingress_egress.envelope import OutboundMessage
 from tests.support.nats import Received
 
 CONTRACT_CHANNELS = {"alpha": "1001", "beta": "1002", "gamma": "1003"}  # login -> room id

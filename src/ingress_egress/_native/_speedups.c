@@ -1779,7 +1779,7 @@ dp_write(jbuf *jb, const dp_line *l, const dp_frame *f)
 /* ------------------------------------------------------------------------------------- */
 /* DirectPath: a read's lines -> [OutboundMessage | None] (the native codec's core)      */
 
-/* OutboundMessage's fields (bus/base.py), in order; the constructor checks the class. */
+/* OutboundMessage's fields (envelope/outbound_message.py), in order; checked by the constructor. */
 enum {
     OM_DATA, OM_ENVELOPE_ID, OM_DEDUP_ID, OM_TYPE, OM_TRACEPARENT, OM_ORDERING_KEY, OM_TIME,
     OM_CHANNEL, OM_RECEIVED_AT, OM_SEQ, OM_N

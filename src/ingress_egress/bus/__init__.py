@@ -1,5 +1,6 @@
-"""Bus publishers: one interface (``Publisher``), one module per driver."""
+"""Bus publishers: one interface (``Publisher``), one module per driver. What they send,
+``OutboundMessage``, is the envelope package's (``ingress_egress.envelope``)."""
 
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
+from ingress_egress.bus.base import BusError, Publisher
 
-__all__ = ["BusError", "OutboundMessage", "Publisher"]
+__all__ = ["BusError", "Publisher"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from ingress_egress.envelope import OutboundMessage
 
 
 class BusError(Exception):
@@ -21,20 +22,6 @@ class BusError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-@dataclass(slots=True)
-class OutboundMessage:
-    data: bytes  # the JSON envelope, UTF-8
-    envelope_id: str
-    dedup_id: str  # Twitch message id when there is one, else the envelope id
-    type: str  # envelope type, e.g. external.chat.message.v1
-    traceparent: str  # W3C traceparent carrying the envelope traceId
-    ordering_key: str  # per-channel key (room id, else channel login)
-    time: str  # envelope timestamp, ISO 8601 UTC
-    channel: str
-    received_at: float = 0.0  # monotonic receipt time, for latency measurements
-    seq: int = -1  # the spool's sequence number (-1 when there is no spool)
 
 
 # What ``Publisher.send_many`` returns: (ack future, messages it settles) runs, in order,

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from ingress_egress.bus.base import OutboundMessage, Publisher, SendResult, settled
+from ingress_egress.bus.base import Publisher, SendResult, settled
+from ingress_egress.envelope import OutboundMessage
 
 
 class MemoryPublisher(Publisher):

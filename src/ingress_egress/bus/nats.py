@@ -41,11 +41,23 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from ingress_egress import _native
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher, SendResult
+from ingress_egress.bus.base import BusError, Publisher, SendResult
+from ingress_egress.envelope import OutboundMessage
 
 log = logging.getLogger("ingress_egress.bus.nats")
 
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+# nats-py's Client names this driver reads or writes that are not its public API: the write
+# buffer its flusher drains (``_hand_over``, ``_on_disconnected``) and the back-pressure
+# limit. tests/test_third_party_pins.py checks the installed version still has each.
+NATS_PY_PRIVATE_NAMES = (
+    "_pending",  # list[bytes]: frames written by the flusher, in order
+    "_pending_data_size",  # int: their bytes
+    "_max_pending_size",  # int: the buffer limit (``pending_size``)
+    "_flush_queue",  # asyncio.Queue: a future put there wakes the flusher
+    "_flush_pending",  # coroutine(force_flush=...): wait until the buffer is written
+)
 
 
 def _header_value(value: str) -> bytes:
@@ -351,7 +363,7 @@ class NatsPublisher(Publisher):
         if nc is None or not nc.is_connected:
             self._fail_open_batch(BusError("NATS not connected"))
             return
-        nc._pending.append(data)  # nats-py private names (uv.lock: 2.16.0; tests/test_bus_nats)
+        nc._pending.append(data)  # nats-py private names: NATS_PY_PRIVATE_NAMES
         nc._pending_data_size += len(data)
         nc.stats["out_msgs"] += count
         nc.stats["out_bytes"] += payload

@@ -35,8 +35,9 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
+from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.config import Settings
+from ingress_egress.envelope import OutboundMessage
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from ingress_egress.bus.base import OutboundMessage, Publisher, SendResult, settled
+from ingress_egress.bus.base import Publisher, SendResult, settled
+from ingress_egress.envelope import OutboundMessage
 
 
 class StdoutPublisher(Publisher):

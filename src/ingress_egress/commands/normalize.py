@@ -16,7 +16,7 @@ import orjson
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.types import EVENT_TYPES, SHORT_NAMES
 from ingress_egress.protocol import IrcParseError, parse_line
-from ingress_egress.sources.irc.transport import MAX_LINE_BYTES
+from ingress_egress.sources.irc.transport import MAX_INCOMING_LINE_BYTES
 from ingress_egress.twitch.messages import from_irc
 
 _FLUSH_BYTES = 1 << 16
@@ -29,7 +29,7 @@ class NormalizeStats:
     ignored: int = 0
     errors: int = 0
     invalid_utf8: int = 0
-    oversized: int = 0  # lines over MAX_LINE_BYTES: an error record without the line
+    oversized: int = 0  # lines over MAX_INCOMING_LINE_BYTES: an error record without the line
     filtered: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -99,7 +99,7 @@ class LineNormalizer:
         self.stats.lines += 1
         self.stats.errors += 1
         self.stats.oversized += 1
-        return orjson.dumps({"error": f"line over {MAX_LINE_BYTES} bytes ({size} bytes)"})
+        return orjson.dumps({"error": f"line over {MAX_INCOMING_LINE_BYTES} bytes ({size} bytes)"})
 
     def _received_at(self, typed: object) -> float | None:
         if not self.use_sent_time:
@@ -109,13 +109,13 @@ class LineNormalizer:
 
 
 def bounded_lines(source: BinaryIO) -> Iterator[bytes | int]:
-    """The source's lines, each at most MAX_LINE_BYTES (plus its CRLF); for a longer one
+    """The source's lines, each at most MAX_INCOMING_LINE_BYTES (plus its CRLF); for a longer one
     its byte count instead, its bytes read in slices and dropped (constant memory)."""
-    limit = MAX_LINE_BYTES + 3  # a line at the limit, its CRLF, and one byte to tell
+    limit = MAX_INCOMING_LINE_BYTES + 3  # a line at the limit, its CRLF, and one byte to tell
     while raw := source.readline(limit):
         if len(raw) < limit or raw.endswith(b"\n"):
             content = len(raw.rstrip(b"\r\n"))
-            yield raw if content <= MAX_LINE_BYTES else content
+            yield raw if content <= MAX_INCOMING_LINE_BYTES else content
             continue
         size = len(raw)
         while (more := source.readline(1 << 16)) and not more.endswith(b"\n"):

@@ -535,10 +535,6 @@ class FirestoreTokenStore(LeasedClaims[AsyncDocumentReference, Any]):
         )
 
     @property
-    def collection_name(self) -> str:
-        return self._collection_name
-
-    @property
     def lookup(self) -> LookupStrategy:
         return self._lookup
 

@@ -2,6 +2,7 @@
 
 from ingress_egress.envelope.builder import EnvelopeBuilder
 from ingress_egress.envelope.encode import encode_envelope, traceparent
+from ingress_egress.envelope.outbound_message import OutboundMessage
 from ingress_egress.envelope.types import EVENT_TYPES, MESSAGE, MODERATION, NOTIFICATION, ROOMSTATE
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "NOTIFICATION",
     "ROOMSTATE",
     "EnvelopeBuilder",
+    "OutboundMessage",
     "encode_envelope",
     "traceparent",
 ]

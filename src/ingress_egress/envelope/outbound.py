@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder, encode_envelope, traceparent
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage, encode_envelope, traceparent
 from ingress_egress.envelope.ids import IdSource, RandomIds
 from ingress_egress.twitch.messages import TwitchMessage
 

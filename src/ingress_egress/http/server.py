@@ -23,7 +23,8 @@ import logging
 import resource
 import socket
 from collections.abc import Generator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
 
 import h11
 import uvicorn
@@ -39,6 +40,32 @@ REQUEST_DEADLINE_S = 10.0  # a request's head and body, from the connection or l
 KEEP_ALIVE_S = 5.0
 BACKLOG = 128
 
+# uvicorn names used here that are not its documented API, checked against the installed
+# version by tests/test_third_party_pins.py: what BoundedH11Protocol reads or overrides of
+# H11Protocol, what it adds (which must not shadow one of uvicorn's), and what
+# EmbeddedServer uses of uvicorn.Server.
+UVICORN_PROTOCOL_USES = (
+    "connections",  # the server's set of live protocols (server_state.connections)
+    "conn",  # the h11.Connection
+    "transport",
+    "loop",
+    "connection_made",
+    "connection_lost",
+    "on_response_complete",
+)
+PROTOCOL_ADDS = (
+    "ledger",
+    "for_server",
+    "request_deadline_s",
+    "_deadline",
+    "_opened_at",
+    "_make_room",
+    "_arm",
+    "_too_slow",
+)
+UVICORN_SERVER_USES = ("serve", "started", "servers", "server_state", "should_exit")
+UVICORN_SERVER_OVERRIDES = ("capture_signals",)
+
 
 def connection_limit() -> int:
     """A quarter of the fd limit (the rest stays for Twitch, the bus and the spool)."""
@@ -48,42 +75,60 @@ def connection_limit() -> int:
     return max(4, min(MAX_CONNECTIONS, soft // 4))
 
 
+@dataclass(eq=False)
+class ConnectionLedger:
+    """One server's connections: its cap and what it counts. Each ``EmbeddedServer`` has its
+    own, so two servers in one process never see (or reset) each other's counts."""
+
+    max_connections: int = MAX_CONNECTIONS
+    refused: int = 0  # connections closed at once: over the cap
+    timed_out: int = 0  # connections closed because a request did not arrive in time
+    pending: int = 0  # accepted by the listener, protocol not made yet
+    live: set[asyncio.Protocol] = field(default_factory=set)  # made, not lost (each an fd)
+
+
 class CappedListener(socket.socket):
     """The listening socket. asyncio accepts up to a backlog of connections before any of
     their protocols exists, so the cap in ``connection_made`` alone could still run the
     process out of file descriptors: here an accept beyond twice the cap closes the new
     connection at once (asyncio then stops accepting until the next loop iteration)."""
 
+    ledger: ConnectionLedger  # its server's, set by ``bind``
+
     def accept(self) -> tuple[socket.socket, Any]:
         conn, address = super().accept()
-        held = len(BoundedH11Protocol.live) + BoundedH11Protocol.pending
-        if held >= 2 * BoundedH11Protocol.max_connections:
+        ledger = self.ledger
+        if len(ledger.live) + ledger.pending >= 2 * ledger.max_connections:
             conn.close()
-            BoundedH11Protocol.refused += 1
+            ledger.refused += 1
             raise ConnectionAbortedError("over the HTTP connection cap")
-        BoundedH11Protocol.pending += 1
+        ledger.pending += 1
         return conn, address
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap and a deadline per request."""
+    """uvicorn's h11 protocol with a connection cap and a deadline per request. uvicorn
+    makes each connection's protocol from a class, so each server serves its own subclass
+    (``for_server``) that carries the server's ledger."""
 
-    max_connections = MAX_CONNECTIONS
     request_deadline_s = REQUEST_DEADLINE_S
-    refused = 0  # connections closed at once: over the cap (class-wide, one server)
-    timed_out = 0  # connections closed because a request did not arrive in time
-    pending = 0  # accepted by CappedListener, protocol not made yet
-    live: set[BoundedH11Protocol] = set()  # made and not lost yet (each holds an fd)
+    ledger: ClassVar[ConnectionLedger]
+
+    @classmethod
+    def for_server(cls, ledger: ConnectionLedger) -> type[BoundedH11Protocol]:
+        """This protocol for one server: its connections counted in ``ledger`` alone."""
+        return cast(type[BoundedH11Protocol], type(cls.__name__, (cls,), {"ledger": ledger}))
 
     # uvicorn's H11Protocol narrows BaseProtocol's BaseTransport to a Transport (it only
     # ever serves stream sockets); this override keeps its signature.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        BoundedH11Protocol.pending = max(0, BoundedH11Protocol.pending - 1)
-        BoundedH11Protocol.live.add(self)
+        ledger = self.ledger
+        ledger.pending = max(0, ledger.pending - 1)
+        ledger.live.add(self)
         self._deadline: asyncio.TimerHandle | None = None
         self._opened_at = self.loop.time()
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
+        if len(self.connections) > ledger.max_connections:
             self._make_room()
         if not transport.is_closing():
             self._arm()
@@ -100,7 +145,7 @@ class BoundedH11Protocol(H11Protocol):
             and c is not self
         ]
         victim = min(idle, key=lambda c: c._opened_at) if idle else self
-        BoundedH11Protocol.refused += 1
+        self.ledger.refused += 1
         victim.transport.abort()
         self.connections.discard(victim)  # connection_lost follows; counted out now
 
@@ -114,7 +159,7 @@ class BoundedH11Protocol(H11Protocol):
         # IDLE: no request head yet; SEND_BODY: its body still arriving. DONE: the app has
         # the whole request and answers it (not ours to cut).
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
-            BoundedH11Protocol.timed_out += 1
+            self.ledger.timed_out += 1
             self.transport.abort()
 
     def on_response_complete(self) -> None:
@@ -123,7 +168,7 @@ class BoundedH11Protocol(H11Protocol):
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        BoundedH11Protocol.live.discard(self)
+        self.ledger.live.discard(self)
         deadline = getattr(self, "_deadline", None)
         if deadline is not None:
             deadline.cancel()
@@ -137,8 +182,9 @@ class _NoSignalServer(uvicorn.Server):
         yield
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, or a ConfigError naming PORT (in use) or HOST (anything else)."""
+def bind(host: str, port: int, ledger: ConnectionLedger) -> socket.socket:
+    """A listening socket counting in ``ledger``, or a ConfigError naming PORT (in use) or
+    HOST (anything else)."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -148,6 +194,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError("HOST", f"cannot resolve {host[:40]!r}: {reason}") from None
     family, kind, proto, _, address = infos[0]
     sock = CappedListener(family, kind, proto)
+    sock.ledger = ledger
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -165,12 +212,12 @@ class EmbeddedServer:
     def __init__(self, app: Starlette, host: str, port: int) -> None:
         self.host = host
         self.requested_port = port
-        BoundedH11Protocol.max_connections = connection_limit()
+        self._ledger = ConnectionLedger(max_connections=connection_limit())
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            http=BoundedH11Protocol,
+            http=BoundedH11Protocol.for_server(self._ledger),
             timeout_keep_alive=int(KEEP_ALIVE_S),
             backlog=BACKLOG,
             log_level="warning",
@@ -183,8 +230,8 @@ class EmbeddedServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        BoundedH11Protocol.pending = 0
-        sock = bind(self.host, self.requested_port)
+        self._ledger.pending = 0  # a new listening socket has accepted nothing yet
+        sock = bind(self.host, self.requested_port, self._ledger)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
         while not self._server.started:
             if self._task.done():
@@ -200,9 +247,9 @@ class EmbeddedServer:
     def stats(self) -> dict[str, Any]:
         return {
             "open": len(self._server.server_state.connections),
-            "maxConnections": BoundedH11Protocol.max_connections,
-            "refused": BoundedH11Protocol.refused,
-            "timedOut": BoundedH11Protocol.timed_out,
+            "maxConnections": self._ledger.max_connections,
+            "refused": self._ledger.refused,
+            "timedOut": self._ledger.timed_out,
         }
 
     async def stop(self) -> None:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.observability.metrics import (
     FIGURES,
     LATENCY_BOUNDS_S,

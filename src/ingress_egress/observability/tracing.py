@@ -17,7 +17,7 @@ import time
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.envelope import OutboundMessage
 
 
 class PresetIds(IdGenerator):

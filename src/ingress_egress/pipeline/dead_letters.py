@@ -21,7 +21,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
+from ingress_egress.bus.base import BusError, Publisher
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.observability.state import Counters, ErrorLog
 
 log = logging.getLogger("ingress_egress.pipeline.dead_letters")

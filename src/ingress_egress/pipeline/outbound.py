@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.envelope.outbound import to_outbound
 
 

@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
-from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
+from ingress_egress.bus.base import BusError, Publisher
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import Counters, ErrorLog

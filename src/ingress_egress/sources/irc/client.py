@@ -1,4 +1,4 @@
-"""One shard of the Twitch chat pool: a connection that logs in, joins its channels, reads,
+"""One connection of the Twitch chat pool: it logs in, joins its channels, reads,
 answers PING, and reconnects forever.
 
 Each read's lines go through the source's codec in one call (``codec.decode``: chat
@@ -24,24 +24,26 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies
 from ingress_egress.sources.irc.joins import (
-    MAX_LINE_BYTES,
     ConnectGate,
     JoinLimiter,
     join_lines,
     part_lines,
 )
-from ingress_egress.sources.irc.transport import MAX_LINE_BYTES as MAX_LINE_IN
-from ingress_egress.sources.irc.transport import LineTransport, open_transport
+from ingress_egress.sources.irc.transport import (
+    MAX_INCOMING_LINE_BYTES,
+    LineTransport,
+    open_transport,
+)
 from ingress_egress.sources.recent import RecentKeys
 from ingress_egress.twitch.messages import (
     Capability,
@@ -57,7 +59,6 @@ from ingress_egress.twitch.messages import (
 
 __all__ = [
     "CHANNEL_FAILURES",
-    "MAX_LINE_BYTES",
     "EnvelopeSink",
     "JoinLimiter",
     "Session",
@@ -658,7 +659,7 @@ class TwitchIrcClient:
         count = session.transport.oversized_lines
         self.counters.oversized_lines += count - session.oversized_counted
         session.oversized_counted = count
-        self.errors.add("oversized_line", f"discarded a line over {MAX_LINE_IN} bytes")
+        self.errors.add("oversized_line", f"discarded a line over {MAX_INCOMING_LINE_BYTES} bytes")
 
     def _on_unknown(self, session: Session, msg: Unknown) -> None:
         """Counted; each new command logged once (at most UNKNOWN_LOGGED distinct ones)."""

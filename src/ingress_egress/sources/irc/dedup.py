@@ -16,7 +16,7 @@ NOTICEs, numerics) make no envelope and are never deduped.
 
 from __future__ import annotations
 
-from ingress_egress.bus.base import OutboundMessage
+from ingress_egress.envelope import OutboundMessage
 from ingress_egress.sources.recent import RecentKeys
 
 DEFAULT_CAPACITY = 20_000

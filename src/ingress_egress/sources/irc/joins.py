@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import deque
 
-MAX_LINE_BYTES = 510  # IRC's 512 minus CRLF
+MAX_OUTGOING_LINE_BYTES = 510  # what we send: IRC's 512 minus CRLF
 
 
 class JoinLimiter:
@@ -83,7 +83,7 @@ def _batched(command: str, channels: list[str]) -> list[str]:
     size = len(head)
     for channel in channels:
         item = f"#{channel}"
-        if batch and size + len(item) + 1 > MAX_LINE_BYTES:
+        if batch and size + len(item) + 1 > MAX_OUTGOING_LINE_BYTES:
             lines.append(head + ",".join(batch))
             batch, size = [], len(head)
         batch.append(item)

@@ -1,7 +1,7 @@
 """The connection pool: channels spread over several Twitch IRC connections of one identity.
 
-Each connection (a ``TwitchIrcClient`` shard) holds at most ``channels_per_connection``
-channels. All shards share one ``JoinLimiter`` (Twitch limits JOINs per identity, across
+Each connection (a ``TwitchIrcClient``) holds at most ``channels_per_connection``
+channels. All connections share one ``JoinLimiter`` (Twitch limits JOINs per identity, across
 connections) and one ``ConnectGate`` (one new connection per interval, reconnects included).
 Channels can be added and removed while running; removed ones are PARTed, new ones JOINed
 through the limiter. The pool presents what ``service.py`` needs: ``run``/``stop``, the
@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,
@@ -89,17 +89,17 @@ class ChatPool:
         )
         self.connect_gate = ConnectGate(self.limits.connect_interval_s)
         self._open = transport_factory
-        self.shards: list[TwitchIrcClient] = []
+        self.irc_connections: list[TwitchIrcClient] = []
         self._owner: dict[str, TwitchIrcClient] = {}
         self._runs: dict[TwitchIrcClient, asyncio.Task[None]] = {}
         self._retired: set[asyncio.Task[None]] = set()
-        self._shards_made = 0
+        self._connections_made = 0
         self._running = False
         self._stopping = asyncio.Event()
         self.state.set_wanted(())
         self.change(add=list(channels))
-        if not self.shards:
-            self._new_shard()  # one connection even without channels: it reports health
+        if not self.irc_connections:
+            self._new_connection()  # one connection even without channels: it reports health
 
     @property
     def join_limiter(self) -> JoinLimiter:
@@ -107,17 +107,17 @@ class ChatPool:
 
     @join_limiter.setter
     def join_limiter(self, limiter: JoinLimiter) -> None:
-        """Swap the shared limiter (benchmarks use a verified bot's rate) on every shard."""
+        """Swap the shared limiter (benchmarks use a verified bot's rate) on every connection."""
         self._join_limiter = limiter
-        for shard in self.shards:
-            shard.join_limiter = limiter
+        for connection in self.irc_connections:
+            connection.join_limiter = limiter
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
         self._running = True
-        for shard in self.shards:
-            self._start(shard)
+        for connection in self.irc_connections:
+            self._start(connection)
         try:
             await self._stopping.wait()
         finally:
@@ -125,8 +125,10 @@ class ChatPool:
 
     async def stop(self) -> None:
         self._stopping.set()
-        shards = list(self.shards)
-        await asyncio.gather(*(shard.stop() for shard in shards), return_exceptions=True)
+        connections = list(self.irc_connections)
+        await asyncio.gather(
+            *(connection.stop() for connection in connections), return_exceptions=True
+        )
         tasks = [*self._runs.values(), *self._retired]
         for task in tasks:
             task.cancel()
@@ -134,13 +136,15 @@ class ChatPool:
         self._runs.clear()
         self._refresh()
 
-    def _start(self, shard: TwitchIrcClient) -> None:
-        if self._running and shard not in self._runs:
-            self._runs[shard] = asyncio.create_task(shard.run(), name=f"twitch-{shard.name}")
+    def _start(self, connection: TwitchIrcClient) -> None:
+        if self._running and connection not in self._runs:
+            self._runs[connection] = asyncio.create_task(
+                connection.run(), name=f"twitch-{connection.name}"
+            )
 
-    def _new_shard(self) -> TwitchIrcClient:
+    def _new_connection(self) -> TwitchIrcClient:
         limits = self.limits
-        shard = TwitchIrcClient(
+        connection = TwitchIrcClient(
             endpoint=self.endpoint,
             channels=(),
             login=self.login,
@@ -158,21 +162,21 @@ class ChatPool:
             join_timeout_s=limits.join_timeout_s,
             failed_retry_s=limits.failed_retry_s,
             dedup_capacity=limits.dedup_capacity,
-            name=f"irc-{self._shards_made}",
+            name=f"irc-{self._connections_made}",
             on_change=self._refresh,
             transport_factory=self._open,
         )
-        self._shards_made += 1
-        self.shards.append(shard)
-        self._start(shard)
-        return shard
+        self._connections_made += 1
+        self.irc_connections.append(connection)
+        self._start(connection)
+        return connection
 
-    def _retire(self, shard: TwitchIrcClient) -> None:
-        self.shards.remove(shard)
-        run = self._runs.pop(shard, None)
+    def _retire(self, connection: TwitchIrcClient) -> None:
+        self.irc_connections.remove(connection)
+        run = self._runs.pop(connection, None)
 
         async def wind_down() -> None:
-            await shard.stop()
+            await connection.stop()
             if run is not None:
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -187,19 +191,21 @@ class ChatPool:
     def change(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> ChannelChange:
         """Add and remove channels (logins, already validated); returns what changed."""
         removed = [c for c in dict.fromkeys(remove) if c in self._owner]
-        by_shard: dict[TwitchIrcClient, list[str]] = {}
+        by_connection: dict[TwitchIrcClient, list[str]] = {}
         for channel in removed:
-            by_shard.setdefault(self._owner.pop(channel), []).append(channel)
-        for shard, channels in by_shard.items():
-            shard.remove_channels(channels)
-            if not shard.channels and len(self.shards) > 1:
-                self._retire(shard)
+            by_connection.setdefault(self._owner.pop(channel), []).append(channel)
+        for connection, channels in by_connection.items():
+            connection.remove_channels(channels)
+            if not connection.channels and len(self.irc_connections) > 1:
+                self._retire(connection)
         added = [c for c in dict.fromkeys(add) if c not in self._owner]
         room = self.limits.channels_per_connection
         pending = list(added)
         while pending:
-            open_shard = next((s for s in self.shards if len(s.channels) < room), None)
-            target = open_shard if open_shard is not None else self._new_shard()
+            open_connection = next(
+                (s for s in self.irc_connections if len(s.channels) < room), None
+            )
+            target = open_connection if open_connection is not None else self._new_connection()
             free = room - len(target.channels)
             take, pending = pending[:free], pending[free:]
             for channel in take:
@@ -221,31 +227,31 @@ class ChatPool:
     # -- state ------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        """Fold the shards into the shared ``ChatState`` (on connection events only)."""
-        shards = self.shards
+        """Fold the connections into the shared ``ChatState`` (on connection events only)."""
+        connections = self.irc_connections
         state = self.state
-        connected = bool(shards) and all(s.connected for s in shards)
+        connected = bool(connections) and all(s.connected for s in connections)
         state.connected = connected
         state.logged_in = connected
-        since = [s.current.since for s in shards if s.current is not None and s.current.since]
+        since = [s.current.since for s in connections if s.current is not None and s.current.since]
         state.connected_since = min(since) if connected and since else None
 
     @property
     def last_read_at(self) -> float | None:
-        reads = [t for t in (s.last_read_at for s in self.shards) if t is not None]
+        reads = [t for t in (s.last_read_at for s in self.irc_connections) if t is not None]
         return max(reads) if reads else None
 
     def connections(self, describe_time: Callable[[float], str]) -> list[dict[str, Any]]:
-        """One entry per live connection (two for a shard during a RECONNECT overlap)."""
+        """One entry per live connection (two for one during a RECONNECT overlap)."""
         now = time.monotonic()
         out: list[dict[str, Any]] = []
-        for shard in self.shards:
-            sessions = shard.sessions()
+        for connection in self.irc_connections:
+            sessions = connection.sessions()
             base = {
-                "shard": shard.name,
+                "shard": connection.name,  # the /_debug/twitch key, kept
                 "endpoint": str(self.endpoint),
-                "channels": len(shard.channels),
-                "reconnects": shard.reconnects,
+                "channels": len(connection.channels),
+                "reconnects": connection.reconnects,
             }
             if not sessions:
                 out.append(
@@ -282,7 +288,7 @@ class ChatPool:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "connections": len(self.shards),
+            "connections": len(self.irc_connections),
             "channelsPerConnection": self.limits.channels_per_connection,
             "joinRate": self.join_limiter.describe(),
             "duplicatesDropped": self.state.duplicates_dropped,

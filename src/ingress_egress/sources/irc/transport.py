@@ -18,15 +18,15 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from ingress_egress.config import IrcEndpoint
 from ingress_egress.protocol.connection import TransportClosed
+from ingress_egress.protocol.endpoint import IrcEndpoint
 
 READ_SIZE = 1 << 16
 # The longest line accepted from Twitch, in bytes without CRLF. Real lines stay far below:
 # IRCv3 allows 8191 bytes of tags plus 512 for the rest; a 500-character message with
 # every emote range, a reply's parent body and all badges is ~10 KB. A longer line is
 # discarded as its bytes arrive (never buffered whole), counted and logged once.
-MAX_LINE_BYTES = 32 * 1024
+MAX_INCOMING_LINE_BYTES = 32 * 1024
 LOG_PREFIX_CHARS = 80  # how much of a discarded line the log quotes
 
 log = logging.getLogger("ingress_egress.irc")
@@ -34,7 +34,7 @@ log = logging.getLogger("ingress_egress.irc")
 
 class LineTransport(ABC):
     invalid_utf8: int = 0  # reads that held bytes which were not UTF-8 (replaced)
-    oversized_lines: int = 0  # lines longer than MAX_LINE_BYTES, discarded
+    oversized_lines: int = 0  # lines longer than MAX_INCOMING_LINE_BYTES, discarded
 
     def _discarded(self, head: bytes | str, size: int, complete: bool) -> None:
         """Count a line over the limit and log it once, quoting only its beginning."""
@@ -42,7 +42,7 @@ class LineTransport(ABC):
         text = head if isinstance(head, str) else head[:LOG_PREFIX_CHARS].decode(errors="replace")
         log.warning(
             "discarded a line from Twitch over %d bytes (%s%d bytes): %r...",
-            MAX_LINE_BYTES,
+            MAX_INCOMING_LINE_BYTES,
             "" if complete else "at least ",
             size,
             text[:LOG_PREFIX_CHARS],
@@ -50,13 +50,13 @@ class LineTransport(ABC):
 
     def _within_limit(self, lines: list[str]) -> list[str]:
         """``lines`` without those over the limit. A str of n code points holds at most 4n
-        UTF-8 bytes, so only a line of more than MAX_LINE_BYTES / 4 is ever measured."""
-        if not lines or max(map(len, lines)) <= MAX_LINE_BYTES // 4:
+        UTF-8 bytes, so only a line of more than MAX_INCOMING_LINE_BYTES / 4 is ever measured."""
+        if not lines or max(map(len, lines)) <= MAX_INCOMING_LINE_BYTES // 4:
             return lines
         kept = []
         for line in lines:
-            size = len(line) if len(line) <= MAX_LINE_BYTES // 4 else len(line.encode())
-            if size > MAX_LINE_BYTES:
+            size = len(line) if len(line) <= MAX_INCOMING_LINE_BYTES // 4 else len(line.encode())
+            if size > MAX_INCOMING_LINE_BYTES:
                 self._discarded(line, size, complete=True)
             else:
                 kept.append(line)
@@ -154,7 +154,7 @@ class StreamTransport(LineTransport):
             self._keep_partial(data[end + 1 :])
             lines, invalid = self._split_lines(chunk)
             self.invalid_utf8 += invalid
-            if len(chunk) > MAX_LINE_BYTES:  # else no line in it can be over the limit
+            if len(chunk) > MAX_INCOMING_LINE_BYTES:  # else no line in it can be over the limit
                 lines = self._within_limit(lines)
             if lines:
                 return lines
@@ -162,7 +162,7 @@ class StreamTransport(LineTransport):
     def _keep_partial(self, data: bytes) -> None:
         """Append to the partial line, unless that makes it longer than the limit: then it
         is discarded now and the rest of it as it arrives (memory stays bounded)."""
-        if len(self._tail) + len(data) <= MAX_LINE_BYTES + 1:  # + 1: a CR before the LF
+        if len(self._tail) + len(data) <= MAX_INCOMING_LINE_BYTES + 1:  # + 1: a CR before the LF
             self._tail += data
             return
         self._discarded(

@@ -126,10 +126,6 @@ def event_channel(msg: IrcMessage) -> str:
     return channel
 
 
-def parse_flag(value: str | None) -> bool:
-    return value == "1"
-
-
 def channel_of(param: str) -> str:
     """``"#Foo"`` -> ``"foo"``."""
     return param[1:].lower() if param.startswith("#") else param.lower()

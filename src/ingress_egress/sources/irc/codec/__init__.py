@@ -31,38 +31,13 @@ here publishes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import NamedTuple, Protocol
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.twitch.messages import TwitchMessage
+from ingress_egress.sources.irc.codec.base import Decoded, IrcCodec
+from ingress_egress.sources.irc.codec.python import PythonCodec
 
 log = logging.getLogger("ingress_egress.irc")
-
-
-class Decoded(NamedTuple):
-    """One read, decoded. ``chat_only``: every line was a chat envelope (the common case:
-    ``control`` and ``errors`` are empty and the client has nothing to look at)."""
-
-    envelopes: list[OutboundMessage]  # in line order
-    control: list[tuple[str, TwitchMessage]]  # (line, its typed message): non-chat lines
-    errors: list[tuple[str, Exception]]  # (line, what parsing or converting it raised)
-    chat_only: bool
-
-
-class IrcCodec(Protocol):
-    """What the IRC source needs of a codec (``PythonCodec``, ``NativeCodec``)."""
-
-    name: str  # "python", "native": reported as the service's hot path
-    # A chunk of complete lines (CRLF or LF terminated) -> (its lines without line breaks,
-    # 1 if it held bytes that are not UTF-8 (replaced) else 0): the transport's splitter.
-    split_lines: Callable[[bytes], tuple[list[str], int]]
-
-    def decode(self, lines: list[str], received_at: float) -> Decoded:
-        """One read's lines (``received_at``: its receipt time, epoch seconds)."""
-        ...
 
 
 def make_codec(builder: EnvelopeBuilder, *, pure: bool | None = None) -> IrcCodec:
@@ -83,8 +58,5 @@ def make_codec(builder: EnvelopeBuilder, *, pure: bool | None = None) -> IrcCode
             return codec
     return PythonCodec(builder)
 
-
-# After Decoded: python.py imports it from here.
-from ingress_egress.sources.irc.codec.python import PythonCodec  # noqa: E402
 
 __all__ = ["Decoded", "IrcCodec", "PythonCodec", "make_codec"]

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ingress_egress import _native
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope import ids as envelope_ids
 from ingress_egress.envelope.builder import FINALIZER
 from ingress_egress.envelope.ids import ENVELOPE_NAMESPACE, HEX_PER_LINE
 from ingress_egress.envelope.types import MESSAGE
-from ingress_egress.sources.irc.codec import Decoded
+from ingress_egress.sources.irc.codec.base import Decoded
 from ingress_egress.sources.irc.codec.python import PythonCodec
 from ingress_egress.twitch.messages.common import GLOBAL_CHEERMOTES
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ingress_egress.bus.base import OutboundMessage
-from ingress_egress.envelope import EnvelopeBuilder
+from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope import ids as envelope_ids
 from ingress_egress.envelope.ids import HEX_PER_LINE, LineIds
 from ingress_egress.envelope.outbound import message_to_outbound
 from ingress_egress.protocol import parse_line
 from ingress_egress.sources.irc import transport
-from ingress_egress.sources.irc.codec import Decoded
+from ingress_egress.sources.irc.codec.base import Decoded
 from ingress_egress.twitch.messages import Privmsg, TwitchMessage, from_irc
 
 
