@@ -144,18 +144,28 @@ async def test_the_platform_stream_that_captures_the_subject_is_used(
         await source.close()
 
 
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (ConsumerConfig(ack_policy=AckPolicy.NONE), "explicit acks"),
+        (
+            ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, filter_subject=f"{PREFIX}other"),
+            f"consumes {PREFIX}other, not {COMMANDS}",
+        ),
+    ],
+    ids=["no-acks", "other-subject"],
+)
 async def test_an_existing_consumer_of_the_wrong_kind_is_refused_with_the_reason(
-    nats_server: NatsServer, admin: Client
+    nats_server: NatsServer, admin: Client, config: ConsumerConfig, reason: str
 ) -> None:
     js = admin.jetstream()
-    await js.add_stream(StreamConfig(name="EGRESS", subjects=[COMMANDS]))
-    await js.add_consumer(
-        "EGRESS", ConsumerConfig(durable_name="ingress-egress", ack_policy=AckPolicy.NONE)
-    )
+    await js.add_stream(StreamConfig(name="EGRESS", subjects=[COMMANDS, f"{PREFIX}other"]))
+    await js.add_consumer("EGRESS", config, durable_name="ingress-egress")
     source = NatsCommandSource(nats_server.url, prefix=PREFIX)
-    with pytest.raises(BusError, match="explicit acks") as raised:
+    with pytest.raises(BusError, match=reason) as raised:
         await source.start()
     assert raised.value.permanent
+    assert source.describe()["lastError"] == str(raised.value)
     await source.close()
 
 
@@ -298,28 +308,34 @@ async def test_the_source_rebinds_when_its_consumer_disappears(
     await received.ack()
 
 
-async def test_a_nats_server_restart_is_survived(nats_server: NatsServer) -> None:
+async def test_a_nats_server_restart_is_survived(
+    nats_server: NatsServer, admin: Client, results: NatsResultPublisher
+) -> None:
+    await create_finalizer_stream(admin)
     source = NatsCommandSource(nats_server.url, prefix=PREFIX, ack_wait_s=1.0)
     await source.start()
     try:
         nats_server.kill()
 
         async def reports_the_outage() -> bool:
-            await source.receive(1, timeout_s=0.2)
+            assert await source.receive(1, timeout_s=0.2) == []
             return source.describe()["errors"] > 0 and not source.connected
 
         await eventually(reports_the_outage, 20, "outage reported")
         assert "NATS" in source.describe()["lastError"]
+        with pytest.raises(BusError) as down:  # an outage, not a missing destination
+            await results.publish_result(b"{}", message_id="r")
+        assert not isinstance(down.value, DestinationMissing) and not down.value.permanent
+
         nats_server.start()  # same port, same store: the stream and consumer are still there
-        client = await nats.connect(nats_server.url)
-        try:
-            data = command()
-            await client.jetstream().publish(COMMANDS, data)
-        finally:
-            await client.close()
+        data = command()
+        await eventually(lambda: admin.is_connected, 20, "admin reconnected")
+        await publish_command(admin, data)
         [received] = await receive_until(source, 1, attempts=30)
         assert received.data == data
         await received.ack()
         assert source.connected
+        await eventually(lambda: results.connected, 20, "results reconnected")
+        assert (await results.publish_result(b"{}", message_id="r")).subject == FINALIZER
     finally:
         await source.close()

@@ -81,7 +81,10 @@ class NatsConnection:
         self.last_error = ""
 
     async def open(self) -> Client:
-        """Connect, bounded: nats-py retries a first connect for ever when reconnects are."""
+        """Connect, bounded: nats-py retries a first connect for ever when reconnects are.
+        Opened already (a start retried after a failed set-up): that connection."""
+        if self.client is not None and not self.client.is_closed:
+            return self.client
         try:
             self.client = await asyncio.wait_for(self._connect(), self.connect_timeout_s * 2)
         except (OSError, TimeoutError, NatsError) as error:
@@ -262,12 +265,18 @@ class NatsCommandSource(CommandSource):
             log.info("created JetStream consumer %s on %s", self.consumer, self.stream)
             return
         config = info.config
+        filters = config.filter_subjects or [config.filter_subject or self.subject]
         if config.deliver_subject or config.ack_policy != AckPolicy.EXPLICIT:
-            raise BusError(
-                f"JetStream consumer {self.consumer} on {self.stream} exists but is not a pull "
-                "consumer with explicit acks; delete it or choose another EGRESS_CONSUMER",
-                permanent=True,
-            )
+            problem = "is not a pull consumer with explicit acks"
+        elif self.subject not in filters:
+            problem = f"consumes {', '.join(filters)}, not {self.subject}"
+        else:
+            return  # the operator's settings (ack wait, max deliver) are kept as they are
+        raise BusError(
+            f"JetStream consumer {self.consumer} on {self.stream} exists but {problem}; "
+            "delete it or choose another EGRESS_CONSUMER",
+            permanent=True,
+        )
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -282,8 +291,10 @@ class NatsCommandSource(CommandSource):
         )
 
     async def receive(self, max_commands: int, timeout_s: float) -> list[ReceivedCommand]:
-        if self._closing.is_set() or self._js is None:
+        if self._closing.is_set():
             return []
+        if self._js is None:
+            raise BusError("NATS command source not started")
         try:
             if self._sub is None:
                 await self._set_up()

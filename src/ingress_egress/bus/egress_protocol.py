@@ -178,7 +178,8 @@ class CommandSource(ABC):
     @abstractmethod
     async def receive(self, max_commands: int, timeout_s: float) -> list[ReceivedCommand]:
         """Up to ``max_commands`` commands, waiting at most about ``timeout_s`` for the
-        first; ``[]`` when none came (or the bus is unreachable: see ``describe``)."""
+        first; ``[]`` when none came, when the bus is unreachable (see ``describe``) and
+        after ``close``. ``BusError`` only when never started."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -216,6 +217,7 @@ class ResultPublisher(ABC):
         self.published = 0
         self.duplicates = 0
         self.missing = 0  # publishes that found no destination
+        self.last_missing = ""  # the last subject that had none
         self.last_error = ""
 
     @abstractmethod
@@ -244,6 +246,7 @@ class ResultPublisher(ABC):
             published = await self._publish(subject, data, message_id, event_type)
         except DestinationMissing as error:
             self.missing += 1
+            self.last_missing = error.subject
             self.last_error = str(error)
             raise
         except BusError as error:
@@ -297,5 +300,6 @@ class ResultPublisher(ABC):
             "published": self.published,
             "duplicates": self.duplicates,
             "destinationMissing": self.missing,
+            "lastMissing": self.last_missing,
             "lastError": self.last_error,
         }

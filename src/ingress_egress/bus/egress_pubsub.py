@@ -192,8 +192,10 @@ class PubSubCommandSource(CommandSource):
 
     async def receive(self, max_commands: int, timeout_s: float) -> list[ReceivedCommand]:
         client = self._client
-        if self._closing.is_set() or client is None:
+        if self._closing.is_set():
             return []
+        if client is None:
+            raise BusError("Pub/Sub command source not started")
         deadline = time.monotonic() + timeout_s
         while not self._closing.is_set():
             remaining = deadline - time.monotonic()
