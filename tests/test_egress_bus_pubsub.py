@@ -220,4 +220,7 @@ async def test_an_unreadable_command_is_dead_lettered(
         1,
     )
     assert record["command"] == json.loads(garbage)
-    assert letter.attributes == {"id": "dlq:c2", "type": "internal.egress.dlq.v1"}
+    assert letter.attributes == {
+        "id": f"dlq:{received.bus_id}",
+        "type": "internal.egress.dlq.v1",
+    }

@@ -15,11 +15,11 @@ from ingress_egress.bus.egress_protocol import valid_destination
 NOW = 1_795_000_000.25
 
 
-def record_of(data: bytes, bus_id: str = "EGRESS:7") -> tuple[dict, str]:
-    raw, record_id = dead_letter_record(
+def record_of(data: bytes, bus_id: str = "EGRESS:7") -> dict:
+    raw = dead_letter_record(
         data, "why", attempts=3, source="p.internal.egress.v1", bus_id=bus_id, now=NOW
     )
-    return json.loads(raw), record_id
+    return json.loads(raw)
 
 
 def test_a_json_command_is_embedded_as_it_was_with_its_routing_fields() -> None:
@@ -31,8 +31,7 @@ def test_a_json_command_is_embedded_as_it_was_with_its_routing_fields() -> None:
         "target": {"channel": "forsen"},
         "payload": {"text": 7},
     }
-    record, record_id = record_of(json.dumps(command).encode())
-    assert record_id == "c-1"
+    record = record_of(json.dumps(command).encode())
     assert record["command"] == command
     assert {key: record[key] for key in ("id", "eventType", "correlationId", "traceId")} == {
         "id": "c-1",
@@ -48,28 +47,31 @@ def test_a_json_command_is_embedded_as_it_was_with_its_routing_fields() -> None:
 
 def test_bytes_that_are_not_json_travel_whole_as_base64() -> None:
     garbage = b"\x00\xff{not json\r\nPRIVMSG #x :hi"
-    record, record_id = record_of(garbage)
-    assert record_id == "EGRESS:7"  # no readable id: the bus's, stable across redeliveries
+    record = record_of(garbage)
+    assert record["id"] == "EGRESS:7"  # no readable id: the bus's
     assert record["command"] is None
     assert base64.b64decode(record["commandBase64"]) == garbage
     assert record["commandPreview"].endswith("PRIVMSG #x :hi")
     assert record["commandBytes"] == len(garbage)
 
 
+def test_overlong_routing_fields_are_left_out() -> None:
+    record = record_of(json.dumps({"id": "x" * 201, "type": "t" * 5000}).encode())
+    assert (record["id"], record["eventType"]) == ("EGRESS:7", None)
+
+
 def test_json_that_is_not_an_object_has_no_routing_fields() -> None:
-    record, record_id = record_of(b'["id", "x"]')
-    assert record_id == "EGRESS:7"
+    record = record_of(b'["id", "x"]')
+    assert record["id"] == "EGRESS:7"
     assert record["command"] == ["id", "x"]
     assert record["eventType"] is None and record["channel"] is None
 
 
 def test_an_oversized_command_is_described_not_embedded() -> None:
     huge = b'{"id": "big", "pad": "' + b"x" * EMBED_MAX_BYTES + b'"}'
-    raw, record_id = dead_letter_record(
-        huge, "too big", attempts=1, source="s", bus_id="b", now=NOW
-    )
+    raw = dead_letter_record(huge, "too big", attempts=1, source="s", bus_id="b", now=NOW)
     record = json.loads(raw)
-    assert record_id == "big"
+    assert record["id"] == "big"
     assert record["command"] is None and "commandBase64" not in record
     assert len(record["commandPreview"]) == 2048
     assert len(raw) < 16 * 1024

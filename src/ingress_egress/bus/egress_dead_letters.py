@@ -19,6 +19,7 @@ DLQ_RECORD_TYPE = "internal.egress.dlq.v1"
 # first characters, so the dead letter itself always fits the bus (NATS: 1 MB by default).
 EMBED_MAX_BYTES = 256 * 1024
 PREVIEW_CHARS = 2048
+FIELD_MAX_CHARS = 200  # a routing field read from a broken command is kept only up to this
 
 
 def iso_utc(epoch: float) -> str:
@@ -38,7 +39,7 @@ def _readable_fields(data: bytes) -> tuple[dict[str, Any] | None, bool]:
 
 def _text(fields: dict[str, Any] | None, key: str) -> str | None:
     value = (fields or {}).get(key)
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and 0 < len(value) <= FIELD_MAX_CHARS else None
 
 
 def _channel(fields: dict[str, Any] | None) -> str | None:
@@ -48,14 +49,13 @@ def _channel(fields: dict[str, Any] | None) -> str | None:
 
 def dead_letter_record(
     data: bytes, reason: str, *, attempts: int, source: str, bus_id: str, now: float
-) -> tuple[bytes, str]:
-    """The record (JSON bytes) and its id: the command's ``id`` when it has a readable one,
-    else ``bus_id`` (stable across redeliveries, so re-publishing de-duplicates)."""
+) -> bytes:
+    """The record (JSON bytes). Its ``id`` is the command's when it has a readable one, else
+    ``bus_id``, the bus's id of the message."""
     fields, is_json = _readable_fields(data)
-    record_id = _text(fields, "id") or bus_id
     record: dict[str, Any] = {
         "type": DLQ_RECORD_TYPE,
-        "id": record_id,
+        "id": _text(fields, "id") or bus_id,
         "reason": reason,
         "permanent": True,
         "attempts": attempts,
@@ -70,10 +70,10 @@ def dead_letter_record(
     }
     if is_json and len(data) <= EMBED_MAX_BYTES:
         head = orjson.dumps(record)
-        return head[:-1] + b',"command":' + data.strip() + b"}", record_id
+        return head[:-1] + b',"command":' + data.strip() + b"}"
     record["command"] = None
     if len(data) <= EMBED_MAX_BYTES:
         record["commandBase64"] = base64.b64encode(data).decode("ascii")
     preview = data[: PREVIEW_CHARS * 4].decode("utf-8", "replace")[:PREVIEW_CHARS]
     record["commandPreview"] = preview
-    return orjson.dumps(record), record_id
+    return orjson.dumps(record)

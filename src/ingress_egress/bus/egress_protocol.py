@@ -276,9 +276,10 @@ class ResultPublisher(ABC):
         self, command: ReceivedCommand, reason: str, *, now: float | None = None
     ) -> Published:
         """An unreadable command to ``prefix + internal.egress.dlq.v1`` with the reason.
-        Its id (``dlq:<id>``) is the command's id when it has one, else the bus's, so a
-        dead letter published again after a crash is de-duplicated (NATS)."""
-        record, record_id = dead_letter_record(
+        Its de-duplication id is ``dlq:<bus id>``: the bus's id of that message is stable
+        across redeliveries (a dead letter published again after a crash is stored once,
+        NATS) and, unlike an id read from a broken command, unique and well-formed."""
+        record = dead_letter_record(
             command.data,
             reason,
             attempts=command.delivery,
@@ -289,7 +290,7 @@ class ResultPublisher(ABC):
         return await self.publish(
             self.prefix + DLQ_TOPIC,
             record,
-            message_id=f"dlq:{record_id}",
+            message_id=f"dlq:{command.bus_id}",
             event_type=DLQ_RECORD_TYPE,
         )
 
