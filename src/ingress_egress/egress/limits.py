@@ -12,7 +12,9 @@ Rules (dev.twitch.tv/docs/chat, "Rate limits"; docs/egress.md explains each choi
 Twitch counts a message when it *receives* it; only the sender's side is visible here. So a
 send counts from the moment it is issued (``record``) and, once Twitch answered (``settle``),
 from the answer's time: Twitch cannot have received it later than it answered, so measuring
-the next message from there is never too early, whatever the network did in between. The
+the next message from there is never too early, whatever the network did in between. While
+a message to a non-privileged channel is unanswered, every send is held to the lower limit:
+a later one may overtake it (parallel Helix requests) and Twitch would count it first. The
 window is ``window_s`` + ``margin_s`` long for what remains (clocks of two members after a
 takeover, Twitch's own bookkeeping). All times are epoch seconds, so that sends inherited
 from another member (``restore``) line up with ours.
@@ -63,6 +65,7 @@ class SendLimiter:
         self.channel_margin_s = channel_margin_s
         self._settled: list[float] = []  # ascending: when each answered send counts from
         self._in_flight: dict[str, float] = {}  # channel -> when its unanswered send went
+        self._unprivileged_in_flight: set[str] = set()
         self._last: dict[str, float] = {}  # channel -> its latest send (either kind)
 
     def next_allowed(self, channel: str, privileged: bool, slow_s: float, now: float) -> float:
@@ -72,7 +75,8 @@ class SendLimiter:
         their answers, still to come): ask again once they are settled.
         """
         self._forget(now)
-        limit = self.privileged_rate_limit if privileged else self.rate_limit
+        lower = not privileged or bool(self._unprivileged_in_flight)
+        limit = self.rate_limit if lower else self.privileged_rate_limit
         allowed = max(now, self._window_opens(limit, now))
         if not privileged:
             allowed = max(allowed, self._channel_opens(channel, slow_s, now))
@@ -93,17 +97,21 @@ class SendLimiter:
             return now
         return last + max(self.channel_interval_s, slow_s) + self.channel_margin_s
 
-    def record(self, channel: str, at: float) -> None:
-        """A message to ``channel`` was issued at ``at`` (it counts until ``settle``)."""
+    def record(self, channel: str, at: float, *, privileged: bool = False) -> None:
+        """A message to ``channel`` was issued at ``at`` (it counts until ``settle``);
+        ``privileged``: as passed to ``next_allowed`` for it."""
         if channel in self._in_flight:  # the caller forgot to settle: count both
             self.settle(channel, at)
         self._in_flight[channel] = at
+        if not privileged:
+            self._unprivileged_in_flight.add(channel)
         self._last[channel] = at
 
     def settle(self, channel: str, at: float) -> None:
         """Twitch answered ``channel``'s message at ``at`` (or the sender gave up waiting
         then): from now on it counts from ``at``."""
         issued = self._in_flight.pop(channel, None)
+        self._unprivileged_in_flight.discard(channel)
         if issued is None:
             return
         counted = max(issued, at)
