@@ -30,7 +30,7 @@ from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
-from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.retry import Backoff
 from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies
 from ingress_egress.sources.irc.joins import (
