@@ -30,10 +30,10 @@ from ingress_egress.credentials.errors import (
     OAUTH_UNAVAILABLE,
     REFRESH_TOKEN_INVALID,
 )
+from ingress_egress.credentials.firestore_client import close_firestore_client
 from ingress_egress.credentials.firestore_provider import (
     FirestoreCredentialsProvider,
     ProviderOptions,
-    _close_firestore_client,
 )
 from ingress_egress.credentials.token_store import LEASE_FIELD, format_expires_at
 from ingress_egress.credentials.twitch_oauth import RetryPolicy, TwitchOAuthClient
@@ -112,7 +112,7 @@ twitch = oauth_mock_fixture(token_prefix=TOKEN_PREFIX, client_secret=TOKEN_PREFI
 async def db(firestore_env: FirestoreEmulator) -> AsyncIterator[AsyncClient]:
     client = firestore_env.client()
     yield client
-    await _close_firestore_client(client)
+    await close_firestore_client(client)
 
 
 MakeProvider = Callable[..., FirestoreCredentialsProvider]
@@ -765,7 +765,7 @@ async def test_firestore_unreachable_serves_cached_token_until_expiry(
         _assert_no_canary([str(info.value), json.dumps(provider.status())], "error/status")
     finally:
         await proxy.close()
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 async def test_firestore_unreachable_at_start(twitch: TwitchOAuthMock, make: MakeProvider) -> None:
@@ -781,7 +781,7 @@ async def test_firestore_unreachable_at_start(twitch: TwitchOAuthMock, make: Mak
             await provider.get_chat_auth(LOGIN)
         assert info.value.code == FIRESTORE_UNAVAILABLE
     finally:
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 async def test_refreshed_token_survives_a_failed_write_and_is_stored_later(
@@ -821,7 +821,7 @@ async def test_refreshed_token_survives_a_failed_write_and_is_stored_later(
         assert provider.status()["state"] == "ok"
     finally:
         await proxy.close()
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -837,8 +837,8 @@ async def test_canary_never_appears_in_errors_status_or_reprs(
     def collect(provider: FirestoreCredentialsProvider) -> None:
         seen.append(json.dumps(provider.status()))
         seen.append(repr(provider))
-        seen.append(repr(provider._entries))  # internal state too
-        seen.append(repr(provider._store))
+        seen.append(repr(provider._states))  # internal state too
+        seen.append(repr(provider._get_store()))
         seen.append(repr(provider._oauth))
 
     async def attempt(call: Any) -> None:
