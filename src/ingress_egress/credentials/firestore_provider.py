@@ -3,16 +3,8 @@
 ``get_chat_auth`` answers from memory while the cached token is good for more than
 ``refresh_margin`` seconds; otherwise it refreshes first. A refresh always goes through
 the token store (a ``TokenStore``: ``FirestoreTokenStore`` when deployed, or one passed as
-``store=``, e.g. ``MemoryTokenStore``):
-
-1. a *claim* re-reads the document. If another writer already stored a different token
-   that is still good, that token is adopted and Twitch is not called. If another instance
-   holds the refresh lease, we wait for its result. Otherwise we take the lease (a
-   compare-and-set on the document's update time).
-2. Twitch ``POST /token`` with the document's (freshest) refresh token.
-3. a *commit* transaction re-reads the document and writes the new tokens only if they are
-   still the ones we refreshed from; if someone else replaced them meanwhile (and theirs is
-   still good) theirs wins and ours is dropped.
+``store=``, e.g. ``MemoryTokenStore``): claim (with a lease), Twitch, commit, so that
+instances never spend one refresh token twice (``LeasedRefresh``, leased_refresh.py).
 
 Without Firestore nothing is refreshed (a rotated refresh token could not be stored); the
 cached token is served until it expires. A background task (``start()`` / ``close()``)
@@ -25,8 +17,6 @@ one-way fingerprint only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -42,15 +32,12 @@ from ingress_egress.credentials.base import ChatAuth, CredentialsError, Credenti
 from ingress_egress.credentials.errors import (
     ACCESS_TOKEN_INVALID,
     CLOSED,
-    DOCUMENT_MISSING,
     INTERNAL_ERROR,
-    REFRESH_CONTENDED,
-    REFRESH_TOKEN_INVALID,
     OAuthError,
-    StoreError,
     fingerprint,
 )
 from ingress_egress.credentials.firestore_client import FirestoreConnection
+from ingress_egress.credentials.leased_refresh import LeasedRefresh
 from ingress_egress.credentials.maintenance import MaintenanceScheduler
 from ingress_egress.credentials.provider_status import identity_status, overall
 from ingress_egress.credentials.refresh_state import (
@@ -62,27 +49,23 @@ from ingress_egress.credentials.refresh_state import (
 from ingress_egress.credentials.scrubbing import SecretMemory
 from ingress_egress.credentials.token_store import (
     LookupStrategy,
-    Plan,
-    TokenRecord,
     TokenStore,
     lookup_strategy,
 )
 from ingress_egress.credentials.twitch_oauth import TwitchOAuthClient
 
-__all__ = ["FALLBACK_TOKEN_LIFETIME", "FirestoreCredentialsProvider", "ProviderOptions"]
+__all__ = ["FirestoreCredentialsProvider", "ProviderOptions"]
 
 log = logging.getLogger("ingress_egress.credentials.firestore")
-
-# Used when Twitch's refresh answer has no expires_in and /validate cannot tell either.
-FALLBACK_TOKEN_LIFETIME = 3600.0
 
 
 class FirestoreCredentialsProvider(CredentialsProvider):
     """Twitch user tokens from a Firestore document, refreshed through Twitch OAuth.
 
-    The I/O of each step lives here (claim, refresh, commit, validate); what is known about
-    each identity and what is due, in ``RefreshStates``; ``status()`` in provider_status.py;
-    the background task in ``MaintenanceScheduler``; the Firestore client in
+    This class runs the steps (load, probe, refresh, validate) when they are due. Where the
+    rest lives: what is known about each identity and what is due, ``RefreshStates``
+    (refresh_state.py, pure); one refresh across instances, ``LeasedRefresh``; ``status()``
+    fields, provider_status.py; the background task, ``MaintenanceScheduler``; the client,
     ``FirestoreConnection``."""
 
     def __init__(
@@ -130,6 +113,14 @@ class FirestoreCredentialsProvider(CredentialsProvider):
         self._scheduler = MaintenanceScheduler(self.maintain, self._due_in)
         self._states = RefreshStates(
             self._lookup, self._opts, clock, self._secrets, self._scheduler.wake
+        )
+        self._refresher = LeasedRefresh(
+            oauth=oauth,
+            states=self._states,
+            secrets=self._secrets,
+            options=self._opts,
+            clock=clock,
+            owner=self.instance_id,
         )
         self._started = False
         self._closed = False
@@ -301,120 +292,11 @@ class FirestoreCredentialsProvider(CredentialsProvider):
 
     async def _refresh(self, entry: IdentityState, *, force: bool) -> None:
         store = self._get_store()
-        ref = await self._ref(entry)
-        seen = entry.record
-        margin = self._opts.refresh_margin
-        lease = self._opts.refresh_lease
-        claim = None
-        for _ in range(max(1, self._opts.claim_rounds)):
-            claim = await store.claim_refresh(
-                ref, seen, owner=self.instance_id, margin=margin, force=force, lease_seconds=lease
-            )
-            if claim.plan is Plan.ADOPT:
-                self._states.adopt(entry, claim.record)
-                return
-            if claim.plan is Plan.REFRESH:
-                break
-            theirs = await self._wait_for_other(store, ref, claim.record, seen)
-            if theirs is not None:
-                self._states.adopt(entry, theirs)
-                return
-        else:
-            raise CredentialsError(
-                REFRESH_CONTENDED,
-                f"another instance kept the refresh lease for {entry.key}; will retry",
-            )
-        assert claim is not None
-        used = claim.record
-        log.info(
-            "refreshing Twitch token for %s (%s)",
-            entry.key,
-            "forced" if force else f"expires in {used.valid_for(self._clock()):.0f}s",
-        )
-        try:
-            grant = await self._oauth.refresh(used.refresh_token)
-        except OAuthError as exc:
-            if lease is not None:
-                with contextlib.suppress(StoreError):
-                    await store.release_claim(ref, self.instance_id)
-            if exc.code == REFRESH_TOKEN_INVALID:
-                # Perhaps another instance refreshed (and rotated it) just before us.
-                with contextlib.suppress(StoreError):
-                    current = await store.read(ref)
-                    if not current.same_tokens(used) and current.valid_for(self._clock()) > margin:
-                        self._states.adopt(entry, current)
-                        return
-            raise
-        self._secrets.remember(grant.access_token, grant.refresh_token)
-        fresh = used.with_tokens(
-            grant.access_token,
-            grant.refresh_token,
-            await self._expiry_of(grant.access_token, grant.expires_in),
-            grant.scopes,
-        )
-        try:
-            stored, adopted = await store.commit_refresh(
-                ref, used, fresh, owner=self.instance_id, margin=margin
-            )
-        except StoreError as exc:
-            if exc.code == DOCUMENT_MISSING:
-                raise
-            # Twitch gave us new tokens but Firestore would not take them: use them and keep
-            # trying to store them (the background task flushes ``pending``).
-            entry.pending = (used, fresh)
-            self._states.refreshed(entry, fresh)
-            raise
-        if adopted:
-            log.info("another instance refreshed %s first; using its token", entry.key)
-            self._states.adopt(entry, stored)
-            return
-        self._states.refreshed(entry, stored)
-        log.info(
-            "refreshed Twitch token for %s (now %s, expires in %.0fs)",
-            entry.key,
-            fingerprint(stored.access_token),
-            stored.valid_for(self._clock()),
-        )
-
-    async def _wait_for_other(
-        self,
-        store: TokenStore[Any],
-        ref: Any,
-        current: TokenRecord,
-        seen: TokenRecord | None,
-    ) -> TokenRecord | None:
-        """Another instance holds the lease: poll until its token lands (return it) or the
-        lease is released or runs out (return ``None`` so we claim again)."""
-        lease_left = max(0.0, (current.lease_until or 0.0) - self._clock())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + lease_left + self._opts.lease_poll_interval
-        log.info("another instance is refreshing %s; waiting up to %.1fs", ref.path, lease_left)
-        while loop.time() < deadline:
-            await asyncio.sleep(self._opts.lease_poll_interval)
-            record = await store.read(ref)
-            now = self._clock()
-            if not record.same_tokens(seen) and record.valid_for(now) > self._opts.refresh_margin:
-                return record
-            if not record.lease_active(now, self.instance_id):
-                return None
-        return None
+        await self._refresher.refresh(entry, store, await self._ref(entry), force=force)
 
     async def _flush_pending(self, entry: IdentityState) -> None:
-        assert entry.pending is not None
-        used, fresh = entry.pending
-        stored, adopted = await self._get_store().commit_refresh(
-            await self._ref(entry),
-            used,
-            fresh,
-            owner=self.instance_id,
-            margin=self._opts.refresh_margin,
-        )
-        entry.pending = None
-        if adopted:
-            self._states.adopt(entry, stored)
-        else:
-            self._states.install(entry, stored, "refreshed", validated=True)
-            log.info("stored the refreshed token for %s that Firestore missed earlier", entry.key)
+        store = self._get_store()
+        await self._refresher.flush_pending(entry, store, await self._ref(entry))
 
     async def _validate(self, entry: IdentityState) -> None:
         record = entry.record
@@ -444,17 +326,6 @@ class FirestoreCredentialsProvider(CredentialsProvider):
             # Twitch knows best: trust its (earlier) expiry for this token.
             entry.record = replace(record, expires_at=now + info.expires_in)
         log.debug("validated token for %s (expires in %ds)", entry.key, info.expires_in)
-
-    async def _expiry_of(self, access_token: str, expires_in: int | None) -> float:
-        if expires_in is not None and expires_in > 0:
-            return self._clock() + expires_in
-        try:
-            info = await self._oauth.validate(access_token)
-            if info.expires_in > 0:
-                return self._clock() + info.expires_in
-        except OAuthError as exc:
-            log.warning("could not learn the new token's lifetime: %s", exc.code)
-        return self._clock() + FALLBACK_TOKEN_LIFETIME
 
     # -- helpers -----------------------------------------------------------------------
 
