@@ -9,7 +9,7 @@ import pytest
 import tenacity.wait
 from tenacity import retry_if_exception_type, stop_after_attempt
 
-from ingress_egress.retry import Backoff, contention_delay, retrying
+from ingress_egress.retry import Backoff, random_pause, retrying
 
 
 @pytest.fixture
@@ -79,6 +79,11 @@ def test_only_a_stable_connection_resets_the_count(seeded: random.Random) -> Non
     assert backoff.attempt == 0
 
 
+def test_the_maximum_holds_even_below_the_initial_delay(seeded: random.Random) -> None:
+    backoff = Backoff(0.5, 0.2)
+    assert all(backoff.next_delay() <= 0.2 for _ in range(20))
+
+
 def test_the_same_seed_gives_the_same_delays(monkeypatch: pytest.MonkeyPatch) -> None:
     runs = []
     for _ in range(2):
@@ -88,8 +93,8 @@ def test_the_same_seed_gives_the_same_delays(monkeypatch: pytest.MonkeyPatch) ->
     assert runs[0] == runs[1]
 
 
-def test_contention_delay_stays_in_its_window(seeded: random.Random) -> None:
-    delays = [contention_delay(0.002, 0.03) for _ in range(200)]
+def test_random_pause_stays_in_its_window(seeded: random.Random) -> None:
+    delays = [random_pause(0.002, 0.03) for _ in range(200)]
     assert all(0.002 <= d <= 0.03 for d in delays)
     assert len(set(delays)) > 100
 

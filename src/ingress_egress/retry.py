@@ -8,7 +8,8 @@ and ``min(maximum, initial * 2 ** (n - 1))``: tenacity's ``wait_random_exponenti
 * ``Backoff``: for loops that sleep themselves (reconnects, start-up connects). It counts
   its own attempts; ``reset()`` (or a connection that lasted ``stable_after_s``) starts over.
 * ``retrying(...)``: a tenacity ``AsyncRetrying`` for code that retries one call.
-* ``contention_delay(...)``: one short random pause before a compare-and-set is tried again.
+* ``random_pause(...)``: one random pause, not growing (a compare-and-set tried again, an
+  immediate reconnect), so that peers that collided do not collide again.
 
 The randomness is tenacity's (the ``random`` module); tests seed it there.
 """
@@ -28,7 +29,8 @@ _ATTEMPT_CAP = 64
 
 def wait_policy(initial_s: float, maximum_s: float) -> wait_base:
     """The policy as a tenacity wait strategy (for ``AsyncRetrying(wait=...)``)."""
-    return wait_random_exponential(multiplier=initial_s, max=maximum_s, min=initial_s / 2)
+    floor = min(initial_s / 2, maximum_s)  # the maximum holds even if set below the initial
+    return wait_random_exponential(multiplier=initial_s, max=maximum_s, min=floor)
 
 
 class Backoff:
@@ -82,9 +84,9 @@ def retrying(
     )
 
 
-def contention_delay(low_s: float, high_s: float) -> float:
-    """A random pause in [low, high], so that writers racing for one record spread out."""
+_NO_STATE = RetryCallState(AsyncRetrying(), None, (), {})  # wait_random reads nothing of it
+
+
+def random_pause(low_s: float, high_s: float) -> float:
+    """A random pause in [low, high]: peers that would act at the same moment spread out."""
     return float(wait_random(low_s, high_s)(_NO_STATE))
-
-
-_NO_STATE = RetryCallState(AsyncRetrying(), None, (), {})

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ingress_egress.retry import contention_delay
+from ingress_egress.retry import random_pause
 
 
 class StoreUnavailable(Exception):
@@ -97,7 +97,7 @@ class CoordinationStore(Protocol):
 async def contention_pause() -> None:
     """A short random pause before a compare-and-set is tried again, so that writers that
     collided do not collide again in lockstep."""
-    await asyncio.sleep(contention_delay(0.002, 0.03))
+    await asyncio.sleep(random_pause(0.002, 0.03))
 
 
 def apply_change(
