@@ -30,10 +30,10 @@ from ingress_egress.credentials.errors import (
     OAUTH_UNAVAILABLE,
     REFRESH_TOKEN_INVALID,
 )
+from ingress_egress.credentials.firestore_client import close_firestore_client
 from ingress_egress.credentials.firestore_provider import (
     FirestoreCredentialsProvider,
     ProviderOptions,
-    _close_firestore_client,
 )
 from ingress_egress.credentials.token_store import LEASE_FIELD, format_expires_at
 from ingress_egress.credentials.twitch_oauth import RetryPolicy, TwitchOAuthClient
@@ -71,16 +71,17 @@ OAUTH_RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, max_el
 
 
 class Clock:
-    """Wall time plus an offset the test can move forward."""
+    """Stopped at the wall time it was made (tokens are seeded in wall time); moves only
+    when the test moves it, so no backoff or interval runs out behind a test's back."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        self.now = time.time()
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.now
 
     def advance(self, seconds: float) -> None:
-        self.offset += seconds
+        self.now += seconds
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -112,7 +113,7 @@ twitch = oauth_mock_fixture(token_prefix=TOKEN_PREFIX, client_secret=TOKEN_PREFI
 async def db(firestore_env: FirestoreEmulator) -> AsyncIterator[AsyncClient]:
     client = firestore_env.client()
     yield client
-    await _close_firestore_client(client)
+    await close_firestore_client(client)
 
 
 MakeProvider = Callable[..., FirestoreCredentialsProvider]
@@ -346,7 +347,8 @@ async def test_expired_token_is_refreshed_before_use(
 async def test_document_missing_is_degraded_then_recovers(
     db: AsyncClient, twitch: TwitchOAuthMock, make: MakeProvider
 ) -> None:
-    provider = make()
+    clock = Clock()
+    provider = make(clock=clock)
     await provider.start()
     status = provider.status()
     assert (status["state"], status["reason"]) == ("degraded", DOCUMENT_MISSING)
@@ -356,7 +358,9 @@ async def test_document_missing_is_degraded_then_recovers(
     assert info.value.code == DOCUMENT_MISSING
 
     access, _ = await seed(db, twitch)  # the oauth-flow service writes it
-    await asyncio.sleep(0.15)  # past the first retry delay
+    await provider.maintain()  # still backing off: not looked at
+    assert provider.status()["reason"] == DOCUMENT_MISSING
+    clock.advance(FAST.retry_max)  # past the retry delay, whatever its jitter
     await provider.maintain()
     assert provider.status()["state"] == "ok"
     assert (await provider.get_chat_auth(LOGIN)).access_token == access
@@ -383,7 +387,8 @@ async def test_revoked_refresh_token_degrades_and_retries_without_crash_loop(
 ) -> None:
     access, refresh = await seed(db, twitch, expires_in=120)
     twitch.revoke_refresh(refresh)
-    provider = make()
+    clock = Clock()
+    provider = make(clock=clock)
     await provider.start()
 
     status = provider.status()
@@ -400,14 +405,14 @@ async def test_revoked_refresh_token_degrades_and_retries_without_crash_loop(
     assert twitch.token_calls == 1
 
     # Retried periodically with backoff.
-    await asyncio.sleep(0.15)
+    clock.advance(FAST.retry_max)
     await provider.maintain()
     assert twitch.token_calls == 2
     assert provider.status()["reason"] == REFRESH_TOKEN_INVALID
 
     # The operator re-authorizes; the oauth-flow service writes new tokens; we adopt them.
     new_access, _ = await seed(db, twitch)
-    await asyncio.sleep(0.45)
+    clock.advance(FAST.retry_max)
     await provider.maintain()
     assert provider.status()["state"] == "ok"
     assert (await provider.get_chat_auth(LOGIN)).access_token == new_access
@@ -444,7 +449,8 @@ async def test_oauth_5xx_exhausted_serves_cached_token(
 ) -> None:
     access, _ = await seed(db, twitch, expires_in=120)
     twitch.token_failures = [503] * OAUTH_RETRY.attempts
-    provider = make()
+    clock = Clock()
+    provider = make(clock=clock)
     await provider.start()
     status = provider.status()
     assert (status["state"], status["reason"]) == ("degraded", OAUTH_UNAVAILABLE)
@@ -453,7 +459,7 @@ async def test_oauth_5xx_exhausted_serves_cached_token(
     assert (await provider.get_chat_auth(LOGIN)).access_token == access
     assert LEASE_FIELD not in await stored(db)
 
-    await asyncio.sleep(0.15)
+    clock.advance(FAST.retry_max)
     await provider.maintain()  # Twitch is back
     assert provider.status()["state"] == "ok"
     assert (await provider.get_chat_auth(LOGIN)).access_token != access
@@ -475,11 +481,12 @@ async def test_validate_5xx_at_start_degrades_but_serves(
 ) -> None:
     access, _ = await seed(db, twitch)
     twitch.validate_failures = [503] * OAUTH_RETRY.attempts
-    provider = make()
+    clock = Clock()
+    provider = make(clock=clock)
     await provider.start()
     assert provider.status()["reason"] == OAUTH_UNAVAILABLE
     assert (await provider.get_chat_auth(LOGIN)).access_token == access
-    await asyncio.sleep(0.15)
+    clock.advance(FAST.retry_max)
     await provider.maintain()
     assert provider.status()["state"] == "ok"
     assert ident(provider)["last_validated_at"] is not None
@@ -519,7 +526,8 @@ async def test_background_task_validates_periodically_and_close_stops_it(
 
     await provider.close()
     calls = twitch.validate_calls
-    await asyncio.sleep(0.4)
+    # The background task is gone (not merely idle), so nothing can reach Twitch any more.
+    assert "twitch-credentials-maintenance" not in {t.get_name() for t in asyncio.all_tasks()}
     assert twitch.validate_calls == calls
     assert provider.status()["state"] == "closed"
     with pytest.raises(CredentialsError):
@@ -545,7 +553,8 @@ async def test_force_refresh_refreshes_and_is_rate_limited(
     db: AsyncClient, twitch: TwitchOAuthMock, make: MakeProvider
 ) -> None:
     access, _ = await seed(db, twitch)
-    provider = make()
+    clock = Clock()
+    provider = make(clock=clock)
     await provider.start()
 
     first = await provider.force_refresh(LOGIN)
@@ -557,7 +566,7 @@ async def test_force_refresh_refreshes_and_is_rate_limited(
     assert again.access_token == first.access_token and twitch.token_calls == 1
     assert ident(provider)["counters"]["force_refresh_limited"] == 1
 
-    await asyncio.sleep(FAST.force_refresh_min_interval + 0.05)
+    clock.advance(FAST.force_refresh_min_interval)
     second = await provider.force_refresh(LOGIN)
     assert second.access_token != first.access_token and twitch.token_calls == 2
 
@@ -664,7 +673,7 @@ async def test_race_two_instances_without_lease_loser_adopts_winner(
 
 
 async def test_stale_lease_of_a_crashed_instance_is_taken_over(
-    db: AsyncClient, twitch: TwitchOAuthMock, make: MakeProvider
+    db: AsyncClient, twitch: TwitchOAuthMock, make: MakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     old_access, _ = await seed(db, twitch, expires_in=60)
     lease_until = datetime.fromtimestamp(time.time() + 0.4, UTC)
@@ -674,9 +683,9 @@ async def test_stale_lease_of_a_crashed_instance_is_taken_over(
         .update({LEASE_FIELD: {"owner": "crashed-instance", "expiresAt": lease_until}})
     )
     provider = make(identities=())
-    started = time.monotonic()
     auth = await provider.get_chat_auth(LOGIN)
-    assert time.monotonic() - started >= 0.3  # waited for the lease to run out
+    waits = [r for r in caplog.records if "another instance is refreshing" in r.getMessage()]
+    assert waits  # it waited for the lease to run out before refreshing
     assert auth.access_token != old_access and twitch.token_calls == 1
     doc = await stored(db)
     assert doc["accessToken"] == auth.access_token and LEASE_FIELD not in doc
@@ -752,9 +761,10 @@ async def test_firestore_unreachable_serves_cached_token_until_expiry(
         assert entry["serving_cached"] and entry["token_usable"]
         assert twitch.token_calls == 0  # never refresh what we could not store
 
-        started = time.monotonic()  # backing off: answered from memory at once
+        failures = entry["consecutive_failures"]
         assert (await provider.get_chat_auth(LOGIN)).access_token == access
-        assert time.monotonic() - started < 0.1
+        # Backing off: answered from memory, Firestore not tried again (no new failure).
+        assert ident(provider)["consecutive_failures"] == failures
 
         clock.advance(121)  # the cached token has expired
         with pytest.raises(CredentialsError) as info:
@@ -765,7 +775,7 @@ async def test_firestore_unreachable_serves_cached_token_until_expiry(
         _assert_no_canary([str(info.value), json.dumps(provider.status())], "error/status")
     finally:
         await proxy.close()
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 async def test_firestore_unreachable_at_start(twitch: TwitchOAuthMock, make: MakeProvider) -> None:
@@ -781,7 +791,7 @@ async def test_firestore_unreachable_at_start(twitch: TwitchOAuthMock, make: Mak
             await provider.get_chat_auth(LOGIN)
         assert info.value.code == FIRESTORE_UNAVAILABLE
     finally:
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 async def test_refreshed_token_survives_a_failed_write_and_is_stored_later(
@@ -791,7 +801,8 @@ async def test_refreshed_token_survives_a_failed_write_and_is_stored_later(
     client = firestore_client(proxy.host_port, firestore_env.project)
     try:
         old_access, _ = await seed(db, twitch)
-        provider = make(client=client, firestore_timeout=1.0)
+        clock = Clock()
+        provider = make(client=client, clock=clock, firestore_timeout=1.0)
         await provider.start()
 
         async def firestore_dies(_: str) -> None:
@@ -808,20 +819,19 @@ async def test_refreshed_token_survives_a_failed_write_and_is_stored_later(
         await proxy.resume()
 
         async def flushed() -> bool:
+            clock.advance(FAST.retry_max)  # no waiting out the backoff between tries
             await provider.maintain()
             return not ident(provider)["pending_write"]
 
-        deadline = time.monotonic() + 15
-        while not await flushed():
-            assert time.monotonic() < deadline, ident(provider)
-            await asyncio.sleep(0.2)
+        # Polled: the gRPC channel reconnects to the resumed proxy in its own time.
+        await eventually(flushed, what="the pending token written", interval=0.2)
         doc = await stored(db)
         assert doc["accessToken"] == auth.access_token
         assert twitch.refresh_valid(doc["refreshToken"])
         assert provider.status()["state"] == "ok"
     finally:
         await proxy.close()
-        await _close_firestore_client(client)
+        await close_firestore_client(client)
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -837,8 +847,8 @@ async def test_canary_never_appears_in_errors_status_or_reprs(
     def collect(provider: FirestoreCredentialsProvider) -> None:
         seen.append(json.dumps(provider.status()))
         seen.append(repr(provider))
-        seen.append(repr(provider._entries))  # internal state too
-        seen.append(repr(provider._store))
+        seen.append(repr(provider._states))  # internal state too
+        seen.append(repr(provider._get_store()))
         seen.append(repr(provider._oauth))
 
     async def attempt(call: Any) -> None:
@@ -849,13 +859,14 @@ async def test_canary_never_appears_in_errors_status_or_reprs(
         except CredentialsError as exc:
             seen.extend([str(exc), repr(exc), exc.code, repr(exc.__cause__)])
 
-    provider = make(oauth_timeout=0.2)
+    clock = Clock()
+    provider = make(oauth_timeout=0.2, clock=clock)
     await provider.start()  # document missing
     collect(provider)
     await attempt(provider.get_chat_auth(LOGIN))
 
     await seed(db, twitch, expires_in=120)
-    await asyncio.sleep(0.15)
+    clock.advance(FAST.retry_max)
     twitch.token_failures = [500, "hang"]
     await provider.maintain()  # load + refresh through a 500 and a timeout
     collect(provider)
@@ -867,14 +878,14 @@ async def test_canary_never_appears_in_errors_status_or_reprs(
     doc = await stored(db)
     twitch.revoke_refresh(doc["refreshToken"])
     twitch.revoke_access(doc["accessToken"])
-    await asyncio.sleep(FAST.force_refresh_min_interval + 0.05)
+    clock.advance(FAST.force_refresh_min_interval)
     await attempt(provider.force_refresh(LOGIN))  # refresh token revoked
     await attempt(provider.force_refresh(LOGIN))  # rate-limited, nothing usable
     await attempt(provider.get_chat_auth(LOGIN))
     collect(provider)
 
     await db.collection(COLLECTION).document(LOGIN).delete()
-    await asyncio.sleep(0.45)
+    clock.advance(FAST.retry_max)
     await provider.maintain()
     collect(provider)
 

@@ -19,7 +19,7 @@ from ingress_egress.credentials.twitch_oauth import RetryPolicy, TwitchOAuthClie
 from tests.support.twitch_oauth_mock import TwitchOAuthMock, oauth_mock_fixture
 
 CANARY = "tok_SECRET_canary_"
-FAST = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, max_elapsed=5.0, jitter=0.0)
+FAST = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, max_elapsed=5.0)
 
 
 twitch = oauth_mock_fixture(token_prefix=CANARY, client_secret=CANARY + "client_secret")

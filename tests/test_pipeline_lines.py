@@ -183,7 +183,8 @@ async def test_a_spilled_burst_comes_back_in_order_from_memory_or_disk(
         accept_read(pipe, read_codec, lines[start : start + 100])
         await spool.flush()
     assert counters.spilled == 1500 - 64
-    kept = len(pipe._spilled)
+    assert pipe.overflow is not None
+    kept = pipe.overflow.kept_in_memory
     assert (kept < 300) if spool_bytes == 4 << 20 else (kept == counters.spilled)
     await publisher.start()
     pipe.start()

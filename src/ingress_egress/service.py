@@ -31,7 +31,7 @@ from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.observability.telemetry import Telemetry
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.dead_letters import DeadLetters
-from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.retry import Backoff
 from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
 from ingress_egress.sources.irc.codec import IrcCodec, make_codec
 from ingress_egress.sources.irc.pool import ChannelChange, ChatPool, PoolLimits

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from ingress_egress.cluster.assignment import readers_of
 from ingress_egress.cluster.store import CoordinationStore, Heartbeat, Member, StoreUnavailable
 from ingress_egress.observability.state import ChatState, ErrorLog
+from ingress_egress.retry import Backoff
 from ingress_egress.twitch.logins import is_login
 
 log = logging.getLogger("ingress_egress.cluster")
@@ -124,7 +125,7 @@ class ClusterCoordinator:
             await self._sleep(LOOP_TICK_S)
 
     async def _connect(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 15.0)
         while True:
             try:
                 await self.store.start()
@@ -132,8 +133,7 @@ class ClusterCoordinator:
                 break
             except StoreUnavailable as error:
                 self._store_failed(error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                await asyncio.sleep(backoff.next_delay())
         self._set_wanted(wanted)
         # A fresh start acts after one heartbeat: members started at the same moment (a
         # new deployment) then see each other instead of each claiming every channel.

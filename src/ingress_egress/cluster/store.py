@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from ingress_egress.retry import random_pause
 
 
 class StoreUnavailable(Exception):
@@ -96,7 +97,7 @@ class CoordinationStore(Protocol):
 async def contention_pause() -> None:
     """A short random pause before a compare-and-set is tried again, so that writers that
     collided do not collide again in lockstep."""
-    await asyncio.sleep(random.uniform(0.002, 0.03))
+    await asyncio.sleep(random_pause(0.002, 0.03))
 
 
 def apply_change(

@@ -10,9 +10,10 @@ Endpoints (``base_url`` is ``TWITCH_OAUTH_URL``, ``https://id.twitch.tv/oauth2``
   "scopes", "user_id", "expires_in"}``; an invalid token: ``401
   {"status": 401, "message": "invalid access token"}``.
 
-Transport failures, timeouts, 429 and 5xx are retried with bounded exponential backoff
-(tenacity); everything else is mapped to an ``OAuthError`` with a stable code. Neither the
-tokens nor the client secret ever reach an exception message, a log line or a ``repr``.
+Transport failures, timeouts, 429 and 5xx are retried with bounded, jittered exponential
+backoff (``ingress_egress.retry``); everything else is mapped to an ``OAuthError`` with a
+stable code. Neither the tokens nor the client secret ever reach an exception message, a
+log line or a ``repr``.
 """
 
 from __future__ import annotations
@@ -23,15 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from ingress_egress.credentials.errors import (
     ACCESS_TOKEN_INVALID,
@@ -42,6 +35,7 @@ from ingress_egress.credentials.errors import (
     OAuthError,
     scrub,
 )
+from ingress_egress.retry import retrying
 
 log = logging.getLogger("ingress_egress.credentials.twitch_oauth")
 
@@ -57,7 +51,6 @@ class RetryPolicy:
     initial_delay: float = 0.5
     max_delay: float = 8.0
     max_elapsed: float = 30.0
-    jitter: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,16 +224,15 @@ class TwitchOAuthClient:
                 delay,
             )
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_transient),
+        attempts = retrying(
+            policy.initial_delay,
+            policy.max_delay,
             stop=stop_after_attempt(max(1, policy.attempts)) | stop_after_delay(policy.max_elapsed),
-            wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
-            + wait_random(0, policy.jitter),
+            retry=retry_if_exception(_is_transient),
             before_sleep=before_sleep,
-            reraise=True,
         )
         try:
-            async for attempt in retrying:
+            async for attempt in attempts:
                 with attempt:
                     return await call()
         except _Transient as exc:

@@ -14,16 +14,12 @@ import time
 from typing import Any
 
 import orjson
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import retry_if_exception, stop_after_attempt
 
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.envelope import OutboundMessage
 from ingress_egress.observability.state import Counters, ErrorLog
+from ingress_egress.retry import retrying
 
 log = logging.getLogger("ingress_egress.pipeline.dead_letters")
 
@@ -208,17 +204,15 @@ class DeadLetters:
         self, subject: str, data: bytes, message_id: str, event_type: str = DLQ_RECORD_TYPE
     ) -> None:
         """Transient failures are retried (bounded); an unreachable destination is not."""
-        retrying = AsyncRetrying(
+        attempts = retrying(
+            self.retry_initial_s,
+            self.retry_max_s,
             stop=stop_after_attempt(self.max_retries),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
-            ),
             retry=retry_if_exception(
                 lambda error: not (isinstance(error, BusError) and error.permanent)
             ),
-            reraise=True,
         )
-        async for attempt in retrying:
+        async for attempt in attempts:
             with attempt:
                 await self.publisher.publish_to(
                     subject, data, message_id=message_id, event_type=event_type

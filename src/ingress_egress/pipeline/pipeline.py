@@ -9,7 +9,7 @@
 * One sender task publishes in receipt order and keeps up to ``max_in_flight`` acks
   outstanding instead of awaiting each in turn.
 * Go-back-N: when a publish or an ack fails (or times out), nothing later may overtake it.
-  Sending pauses, waits a tenacity-computed backoff (exponential with jitter, capped), then
+  Sending pauses, waits a jittered, capped exponential backoff (``ingress_egress.retry``), then
   re-sends everything unacknowledged from the oldest, in order. The bus de-duplicates the
   repeats (JetStream by ``Nats-Msg-Id``; Pub/Sub consumers by ``payload.messageId``). A
   transient failure is retried forever: after ``PUBLISH_MAX_RETRIES`` rounds in a row it is
@@ -17,6 +17,8 @@
 * A permanent rejection (too large, invalid) goes to the dead-letter destination with the
   reason, and a failure status towards the finalizer (``DeadLetters``).
 * Acknowledged envelopes move the spool's low-water mark, so a restart replays only the rest.
+* What does not fit the window spills to the spool and is read back in order: ``Overflow``
+  (pipeline/overflow.py). The window itself (sent and not yet sent) is this module's.
 """
 
 from __future__ import annotations
@@ -28,17 +30,15 @@ from collections import deque
 from itertools import islice
 from typing import Any, Protocol
 
-from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
-
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.envelope import OutboundMessage
-from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
 from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
 from ingress_egress.pipeline.latency import LatencyHistogram
-from ingress_egress.pipeline.outbound import from_spooled
-from ingress_egress.spool import Spool, SpoolError
+from ingress_egress.pipeline.overflow import Overflow
+from ingress_egress.retry import Backoff
+from ingress_egress.spool import Spool
 
 log = logging.getLogger("ingress_egress.pipeline")
 
@@ -47,12 +47,6 @@ log = logging.getLogger("ingress_egress.pipeline")
 # (about 300 chat lines per 64 KiB read): a smaller slice let a burst outrun the sender,
 # fill the window and spill to the spool with the bus idle (bench/run.py, serve defaults).
 SEND_SLICE = 1024
-READ_BACK_MAX = 1024  # records read back from the spool at once
-# Spilled envelopes also kept in memory, up to this share of SPOOL_MAX_BYTES (at most
-# SPILL_MEMORY_MAX): a burst's read-back then costs no disk read, CRC or JSON parse. Beyond
-# it they live in the spool only, and are read back from disk.
-SPILL_MEMORY_SHARE = 16
-SPILL_MEMORY_MAX = 32 << 20
 
 
 class DeliveryObserver(Protocol):
@@ -108,7 +102,6 @@ class Pipeline:
         self.latency = LatencyHistogram()
         # Telemetry's per-message hook (spans, OTel histogram); None unless one is exported.
         self.observer: DeliveryObserver | None = None
-        self._ids = RandomIds()  # span ids of envelopes read back from the spool
         self._unsent: deque[OutboundMessage] = deque()  # the window's part not sent yet
         self._unacked: deque[OutboundMessage] = deque()  # sent, oldest first
         self._batches: deque[_Batch] = deque()  # partitions _unacked, in order
@@ -116,14 +109,9 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._failure: BaseException | None = None
         self._failed_rounds = 0  # consecutive go-back rounds without an ack
-        self._spill_next = -1  # spool sequence of the next record to read back; -1: none
-        # Spilled envelopes still in memory: consecutive sequences, the first at
-        # ``_spill_next`` or later (then the ones before it are read back from disk).
-        self._spilled: deque[OutboundMessage] = deque()
-        self._spilled_bytes = 0
-        self._spill_budget = (
-            min(spool.max_bytes // SPILL_MEMORY_SHARE, SPILL_MEMORY_MAX) if spool else 0
-        )
+        self._retry_backoff = Backoff(retry_initial_s, retry_max_s)
+        # Spill and read-back: exists exactly while ``spool`` does.
+        self.overflow = Overflow(spool, counters, errors) if spool is not None else None
         self._refused_log_at = 0.0
         self._refused_unlogged = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,7 +119,6 @@ class Pipeline:
         # path only; the C path's runs (chat messages only) add one sum per read.
         self._typed_built: dict[str, int] = {}
         self._run_built = 0
-        self._checkpoint_reported = False
         self._flusher: asyncio.Task[None] | None = None
 
     # -- the read loop's side -------------------------------------------------------
@@ -164,19 +151,15 @@ class Pipeline:
         """``_accept`` for consecutive envelopes: at once when the window has room for all
         of them (and, with a spool, nothing spilled and the spool takes them all: the
         common case), else one by one."""
-        unsent, spool = self._unsent, self.spool
-        if spool is not None and self._spill_next >= 0:  # spilling: all to the spool
-            first = spool.append_many([m.data for m in run])
-            if first >= 0:
-                for seq, outbound in enumerate(run, first):
-                    outbound.seq = seq
-                self.counters.received += len(run)
-                self.counters.spilled += len(run)
-                self._keep_spilled(run)
+        unsent, spool, overflow = self._unsent, self.spool, self.overflow
+        spilling = False
+        if overflow is not None and overflow.next_read >= 0:
+            if overflow.spill_run(run):  # spilling: all to the spool
                 return
+            spilling = True
         if len(unsent) + len(self._unacked) + len(run) <= self.queue_max:
             if spool is not None:
-                first = -1 if self._spill_next >= 0 else spool.append_many([m.data for m in run])
+                first = -1 if spilling else spool.append_many([m.data for m in run])
                 if first < 0:
                     for outbound in run:
                         self._accept(outbound)
@@ -193,18 +176,16 @@ class Pipeline:
 
     def _accept(self, outbound: OutboundMessage) -> None:
         self.counters.received += 1
-        spool = self.spool
-        if spool is not None:
+        overflow = self.overflow
+        if overflow is not None:
+            spool = overflow.spool
             seq = spool.append(outbound.data)
             if seq < 0:
                 self._refuse(outbound, "spool_full", f"spool full ({spool.max_bytes} bytes)")
                 return
             outbound.seq = seq
-            if self._spill_next >= 0 or len(self._unsent) + len(self._unacked) >= self.queue_max:
-                if self._spill_next < 0:
-                    self._spill_next = seq
-                self.counters.spilled += 1
-                self._keep_spilled((outbound,))
+            if overflow.next_read >= 0 or len(self._unsent) + len(self._unacked) >= self.queue_max:
+                overflow.spill_one(outbound)
                 return
         elif len(self._unsent) + len(self._unacked) >= self.queue_max:
             self._refuse(outbound, "queue_full", f"queue full ({self.queue_max})")
@@ -212,17 +193,6 @@ class Pipeline:
         self._unsent.append(outbound)
         if not self._wake.is_set():
             self._wake.set()
-
-    def _keep_spilled(self, run: list[OutboundMessage] | tuple[OutboundMessage, ...]) -> None:
-        """Keep spilled envelopes in memory too while they follow on and fit the budget."""
-        spilled = self._spilled
-        for outbound in run:
-            expected = spilled[-1].seq + 1 if spilled else self._spill_next
-            size = len(outbound.data)
-            if outbound.seq != expected or self._spilled_bytes + size > self._spill_budget:
-                return  # from here on, read back from the spool
-            spilled.append(outbound)
-            self._spilled_bytes += size
 
     def _refuse(self, message: OutboundMessage, code: str, why: str) -> None:
         """Counted and reported every time; logged at most once a second (with a count)."""
@@ -255,51 +225,15 @@ class Pipeline:
     # -- lifecycle ------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Open the spool (a thread: it reads what a previous run left). A spool that cannot
-        be opened is reported and left out: the service then runs with memory only."""
-        spool = self.spool
-        if spool is None:
-            return
-        try:
-            await asyncio.to_thread(spool.open)
-        except (SpoolError, OSError) as error:
-            self.spool = None
-            self.errors.add("spool_unavailable", str(error))
-            log.error("spool unavailable, running without one (nothing durable): %s", error)
-            return
-        left = spool.next_seq - spool.low
-        if left:
-            self._spill_next = spool.low
-            log.info("spool: %d envelope(s) left by the previous run are sent first", left)
-        for aside in spool.kept_aside:
-            self.errors.add(
-                "spool_foreign",
-                f"spool written for {aside['destination']} kept aside in {aside['path']}",
-            )
-        self._report_damage()
-
-    def _report_damage(self) -> None:
-        """The spool's damage as counted loss (``spoolLost``) and a readable error."""
-        spool = self.spool
-        assert spool is not None
-        damage = spool.damage
-        if damage.lost_records == self.counters.spool_lost and not damage.checkpoint_ignored:
-            return
-        if damage.lost_records > self.counters.spool_lost:
-            ranges = ", ".join(f"{a}..{b - 1}" for a, b in list(damage.lost_ranges)[-5:])
-            self.errors.add(
-                "spool_damaged",
-                f"{damage.lost_records} spooled envelope(s) lost to damage (records {ranges})",
-            )
-            self.counters.spool_lost = damage.lost_records
-        if damage.checkpoint_ignored and not self._checkpoint_reported:
-            self._checkpoint_reported = True
-            self.errors.add("spool_checkpoint", damage.checkpoint_ignored)
+        """Open the spool. A spool that cannot be opened is reported and left out: the
+        service then runs with memory only."""
+        if self.overflow is not None and not await self.overflow.open():
+            self.spool = self.overflow = None
 
     def start_spool(self) -> None:
         """The spool's writer alone: reading may start before the bus is connected."""
-        if self.spool is not None and self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name="spool-flush")
+        if self.overflow is not None and self._flusher is None:
+            self._flusher = asyncio.create_task(self.overflow.flush_loop(), name="spool-flush")
 
     def start(self) -> None:
         """The sender (the bus is connected) and the spool's writer."""
@@ -312,9 +246,8 @@ class Pipeline:
     @property
     def depth(self) -> int:
         """Envelopes held to send: the window not yet sent plus what waits in the spool."""
-        spool = self.spool
-        spilled = spool.next_seq - self._spill_next if spool and self._spill_next >= 0 else 0
-        return len(self._unsent) + spilled
+        overflow = self.overflow
+        return len(self._unsent) + (overflow.waiting if overflow is not None else 0)
 
     @property
     def in_flight(self) -> int:
@@ -365,27 +298,23 @@ class Pipeline:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.dead_letters is not None:
             await self.dead_letters.stop()
-        if self.spool is not None:
-            self.spool.ack_below(self._frontier())
-            try:
-                await self.spool.close()
-            except OSError as error:
-                log.error("spool: final flush failed: %s", error)
-            left = self.spool.count
-            if left:
-                log.info("spool: %d envelope(s) kept for the next start", left)
+        if self.overflow is not None:
+            await self.overflow.close(self._frontier())
 
     # -- sending ----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
         unsent, unacked, batches = self._unsent, self._unacked, self._batches
-        publisher = self.publisher
+        publisher, overflow = self.publisher, self.overflow
+        read_back_min = Overflow.read_back_min(self.queue_max)
         while True:
             if self._failure is not None:
                 await self._go_back()
                 continue
-            if self._spill_next >= 0 and self._room() >= self._read_back_min():
-                await self._read_back()
+            if overflow is not None and overflow.next_read >= 0 and self._room() >= read_back_min:
+                await overflow.read_back(unsent, self._room())
+                if overflow.next_read < 0 and not self._wake.is_set():
+                    self._wake.set()
                 continue
             if not unsent or len(unacked) >= self.max_in_flight:
                 self._wake.clear()
@@ -462,8 +391,9 @@ class Pipeline:
         for held in (self._unacked, self._unsent):
             if held:
                 return held[0].seq
-        if self._spill_next >= 0:
-            return self._spill_next
+        overflow = self.overflow
+        if overflow is not None and overflow.next_read >= 0:
+            return overflow.next_read
         return self.spool.next_seq if self.spool is not None else 0
 
     def _fail(self, error: BaseException) -> None:
@@ -480,7 +410,7 @@ class Pipeline:
         unsent, unacked = self._unsent, self._unacked
         oldest = unacked[0] if unacked else (unsent[0] if unsent else None)
         retries = max(1, self.max_retries)
-        delay = self._backoff(min(rounds, retries))
+        delay = self._retry_backoff.delay_for(min(rounds, retries))
         extra = {"errorCode": "publish_retry"}
         if oldest is not None:
             extra.update(
@@ -524,15 +454,6 @@ class Pipeline:
         self._open_batch = None
         self._failure = None
 
-    def _backoff(self, attempt: int) -> float:
-        """tenacity's exponential backoff with jitter for the ``attempt``-th round."""
-        state = RetryCallState(AsyncRetrying(), None, (), {})
-        state.attempt_number = attempt
-        wait = wait_exponential_jitter(
-            multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
-        )
-        return min(self.retry_max_s, wait(state))
-
     def _reject(self, message: OutboundMessage, error: BaseException) -> None:
         """A permanent rejection: logged, counted, dead-lettered (when configured), never
         retried."""
@@ -559,76 +480,8 @@ class Pipeline:
         if self.dead_letters is not None:
             self.dead_letters.submit(message, error, self._failed_rounds + 1)
 
-    # -- the spool ----------------------------------------------------------------------
-
     def _room(self) -> int:
         return self.queue_max - len(self._unsent) - len(self._unacked)
-
-    def _read_back_min(self) -> int:
-        return max(1, min(READ_BACK_MAX, self.queue_max // 4))
-
-    async def _read_back(self) -> None:
-        """Move spooled records into the window, in order (the spill, or a restart's rest)."""
-        spool = self.spool
-        assert spool is not None
-        start = self._spill_next
-        spilled = self._spilled
-        if spilled and spilled[0].seq == start:
-            self._take_spilled(min(self._room(), READ_BACK_MAX))
-            return
-        limit = min(self._room(), READ_BACK_MAX)
-        if spilled:
-            limit = min(limit, spilled[0].seq - start)
-        records, next_from = await spool.read_from(start, limit)
-        if spool.damage.lost_records != self.counters.spool_lost:
-            self._report_damage()
-        now = time.monotonic()
-        unsent = self._unsent
-        for seq, data in records:
-            try:
-                message = from_spooled(data, self._ids.span_id(), now)
-            except Exception as error:  # a record we wrote ourselves, damaged on disk
-                self.counters.failed += 1
-                self.errors.add("spool_record_invalid", f"spool record {seq}: {error}")
-                log.error("spool record %d unreadable, skipped: %s", seq, error)
-                continue
-            message.seq = seq
-            unsent.append(message)
-        self.counters.replayed += len(records)
-        self._spill_next = next_from
-        if self._spill_next >= spool.next_seq:
-            self._spill_next = -1
-        if self._spill_next < 0 and not self._wake.is_set():
-            self._wake.set()
-
-    def _take_spilled(self, limit: int) -> None:
-        """Read back from memory: the envelopes as they were accepted, nothing parsed."""
-        spilled, unsent = self._spilled, self._unsent
-        count = min(limit, len(spilled))
-        taken = 0
-        for _ in range(count):
-            message = spilled.popleft()
-            taken += len(message.data)
-            unsent.append(message)
-        self._spilled_bytes -= taken
-        self.counters.replayed += count
-        self._spill_next = unsent[-1].seq + 1
-        spool = self.spool
-        assert spool is not None
-        if self._spill_next >= spool.next_seq:
-            self._spill_next = -1
-            if not self._wake.is_set():
-                self._wake.set()
-
-    async def _flush_loop(self) -> None:
-        spool = self.spool
-        assert spool is not None
-        while True:
-            await asyncio.sleep(spool.fsync_interval_s)
-            try:
-                await spool.flush()
-            except Exception:  # never let the flusher die: the journal is the guarantee
-                log.exception("spool flush failed unexpectedly")
 
     async def _sweep_loop(self) -> None:
         """Acks that never come (a bus that vanished mid-publish) fail the round here."""

@@ -30,6 +30,7 @@ from twitchio.eventsub import (
 
 from ingress_egress.credentials import ChatAuth, CredentialsError, CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
+from ingress_egress.retry import Backoff
 from ingress_egress.sources.eventsub.adapter import (
     ChatClient,
     configure_endpoints,
@@ -43,7 +44,6 @@ from ingress_egress.sources.eventsub.mapping import (
     settings_event,
     timestamp_ms,
 )
-from ingress_egress.sources.irc.backoff import Backoff
 from ingress_egress.sources.recent import RecentKeys
 from ingress_egress.twitch.messages import TwitchMessage
 
@@ -233,7 +233,7 @@ class EventSubSource:
             await self._open_conduit(client, self._conduit_api)
         for broadcaster_id, login in list(self.broadcasters.items()):
             await self._subscribe_channel(client, broadcaster_id, login)
-        self.backoff.attempt = 0
+        self.backoff.reset()
         await self._supervise(client)
 
     async def _current_token(self) -> ChatAuth:

@@ -30,7 +30,7 @@ from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.protocol.endpoint import IrcEndpoint
-from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.retry import Backoff, random_pause
 from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies
 from ingress_egress.sources.irc.joins import (
@@ -228,7 +228,7 @@ class TwitchIrcClient:
             if self._stopping.is_set():
                 break
             self.backoff.connection_ended(time.monotonic() - started)
-            delay = random.uniform(0, 0.2) if self._reconnect_now else self.backoff.next_delay()
+            delay = random_pause(0.0, 0.2) if self._reconnect_now else self.backoff.next_delay()
             self._reconnect_now = False
             self.errors.add("disconnected", reason)
             log.warning("twitch irc %s: %s; reconnecting in %.2fs", self.name, reason, delay)

@@ -20,7 +20,7 @@ from typing import Any
 from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol.endpoint import IrcEndpoint
-from ingress_egress.sources.irc.backoff import Backoff
+from ingress_egress.retry import Backoff
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,
     TransportFactory,
