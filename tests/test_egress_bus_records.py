@@ -1,14 +1,12 @@
-"""Egress bus pieces that need no bus: dead-letter records, destinations, the backoff."""
+"""Egress bus pieces that need no bus: dead-letter records and destinations."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
 import pytest
 
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.bus.egress_dead_letters import EMBED_MAX_BYTES, dead_letter_record
 from ingress_egress.bus.egress_protocol import valid_destination
 
@@ -94,21 +92,3 @@ def test_an_oversized_command_is_described_not_embedded() -> None:
 )
 def test_destinations_are_plain_names(name: str, valid: bool) -> None:
     assert valid_destination(name) is valid
-
-
-def test_the_backoff_grows_to_its_cap_and_starts_over_after_a_success() -> None:
-    backoff = Backoff(initial_s=0.2, max_s=5.0)
-    first = backoff.next_delay()
-    assert 0.2 <= first <= 0.4
-    for _ in range(10):
-        backoff.next_delay()
-    assert backoff.next_delay() == 5.0
-    backoff.succeeded()
-    assert backoff.next_delay() <= 0.4
-
-
-async def test_the_backoff_wait_ends_when_told_to_stop() -> None:
-    backoff = Backoff(initial_s=60.0, max_s=60.0)
-    stop = asyncio.Event()
-    stop.set()
-    await asyncio.wait_for(backoff.wait(stop), 5)  # would take 60 s otherwise

@@ -144,3 +144,11 @@ def test_retrying_does_not_retry_what_it_was_not_asked_to(seeded: random.Random)
     with pytest.raises(ValueError):
         asyncio.run(run())
     assert calls == 1
+
+
+async def test_wait_ends_early_when_told_to_stop() -> None:
+    backoff = Backoff(60.0, 60.0)
+    stop = asyncio.Event()
+    stop.set()
+    await asyncio.wait_for(backoff.wait(stop), 5)  # would take at least 30 s otherwise
+    assert backoff.attempt == 1

@@ -16,6 +16,8 @@ The randomness is tenacity's (the ``random`` module); tests seed it there.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, wait_random, wait_random_exponential
@@ -59,6 +61,11 @@ class Backoff:
     def reset(self) -> None:
         """The path works again: the next failure starts from the initial delay."""
         self.attempt = 0
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Sleep one more failure's delay, or less when ``stop`` is set meanwhile (closing)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.next_delay())
 
     def connection_ended(self, lasted_s: float) -> None:
         """A connection that stayed up long enough proves the path healthy again."""

@@ -42,7 +42,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from nats.js.errors import NotFoundError
 
 from ingress_egress.bus.base import BusError
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.bus.egress_protocol import (
     COMMAND_TOPIC,
     DLQ_TOPIC,
@@ -50,6 +49,7 @@ from ingress_egress.bus.egress_protocol import (
     ReceivedCommand,
     SourceStats,
 )
+from ingress_egress.retry import Backoff
 
 log = logging.getLogger("ingress_egress.bus.egress_nats")
 
@@ -191,7 +191,7 @@ class NatsCommandSource(CommandSource):
         self.max_ack_pending = max_ack_pending
         self.duplicate_window_s = duplicate_window_s
         self.request_timeout_s = request_timeout_s
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(0.2, 5.0)
         self.stats = SourceStats()
         self.backlog: int | None = None  # commands not yet delivered, as of the last fetch
         self._connection = NatsConnection(url, "ingress-egress/egress", connect_timeout_s)
@@ -306,7 +306,7 @@ class NatsCommandSource(CommandSource):
         except (NatsError, BusError, OSError) as error:
             await self._failed(error)
             return []
-        self.backoff.succeeded()
+        self.backoff.reset()
         commands: list[ReceivedCommand] = []
         for msg in messages:
             command = NatsCommand(msg, self.stats, self.request_timeout_s)
@@ -318,7 +318,7 @@ class NatsCommandSource(CommandSource):
     async def _nothing_came(self) -> list[ReceivedCommand]:
         """A fetch that timed out: no commands, or (disconnected) an outage."""
         if self._connection.connected:
-            self.backoff.succeeded()
+            self.backoff.reset()
             self.backlog = 0
             return []
         reason = self._connection.last_error or "connection lost"

@@ -33,7 +33,6 @@ import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as api_exceptions
 
 from ingress_egress.bus.base import BusError
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.bus.egress_protocol import (
     COMMAND_TOPIC,
     CommandSource,
@@ -41,6 +40,7 @@ from ingress_egress.bus.egress_protocol import (
     SourceStats,
 )
 from ingress_egress.bus.pubsub import topic_path
+from ingress_egress.retry import Backoff
 
 log = logging.getLogger("ingress_egress.bus.egress_pubsub")
 
@@ -112,7 +112,7 @@ class PubSubCommandSource(CommandSource):
         self.created: list[str] = []  # what start() had to create
         self.ack_deadline_s = min(MAX_ACK_DEADLINE_S, max(10, ack_deadline_s))
         self.rpc_timeout_s = rpc_timeout_s
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(0.2, 5.0)
         self.stats = SourceStats()
         self._client: pubsub_v1.SubscriberClient | None = None
         self._connected = False
@@ -208,7 +208,7 @@ class PubSubCommandSource(CommandSource):
                 await self._failed(error)
                 return []
             self._connected = True
-            self.backoff.succeeded()
+            self.backoff.reset()
             if pulled:
                 return [self._command(received) for received in pulled]
             if time.monotonic() - started < _EMPTY_PULL_FLOOR_S:
