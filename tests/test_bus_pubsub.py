@@ -291,8 +291,8 @@ async def test_describe_has_state_and_no_secrets(pubsub: PubSubHarness) -> None:
 @pytest.mark.emulator
 async def test_topic_override_publishes_to_that_topic(pubsub: PubSubHarness) -> None:
     settings = pubsub.settings(pubsub_create_topic=True)
-    publisher = await started(settings, topic=settings.dlq_subject)
-    assert publisher.describe()["topic"] == topic_path(pubsub.project, settings.dlq_subject)
+    publisher = await started(settings, topic=settings.bus.dlq_subject)
+    assert publisher.describe()["topic"] == topic_path(pubsub.project, settings.bus.dlq_subject)
     assert publisher.describe()["topic"].endswith(f"{pubsub.prefix}internal.ingress.dlq.v1")
     assert not pubsub.topic_exists()  # the ingress topic was not touched
     await publisher.close()

@@ -22,7 +22,7 @@ from tenacity import (
 )
 
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
-from ingress_egress.observability.state import Counters, ErrorLog
+from ingress_egress.status import Counters, ErrorLog
 
 log = logging.getLogger("ingress_egress.pipeline.dead_letters")
 

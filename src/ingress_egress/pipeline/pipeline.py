@@ -33,11 +33,10 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 from ingress_egress.bus.base import BusError, OutboundMessage, Publisher
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.types import MESSAGE
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
-from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.pipeline.outbound import from_spooled
 from ingress_egress.spool import Spool, SpoolError
+from ingress_egress.status import Counters, ErrorLog, LatencyHistogram
 
 log = logging.getLogger("ingress_egress.pipeline")
 

@@ -1,1 +1,2 @@
-"""Chat sources: where events come from (Twitch IRC today, EventSub next)."""
+"""Chat sources: where events come from (Twitch IRC in ``irc/``, EventSub in ``eventsub/``),
+each a ``ChatSource`` (``base.py``)."""
