@@ -15,6 +15,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
 from ingress_egress.bus.base import BusError, OutboundMessage
+from ingress_egress.bus.factory import pubsub_publisher
 from ingress_egress.bus.pubsub import PubSubPublisher, classify, message_attributes, topic_path
 from ingress_egress.config import Settings
 from tests.support.pubsub_emulator import PubSubHarness
@@ -66,7 +67,7 @@ def expected_attributes(message: OutboundMessage) -> dict[str, str]:
 
 
 async def started(settings: Settings, **kwargs: Any) -> PubSubPublisher:
-    publisher = PubSubPublisher(settings, **kwargs)
+    publisher = pubsub_publisher(settings, **kwargs)
     await publisher.start()
     return publisher
 
@@ -110,7 +111,7 @@ async def test_interleaved_channels_arrive_complete_with_attributes_and_in_order
 async def test_missing_topic_without_create_flag_fails_start_with_reason(
     pubsub: PubSubHarness,
 ) -> None:
-    publisher = PubSubPublisher(pubsub.settings(pubsub_create_topic=False))
+    publisher = pubsub_publisher(pubsub.settings(pubsub_create_topic=False))
     with pytest.raises(BusError) as caught:
         await publisher.start()
     reason = str(caught.value)
@@ -146,11 +147,11 @@ async def test_create_flag_creates_missing_topic_and_accepts_existing(
 
 @pytest.mark.emulator
 async def test_invalid_topic_name_is_rejected_before_any_rpc(pubsub: PubSubHarness) -> None:
-    publisher = PubSubPublisher(pubsub.settings(bus_prefix="9"), topic="9x")
+    publisher = pubsub_publisher(pubsub.settings(bus_prefix="9"), topic="9x")
     with pytest.raises(BusError, match="invalid Pub/Sub topic id '9x'") as caught:
         await publisher.start()
     assert caught.value.permanent
-    no_project = PubSubPublisher(pubsub.settings(google_cloud_project=""))
+    no_project = pubsub_publisher(pubsub.settings(google_cloud_project=""))
     with pytest.raises(BusError, match="GOOGLE_CLOUD_PROJECT"):
         await no_project.start()
 

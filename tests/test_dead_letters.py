@@ -11,7 +11,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from ingress_egress.bus.base import BusError, OutboundMessage
-from ingress_egress.bus.pubsub import PubSubPublisher
+from ingress_egress.bus.factory import pubsub_publisher
 from ingress_egress.config import Settings
 from ingress_egress.pipeline.dead_letters import (
     DLQ_RECORD_TYPE,
@@ -132,7 +132,7 @@ async def test_pubsub_side_destinations_reachable_or_permanently_not(pubsub) -> 
     subscription = f"projects/{pubsub.project}/subscriptions/{pubsub.prefix}dlq"
     pubsub.subscriber.create_subscription(request={"name": subscription, "topic": dlq_topic})
     pubsub.subscription = subscription
-    publisher = PubSubPublisher(settings)
+    publisher = pubsub_publisher(settings)
     await publisher.start()
     try:
         await publisher.publish_to(

@@ -101,13 +101,14 @@ def test_each_bad_line_is_its_own_error_and_the_rest_converts(name: str) -> None
 
 
 @pytest.mark.parametrize("name", CODECS)
-async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(name: str) -> None:
     # The composition root passes the switch (INGRESS_EGRESS_PURE_PYTHON) to make_codec.
     publisher = MemoryPublisher()
+    base = Settings.defaults(
+        message_bus_driver="memory", ingress_egress_pure_python=name == "python"
+    )
     async with ChatSimulator(replay_lines=READ) as sim:
-        settings = settings_for(Settings.defaults(message_bus_driver="memory"), sim.port, ("one",))
+        settings = settings_for(base, sim.port, ("one",))
         async with running(settings, publisher=publisher) as service:
             assert service.codec is not None and service.codec.name == name
             await eventually(lambda: service.counters.parse_errors >= len(BAD), what="errors")
