@@ -118,7 +118,10 @@ class PubSubHarness:
         self.project = project
         self.prefix = f"t{uuid.uuid4().hex[:12]}-"
         self.base_settings = Settings.defaults(
-            message_bus_driver="pubsub", google_cloud_project=project, bus_prefix=self.prefix
+            message_bus_driver="pubsub",
+            google_cloud_project=project,
+            bus_prefix=self.prefix,
+            pubsub_emulator_host=emulator.host,
         )
         self.topic_id = self.base_settings.bus.ingress_subject
         self.topic = f"projects/{project}/topics/{self.topic_id}"
