@@ -2,7 +2,8 @@
 
 Each member runs one ``ClusterCoordinator``. It publishes a heartbeat (its id and the
 channels Twitch confirmed joined) every ``heartbeat_s``, reads the live members and the
-cluster's wanted list from the store, and tells the chat source what to read:
+cluster's wanted list from the store, and tells the chat source what to read (its
+``reading``, this member's share of ``wanted``; the pool's ``ChatState``, read here only):
 
 * channels it owns (rendezvous hashing over the live members, ``assignment.py``) are added
   at once;

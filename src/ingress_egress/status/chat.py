@@ -36,8 +36,8 @@ class ChatState:
     """Connection and channels of one chat source (no locks: one event loop)."""
 
     def __init__(self, transport: str, identity: str, reading: tuple[str, ...] = ()) -> None:
-        self.transport = transport
-        self.identity = identity
+        self._transport = transport
+        self._identity = identity
         self._reading = reading
         # How many live connections confirmed each channel (two during a RECONNECT overlap).
         self._joined_on: dict[str, int] = {}
@@ -51,6 +51,15 @@ class ChatState:
         self._duplicates_dropped = 0  # overlap copies dropped after a RECONNECT
 
     # -- reads --------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> str:
+        return self._transport
+
+    @property
+    def identity(self) -> str:
+        """The login, or ``anonymous``."""
+        return self._identity
 
     @property
     def reading(self) -> tuple[str, ...]:
