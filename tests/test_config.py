@@ -161,6 +161,7 @@ def test_replace_takes_variable_names_and_checks_types() -> None:
         settings.replace(no_such_variable=1)
     with pytest.raises(TypeError):
         settings.replace(port="80")
+    assert settings.replace(twitch_token_refresh_lease_s=0).credentials.refresh_lease_s == 0.0
 
 
 def test_one_variable_alone() -> None:

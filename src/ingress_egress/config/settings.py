@@ -206,8 +206,11 @@ class Settings:
             variable = BY_NAME.get(key.upper())
             if variable is None:
                 raise TypeError(f"no configuration variable {key.upper()}")
-            if not isinstance(value, variable.kind.python_type):
-                raise TypeError(f"{key}: expected {variable.kind.python_type.__name__}")
+            expected = variable.kind.python_type
+            if expected is float and type(value) is int:
+                value = float(value)  # seconds: 45 means 45.0
+            if not isinstance(value, expected):
+                raise TypeError(f"{key}: expected {expected.__name__}")
             groups.setdefault(variable.group, {})[variable.field] = value
         parts = {
             name: dataclasses.replace(getattr(self, name), **fields)

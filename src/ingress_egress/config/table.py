@@ -3,8 +3,9 @@ whether it is secret, and where its typed value lives (``settings.<group>.<field
 
 ``settings.py`` builds the typed, nested ``Settings`` from this table; architecture.yaml
 and docs/configuration.md describe the same variables (tests/test_architecture.py checks
-both against this table). A new group of variables is one block here and one small
-frozen dataclass in ``settings.py``.
+both against this table). A new group of variables is one ``_block`` here, one small
+frozen dataclass in ``settings.py`` (its fields named as the block's rows) and that
+dataclass as a field of ``Settings``; the builder needs no change.
 """
 
 from __future__ import annotations
