@@ -9,10 +9,9 @@ import pytest
 
 from ingress_egress.cluster import ClusterConfig, ClusterCoordinator
 from ingress_egress.cluster.store import MemoryStore
-from ingress_egress.http import AdminUnavailable
 from ingress_egress.runtime.channels import ClusterChannels, PoolChannels, channel_control
 from ingress_egress.runtime.heartbeat import HEARTBEAT_S, LAG_WINDOW_S, LoopHeartbeat
-from ingress_egress.sources.base import ChannelChange, chat_readiness
+from ingress_egress.sources.base import ChannelChange, ChannelsUnavailable, chat_readiness
 from ingress_egress.status import ChatState, ErrorLog
 
 
@@ -87,7 +86,7 @@ async def test_the_cluster_takes_changes_in_cluster_mode() -> None:
     assert listing["wanted"] == ["a", "b"] and listing["reading"] == ["a"]
     assert control.replace_channels(("x",)) == "1 wanted, for the whole cluster"
     store.up = False
-    with pytest.raises(AdminUnavailable):
+    with pytest.raises(ChannelsUnavailable):
         await control.change_channels(["c"], [])
 
 

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 
 from ingress_egress.cluster import ClusterCoordinator, StoreUnavailable
 from ingress_egress.config import ConfigError, channel_list
-from ingress_egress.http import AdminUnavailable
-from ingress_egress.sources.base import ChannelChange, ChannelReader
+from ingress_egress.sources.base import ChannelChange, ChannelReader, ChannelsUnavailable
 from ingress_egress.status import ChatState, ErrorLog
 
 log = logging.getLogger("ingress_egress.service")
@@ -25,7 +24,7 @@ class ChannelControl(Protocol):
         """The admin route's GET: wanted, joined, pending and failed channels."""
 
     async def change_channels(self, add: list[str], remove: list[str]) -> ChannelChange:
-        """The admin route's POST (``AdminUnavailable`` when it cannot be made now)."""
+        """The admin route's POST (``ChannelsUnavailable`` when it cannot be made now)."""
 
     def replace_channels(self, channels: tuple[str, ...]) -> str:
         """Make ``channels`` the wanted list; returns what happened, for a log line."""
@@ -65,7 +64,7 @@ class ClusterChannels:
         try:
             change = await self.cluster.change_wanted(add, remove)
         except StoreUnavailable as error:
-            raise AdminUnavailable(f"cluster store unreachable: {error}") from None
+            raise ChannelsUnavailable(f"cluster store unreachable: {error}") from None
         return _logged(ChannelChange(change.added, change.removed, change.wanted))
 
     def replace_channels(self, channels: tuple[str, ...]) -> str:

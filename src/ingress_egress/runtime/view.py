@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from ingress_egress.http import EmbeddedServer
 from ingress_egress.runtime.debug import DebugSnapshot
 from ingress_egress.runtime.heartbeat import LoopHeartbeat
 from ingress_egress.runtime.readiness import Readiness
+
+
+class HttpServer(Protocol):
+    def stats(self) -> dict[str, Any]:
+        """Open connections, the cap, refused and timed-out connections."""
 
 
 class StatusView:
@@ -19,7 +23,7 @@ class StatusView:
         self._heartbeat = heartbeat
         # The HTTP server is built from the app that serves this view, so it is attached
         # once built (the debug document shows its connection figures).
-        self.server: EmbeddedServer | None = None
+        self.server: HttpServer | None = None
 
     def readiness(self) -> list[str]:
         return self._readiness.reasons()

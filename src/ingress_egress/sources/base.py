@@ -16,6 +16,10 @@ from ingress_egress.status import ChatSnapshot
 PENDING_LISTED = 20  # channels named in a readiness reason (the count is in /_debug/twitch)
 
 
+class ChannelsUnavailable(Exception):
+    """A channel change could not be made now (the cluster store is unreachable)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelChange:
     """What a change of channels did: added, removed, and the resulting list."""
