@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import time
 import uuid
 
+from ingress_egress.config import pure_python
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.ids import ENVELOPE_NAMESPACE
 from ingress_egress.simulator import TrafficGenerator
@@ -41,7 +43,7 @@ def per_call(count: int) -> float:
 def per_line(count: int) -> float:
     generator = TrafficGenerator(seed=11)
     lines = [generator.privmsg(f"chan{i % 5}")[0] for i in range(20000)]
-    codec = make_codec(EnvelopeBuilder())
+    codec = make_codec(EnvelopeBuilder(), pure=pure_python(os.environ))
     if codec.name != "native":
         raise SystemExit("the C extension is not built: make install")
     best = float("inf")

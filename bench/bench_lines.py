@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ingress_egress.config import pure_python
+
 RECEIVED = 1_700_000_000.25
 
 
@@ -47,7 +49,7 @@ def make(kind: str) -> Any:
         return IrcCodec(EnvelopeBuilder())
     if kind == "python":
         return PythonCodec(EnvelopeBuilder())
-    codec = make_codec(EnvelopeBuilder())
+    codec = make_codec(EnvelopeBuilder(), pure=pure_python(os.environ))
     if kind == "native" and codec.name != "native":
         raise SystemExit("the C extension is not built: make install")
     return codec

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import time
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ingress_egress.config import pure_python
 from ingress_egress.envelope import EnvelopeBuilder, encode_envelope
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.outbound import message_to_outbound
@@ -135,7 +137,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     codecs: dict[str, IrcCodec] = {}
-    chosen = make_codec(EnvelopeBuilder())  # the native codec when the extension is built
+    chosen = make_codec(
+        EnvelopeBuilder(), pure=pure_python(os.environ)
+    )  # the native codec when the extension is built
     if chosen.name == "native":
         codecs["c"] = chosen
     codecs["python"] = PythonCodec(EnvelopeBuilder())

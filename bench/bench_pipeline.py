@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from ingress_egress.config import pure_python
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -31,9 +34,9 @@ from ingress_egress.bus.base import Publisher
 from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.bus.nats import NatsPublisher
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.pipeline import Pipeline
 from ingress_egress.sources.irc.codec import IrcCodec, make_codec
+from ingress_egress.status import Counters, ErrorLog
 
 
 def new_pipeline(count: int, publisher: Publisher | None = None) -> Pipeline:
@@ -51,7 +54,7 @@ def reads(lines: list[str], size: int) -> list[list[str]]:
 
 
 def convert_us(batches: list[list[str]], total: int) -> float:
-    codec = make_codec(EnvelopeBuilder())
+    codec = make_codec(EnvelopeBuilder(), pure=pure_python(os.environ))
     start = time.process_time()
     for batch in batches:
         codec.decode(batch, time.time())
@@ -64,7 +67,10 @@ def accept_read(pipeline: Pipeline, codec: IrcCodec, batch: list[str]) -> None:
 
 
 def submit_us(batches: list[list[str]], total: int) -> float:
-    pipeline, codec = new_pipeline(total), make_codec(EnvelopeBuilder())
+    pipeline, codec = (
+        new_pipeline(total),
+        make_codec(EnvelopeBuilder(), pure=pure_python(os.environ)),
+    )
     start = time.process_time()
     for batch in batches:
         accept_read(pipeline, codec, batch)
@@ -78,7 +84,7 @@ async def drain_us(batches: list[list[str]], total: int, nats_url: str = "") -> 
         publisher = NatsPublisher(nats_url, f"{tag}.internal.ingress.v1", tag.upper())
     pipeline = new_pipeline(total, publisher)
     await pipeline.publisher.start()
-    codec = make_codec(EnvelopeBuilder())
+    codec = make_codec(EnvelopeBuilder(), pure=pure_python(os.environ))
     for batch in batches:
         accept_read(pipeline, codec, batch)
     start = time.process_time()
@@ -111,7 +117,7 @@ def main() -> None:
         f"pipeline, {len(lines):,} PRIVMSG lines in reads of {args.read}, best of "
         f"{args.rounds} ({platform.machine()}, {platform.python_version()}, process CPU time)"
     )
-    name = make_codec(EnvelopeBuilder()).name
+    name = make_codec(EnvelopeBuilder(), pure=pure_python(os.environ)).name
     c, s, d = min(convert), min(submit), min(drain)
     print(f"  convert ({name + ' codec.decode)':26s} {c:6.2f} us/msg")
     print(f"  decode + accept_many (+ window)     {s:6.2f} us/msg   window {s - c:5.2f}")

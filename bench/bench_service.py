@@ -26,12 +26,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ingress_egress.bus.base import Publisher
-from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.config import Settings, parse_irc_url, pure_python
 from ingress_egress.service import Service
 
 RESULTS = Path(__file__).parent / "results"
@@ -97,7 +96,7 @@ async def measure(
     while service.counters.received <= len(CHANNELS):
         if time.monotonic() > deadline:
             await service.stop()
-            raise RuntimeError(f"nothing received: {service.debug_snapshot()}")
+            raise RuntimeError(f"nothing received: {service.view.debug_snapshot()}")
         await asyncio.sleep(0.001)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     before = service.counters.received - 1  # what came before the first chat read
@@ -105,7 +104,7 @@ async def measure(
     while service.counters.published + service.counters.failed < expected:
         if time.monotonic() > deadline:
             await service.stop()
-            raise RuntimeError(f"stalled: {service.debug_snapshot()}")
+            raise RuntimeError(f"stalled: {service.view.debug_snapshot()}")
         await asyncio.sleep(0.005)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     counters = service.counters.as_dict()
@@ -128,8 +127,8 @@ async def measure(
 def run_case(driver: str, count: int, rate: float | None, nats_url: str) -> dict[str, Any]:
     sim, port = simulator(count, rate)
     try:
-        settings = replace(
-            Settings.from_env({}),
+        settings = Settings.from_env({}).replace(
+            ingress_egress_pure_python=pure_python(os.environ),
             message_bus_driver=driver,
             nats_url=nats_url,
             nats_stream=f"BENCH{int(time.time() * 1000)}",

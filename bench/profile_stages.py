@@ -17,14 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import platform
 import pstats
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from ingress_egress.config import pure_python
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -88,7 +90,9 @@ def stages(args: argparse.Namespace) -> None:
     for name, step, items in rows:
         print(f"    {name:40s} {best_us(step, items, args.rounds):7.2f} us/msg")
     codecs: list[IrcCodec] = [PythonCodec(EnvelopeBuilder())]
-    chosen = make_codec(EnvelopeBuilder())  # the native codec when the extension is built
+    chosen = make_codec(
+        EnvelopeBuilder(), pure=pure_python(os.environ)
+    )  # the native codec when the extension is built
     if chosen.name != codecs[0].name:
         codecs.append(chosen)
     reads = [lines[i : i + READ_LINES] for i in range(0, len(lines), READ_LINES)]
@@ -102,8 +106,8 @@ def stages(args: argparse.Namespace) -> None:
 
 def service(args: argparse.Namespace) -> None:
     def settings(port: int) -> Settings:
-        return replace(
-            Settings.from_env({}),
+        return Settings.from_env({}).replace(
+            ingress_egress_pure_python=pure_python(os.environ),
             message_bus_driver="memory",
             twitch_irc_url=parse_irc_url(f"irc://127.0.0.1:{port}"),
             twitch_channels=CHANNELS,

@@ -976,11 +976,13 @@ def main() -> None:
 
 # The codec the service would choose (service.hot_path), and why not C when it is Python.
 NATIVE_PROBE = """
+import os
 from ingress_egress import _native as n
+from ingress_egress.config import pure_python
 from ingress_egress.envelope import EnvelopeBuilder
-from ingress_egress.service import hot_path
+from ingress_egress.runtime.debug import hot_path
 from ingress_egress.sources.irc.codec import make_codec
-path = hot_path(make_codec(EnvelopeBuilder()))
+path = hot_path(make_codec(EnvelopeBuilder(), pure=pure_python(os.environ)))
 print(path + (f" ({n.IMPORT_ERROR})" if n.IMPORT_ERROR and path == "pure Python" else ""))
 """
 

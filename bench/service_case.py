@@ -17,10 +17,10 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_service import measure
 from ingress_egress.bus.base import SendResult
 from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.config import Settings, parse_irc_url, pure_python
 from ingress_egress.envelope import OutboundMessage
 from ingress_egress.service import Service
 from peers.recorder import chat_pair, peak_rss_mb
@@ -60,8 +60,8 @@ class StampingMemory(MemoryPublisher):
 
 
 def settings_for(args: argparse.Namespace, channels: tuple[str, ...]) -> Settings:
-    return replace(
-        Settings.from_env({}),
+    return Settings.from_env({}).replace(
+        ingress_egress_pure_python=pure_python(os.environ),
         message_bus_driver=args.driver,
         nats_url=args.nats_url,
         nats_stream=args.stream,
@@ -94,9 +94,9 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
     service = Service(settings_for(args, channels))
     t0 = time.perf_counter()
     await service.start()
-    while service.readiness():
+    while service.view.readiness():
         if time.perf_counter() - t0 > 120:
-            raise RuntimeError(f"not ready: {service.readiness()[:3]}")
+            raise RuntimeError(f"not ready: {service.view.readiness()[:3]}")
         await asyncio.sleep(0.01)
     ready_s = time.perf_counter() - t0
     await asyncio.sleep(args.settle)

@@ -27,13 +27,13 @@ def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusUnderTest
     """A real, empty bus of each kind, with a reader for what was published to it."""
     if request.param.startswith("nats"):
         server = NatsServer(tmp_path).start()
-        settings = Settings(
+        settings = Settings.defaults(
             message_bus_driver="nats",
             nats_url=server.url,
             nats_stream="INGRESS",
             nats_ack_mode="each" if request.param == "nats-ack-each" else "batch",
         )
-        reader = NatsHarness(server.url, "INGRESS", settings.ingress_subject)
+        reader = NatsHarness(server.url, "INGRESS", settings.bus.ingress_subject)
         try:
             yield BusUnderTest("nats", settings, reader.received)
         finally:

@@ -155,7 +155,7 @@ def test_a_long_bad_value_is_quoted_by_a_short_prefix() -> None:
 
 def test_spaces_around_commas_are_still_fine() -> None:
     settings = Settings.from_env({"TWITCH_CHANNELS": " #Forsen , xqc ,,lirik "})
-    assert settings.twitch_channels == ("forsen", "xqc", "lirik")
+    assert settings.twitch.channels == ("forsen", "xqc", "lirik")
 
 
 def test_nats_down_at_start_says_connection_refused_at_once(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
 from ingress_egress.bus.base import BusError
+from ingress_egress.bus.factory import pubsub_publisher
 from ingress_egress.bus.pubsub import PubSubPublisher, classify, message_attributes, topic_path
 from ingress_egress.config import Settings
 from ingress_egress.envelope import OutboundMessage
@@ -67,7 +68,7 @@ def expected_attributes(message: OutboundMessage) -> dict[str, str]:
 
 
 async def started(settings: Settings, **kwargs: Any) -> PubSubPublisher:
-    publisher = PubSubPublisher(settings, **kwargs)
+    publisher = pubsub_publisher(settings, **kwargs)
     await publisher.start()
     return publisher
 
@@ -111,7 +112,7 @@ async def test_interleaved_channels_arrive_complete_with_attributes_and_in_order
 async def test_missing_topic_without_create_flag_fails_start_with_reason(
     pubsub: PubSubHarness,
 ) -> None:
-    publisher = PubSubPublisher(pubsub.settings(pubsub_create_topic=False))
+    publisher = pubsub_publisher(pubsub.settings(pubsub_create_topic=False))
     with pytest.raises(BusError) as caught:
         await publisher.start()
     reason = str(caught.value)
@@ -147,11 +148,11 @@ async def test_create_flag_creates_missing_topic_and_accepts_existing(
 
 @pytest.mark.emulator
 async def test_invalid_topic_name_is_rejected_before_any_rpc(pubsub: PubSubHarness) -> None:
-    publisher = PubSubPublisher(pubsub.settings(bus_prefix="9"), topic="9x")
+    publisher = pubsub_publisher(pubsub.settings(bus_prefix="9"), topic="9x")
     with pytest.raises(BusError, match="invalid Pub/Sub topic id '9x'") as caught:
         await publisher.start()
     assert caught.value.permanent
-    no_project = PubSubPublisher(pubsub.settings(google_cloud_project=""))
+    no_project = pubsub_publisher(pubsub.settings(google_cloud_project=""))
     with pytest.raises(BusError, match="GOOGLE_CLOUD_PROJECT"):
         await no_project.start()
 
@@ -292,8 +293,8 @@ async def test_describe_has_state_and_no_secrets(pubsub: PubSubHarness) -> None:
 @pytest.mark.emulator
 async def test_topic_override_publishes_to_that_topic(pubsub: PubSubHarness) -> None:
     settings = pubsub.settings(pubsub_create_topic=True)
-    publisher = await started(settings, topic=settings.dlq_subject)
-    assert publisher.describe()["topic"] == topic_path(pubsub.project, settings.dlq_subject)
+    publisher = await started(settings, topic=settings.bus.dlq_subject)
+    assert publisher.describe()["topic"] == topic_path(pubsub.project, settings.bus.dlq_subject)
     assert publisher.describe()["topic"].endswith(f"{pubsub.prefix}internal.ingress.dlq.v1")
     assert not pubsub.topic_exists()  # the ingress topic was not touched
     await publisher.close()

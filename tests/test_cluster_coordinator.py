@@ -14,16 +14,16 @@ import pytest
 from ingress_egress.cluster import ClusterConfig, ClusterCoordinator
 from ingress_egress.cluster.assignment import readers_of
 from ingress_egress.cluster.store import MemoryStore
-from ingress_egress.observability.state import ChatState, ErrorLog
+from ingress_egress.status import ChatState, ErrorLog
 
 CHANNELS = tuple(f"ch{i}" for i in range(60))
 
 
 class Source:
-    """What the pool does with ``change``: wanted follows at once, joined when confirmed."""
+    """What the pool does with ``change``: reading follows at once, joined when confirmed."""
 
     def __init__(self) -> None:
-        self.state = ChatState(transport="irc", identity="anonymous", wanted=())
+        self.state = ChatState(transport="irc", identity="anonymous")
         self.parts: list[str] = []
         self.joins: list[str] = []
 
@@ -33,11 +33,11 @@ class Source:
         self.joins.extend(add)
         for channel in remove:
             self.state.lose_joined(channel)
-        kept = tuple(c for c in self.state.wanted if c not in gone)
-        self.state.set_wanted(kept + tuple(c for c in add if c not in kept))
+        kept = tuple(c for c in self.state.reading if c not in gone)
+        self.state.set_reading(kept + tuple(c for c in add if c not in kept))
 
     def confirm_all(self) -> None:
-        for channel in self.state.wanted:
+        for channel in self.state.reading:
             if channel not in self.state.joined:
                 self.state.confirm_joined(channel)
 
@@ -57,7 +57,7 @@ class Member:
 
     @property
     def reading(self) -> set[str]:
-        return set(self.source.state.wanted)
+        return set(self.source.state.reading)
 
     async def start(self) -> None:
         await self.coordinator._connect()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import random
-import subprocess
 import sys
 from typing import Any
 
@@ -24,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingress_egress import _native
+from ingress_egress.config import Settings
 from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import LineIds, stable_uuid
 from ingress_egress.simulator import TrafficGenerator
@@ -218,15 +217,12 @@ def test_make_codec_chooses_the_native_codec_unless_told_not_to() -> None:
     assert make_codec(Custom()).name == "python"  # a subclass may build chat differently
 
 
-def test_the_pure_python_switch_keeps_the_extension_out() -> None:
-    code = (
-        "from ingress_egress import _native; from ingress_egress.envelope import EnvelopeBuilder;"
-        "from ingress_egress.sources.irc.codec import make_codec;"
-        "print(_native.speedups is None, make_codec(EnvelopeBuilder()).name)"
-    )
-    env = {**os.environ, "INGRESS_EGRESS_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["True", "python"], out.stderr
+def test_the_pure_python_switch_is_a_setting_the_codec_choice_follows() -> None:
+    for value, pure in (("1", True), ("yes", True), ("0", False), ("", False)):
+        configured = Settings.from_env({"INGRESS_EGRESS_PURE_PYTHON": value})
+        assert configured.runtime.pure_python is pure
+        codec = make_codec(EnvelopeBuilder(), pure=configured.runtime.pure_python)
+        assert codec.name == ("python" if pure else "native")
 
 
 def test_direct_path_refuses_what_it_cannot_mirror() -> None:

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from ingress_egress.config import ConfigError, Settings, parse_channels
+from ingress_egress.config import VARIABLES, ConfigError, Settings, parse_channels
+from ingress_egress.config.settings import read_variable
 
 
 def test_defaults() -> None:
     settings = Settings.from_env({})
-    assert settings.message_bus_driver == "stdout"
-    assert settings.nats_url == "nats://127.0.0.1:4222"
-    assert settings.ingress_subject == "internal.ingress.v1"
-    assert settings.identity == "anonymous"
-    assert str(settings.twitch_irc_url) == "ircs://irc.chat.twitch.tv:6697"
-    assert (settings.irc_reconnect_initial_ms, settings.irc_reconnect_max_ms) == (1000, 30000)
-    assert settings.publish_max_retries == 5
-    assert settings.port == 8080
+    assert settings.bus.driver == "stdout"
+    assert settings.bus.nats_url == "nats://127.0.0.1:4222"
+    assert settings.bus.ingress_subject == "internal.ingress.v1"
+    assert settings.twitch.identity == "anonymous"
+    assert str(settings.twitch.irc_url) == "ircs://irc.chat.twitch.tv:6697"
+    assert (settings.twitch.reconnect_initial_ms, settings.twitch.reconnect_max_ms) == (1000, 30000)
+    assert settings.delivery.max_retries == 5
+    assert settings.http.port == 8080
 
 
 def test_prefix_and_channels() -> None:
     settings = Settings.from_env(
         {"BUS_PREFIX": "dev.", "TWITCH_CHANNELS": " #Forsen, xqc ,,#forsen,LIRIK"}
     )
-    assert settings.ingress_subject == "dev.internal.ingress.v1"
-    assert settings.dlq_subject == "dev.internal.ingress.dlq.v1"
-    assert settings.twitch_channels == ("forsen", "xqc", "lirik")
+    assert settings.bus.ingress_subject == "dev.internal.ingress.v1"
+    assert settings.bus.dlq_subject == "dev.internal.ingress.dlq.v1"
+    assert settings.twitch.channels == ("forsen", "xqc", "lirik")
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,7 @@ def test_prefix_and_channels() -> None:
     ],
 )
 def test_irc_urls(url: str, expected: str) -> None:
-    endpoint = Settings.from_env({"TWITCH_IRC_URL": url}).twitch_irc_url
+    endpoint = Settings.from_env({"TWITCH_IRC_URL": url}).twitch.irc_url
     assert str(endpoint).rstrip("/") == expected.rstrip("/")
 
 
@@ -115,3 +117,53 @@ def test_firestore_without_client_secret_is_one_clear_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("configuration error: TWITCH_CLIENT_SECRET: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_group_is_built_from_the_table_alone() -> None:
+    """Each settings group's fields are exactly its table rows: a default lives in one place."""
+    settings = Settings.from_env({})
+    for group in dataclasses.fields(Settings):
+        declared = {v.field for v in VARIABLES if v.group == group.name}
+        built = {f.name for f in dataclasses.fields(getattr(settings, group.name))}
+        assert declared == built, group.name
+    for variable in VARIABLES:
+        value = getattr(getattr(settings, variable.group), variable.field)
+        assert isinstance(value, variable.kind.python_type), variable.name
+    names = [v.name for v in VARIABLES]
+    assert len(names) == len(set(names))
+
+
+def test_the_instance_id_is_generated_once_per_settings() -> None:
+    settings = Settings.from_env({})
+    assert settings.cluster.instance_id.startswith("ie-")
+    assert settings.replace(port=0).cluster.instance_id == settings.cluster.instance_id
+    assert Settings.from_env({"INSTANCE_ID": "node-1"}).cluster.instance_id == "node-1"
+
+
+def test_credentials_tuning_is_read_with_the_rest() -> None:
+    settings = Settings.from_env(
+        {"TWITCH_TOKEN_REFRESH_LEASE_S": "0", "TWITCH_OAUTH_TIMEOUT_S": "2.5"}
+    )
+    assert settings.credentials.refresh_lease_s == 0.0
+    assert settings.credentials.oauth_timeout_s == 2.5
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"TWITCH_OAUTH_TIMEOUT_S": "soon"})
+    assert str(caught.value) == (
+        "configuration error: TWITCH_OAUTH_TIMEOUT_S: must be a number of seconds, got 'soon'"
+    )
+
+
+def test_replace_takes_variable_names_and_checks_types() -> None:
+    settings = Settings.defaults(message_bus_driver="memory", irc_connect_interval_ms=20)
+    assert settings.bus.driver == "memory" and settings.irc_scale.connect_interval_ms == 20
+    assert settings.spool.directory == ""  # built in code: no spool unless asked for
+    with pytest.raises(TypeError):
+        settings.replace(no_such_variable=1)
+    with pytest.raises(TypeError):
+        settings.replace(port="80")
+    assert settings.replace(twitch_token_refresh_lease_s=0).credentials.refresh_lease_s == 0.0
+
+
+def test_one_variable_alone() -> None:
+    assert read_variable({}, "LOG_LEVEL", default="warning") == "WARNING"
+    assert read_variable({"LOG_LEVEL": "debug"}, "LOG_LEVEL", default="warning") == "DEBUG"

@@ -901,17 +901,16 @@ async def test_factory_builds_a_working_provider(
     db: AsyncClient, twitch: TwitchOAuthMock, firestore_env: FirestoreEmulator
 ) -> None:
     access, _ = await seed(db, twitch)
-    settings = Settings(
+    settings = Settings.defaults(
         google_cloud_project=firestore_env.project,
         twitch_bot_username=LOGIN,
         twitch_client_id=twitch.client_id,
         twitch_client_secret=twitch.client_secret,
         twitch_oauth_url=twitch.base_url,
         firestore_tokens_collection=COLLECTION,
+        firestore_emulator_host=firestore_env.host_port,
     )
-    provider = build_credentials_provider(
-        settings, {"FIRESTORE_EMULATOR_HOST": firestore_env.host_port}
-    )
+    provider = build_credentials_provider(settings)
     assert isinstance(provider, FirestoreCredentialsProvider)
     await provider.start()
     try:

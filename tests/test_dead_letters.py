@@ -11,7 +11,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from ingress_egress.bus.base import BusError
-from ingress_egress.bus.pubsub import PubSubPublisher
+from ingress_egress.bus.factory import pubsub_publisher
 from ingress_egress.config import Settings
 from ingress_egress.envelope import OutboundMessage
 from ingress_egress.pipeline.dead_letters import (
@@ -41,11 +41,13 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
 ) -> None:
     server = NatsServer(tmp_path, config="max_payload: 4096\n").start()
     try:
-        base = Settings(message_bus_driver="nats", nats_url=server.url, nats_ack_mode=ack_mode)
+        base = Settings.defaults(
+            message_bus_driver="nats", nats_url=server.url, nats_ack_mode=ack_mode
+        )
         if finalizer_stream:
             nc = await nats.connect(server.url)
             await nc.jetstream().add_stream(
-                StreamConfig(name="FINALIZER", subjects=[base.finalizer_subject])
+                StreamConfig(name="FINALIZER", subjects=[base.bus.finalizer_subject])
             )
             await nc.close()
         lines = [privmsg(1, "before"), privmsg(2, "x" * 5000), privmsg(3, "after")]
@@ -63,7 +65,7 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
                 )
                 counters = service.counters
                 assert (counters.failed, counters.dead_lettered) == (1, 1)
-                debug = service.debug_snapshot()
+                debug = service.view.debug_snapshot()
                 assert debug["counters"]["deadLettered"] == 1
                 assert any(e["code"] == "publish_failed" for e in debug["recentErrors"])
                 if finalizer_stream:
@@ -73,29 +75,29 @@ async def test_an_oversize_envelope_is_dead_lettered_with_its_reason(
                     assert (
                         "no JetStream stream" in debug["queue"]["deadLetters"]["finalizerLastError"]
                     )
-        (dead,) = await NatsHarness(server.url, "INGRESS", base.dlq_subject).received(1)
+        (dead,) = await NatsHarness(server.url, "INGRESS", base.bus.dlq_subject).received(1)
         record = json.loads(dead.data)
         assert record["type"] == DLQ_RECORD_TYPE
         assert "max_payload" in record["reason"]
         assert record["permanent"] is True
         assert record["messageId"] == "aaaaaaaa-0000-4000-8000-000000000002"
-        assert record["destination"] == base.ingress_subject
+        assert record["destination"] == base.bus.ingress_subject
         assert record["envelope"] is None  # too large to embed: described instead
         assert record["envelopeBytes"] > 4096
         assert record["envelopePreview"].startswith("{")
         assert dead.attributes["Nats-Msg-Id"] == f"dlq:{record['messageId']}"
-        stored = await NatsHarness(server.url, "INGRESS", base.ingress_subject).received(3)
+        stored = await NatsHarness(server.url, "INGRESS", base.bus.ingress_subject).received(3)
         texts = [json.loads(m.data)["payload"].get("text") for m in stored]
         assert texts[-2:] == ["before", "after"]  # order kept around the rejected one
         if finalizer_stream:
-            (status,) = await NatsHarness(server.url, "FINALIZER", base.finalizer_subject).received(
-                1
-            )
+            (status,) = await NatsHarness(
+                server.url, "FINALIZER", base.bus.finalizer_subject
+            ).received(1)
             body = json.loads(status.data)
             assert body["type"] == FAILURE_STATUS_TYPE
             assert body["status"] == "failed"
             assert body["messageId"] == record["messageId"]
-            assert body["deadLetter"] == base.dlq_subject
+            assert body["deadLetter"] == base.bus.dlq_subject
             assert "max_payload" in body["reason"]
     finally:
         server.stop()
@@ -126,23 +128,29 @@ async def test_pubsub_side_destinations_reachable_or_permanently_not(pubsub) -> 
     does not exist (no finalizer deployed) is a permanent, countable failure."""
     settings = pubsub.settings()
     pubsub.create_topic()
-    dlq_topic = f"projects/{pubsub.project}/topics/{settings.dlq_subject}"
+    dlq_topic = f"projects/{pubsub.project}/topics/{settings.bus.dlq_subject}"
     pubsub.publisher.create_topic(request={"name": dlq_topic})
     subscription = f"projects/{pubsub.project}/subscriptions/{pubsub.prefix}dlq"
     pubsub.subscriber.create_subscription(request={"name": subscription, "topic": dlq_topic})
     pubsub.subscription = subscription
-    publisher = PubSubPublisher(settings)
+    publisher = pubsub_publisher(settings)
     await publisher.start()
     try:
         await publisher.publish_to(
-            settings.dlq_subject, b'{"type":"x"}', message_id="dlq:m1", event_type=DLQ_RECORD_TYPE
+            settings.bus.dlq_subject,
+            b'{"type":"x"}',
+            message_id="dlq:m1",
+            event_type=DLQ_RECORD_TYPE,
         )
         (got,) = await pubsub.received(1, 30)
         assert got.data == b'{"type":"x"}'
         assert got.attributes == {"id": "dlq:m1", "type": DLQ_RECORD_TYPE}
         with pytest.raises(BusError) as failure:
             await publisher.publish_to(
-                settings.finalizer_subject, b"{}", message_id="f", event_type=FAILURE_STATUS_TYPE
+                settings.bus.finalizer_subject,
+                b"{}",
+                message_id="f",
+                event_type=FAILURE_STATUS_TYPE,
             )
         assert failure.value.permanent
         assert "does not exist" in str(failure.value)

@@ -35,7 +35,7 @@ async def test_a_30s_outage_at_1000_msgs_loses_nothing_and_keeps_order(tmp_path:
     count = 40_000
     server = NatsServer(tmp_path).start()
     try:
-        base = Settings(
+        base = Settings.defaults(
             message_bus_driver="nats",
             nats_url=server.url,
             spool_dir=str(tmp_path / "spool"),
@@ -53,7 +53,7 @@ async def test_a_30s_outage_at_1000_msgs_loses_nothing_and_keeps_order(tmp_path:
                 held = service.pipeline.describe()
                 # 30 s of chat is waiting: the window is full, the rest is in the spool.
                 assert sim.sent_count - sent_at_kill > 20_000
-                assert held["window"] <= settings.queue_max_messages
+                assert held["window"] <= settings.delivery.queue_max_messages
                 assert held["spool"]["records"] > 20_000
                 assert held["spool"]["oldestAgeSeconds"] >= 25
                 assert service.counters.spilled > 10_000
@@ -78,7 +78,7 @@ async def test_a_slow_bus_keeps_twitch_connected_and_memory_bounded(tmp_path: Pa
     server = NatsServer(tmp_path).start()
     try:
         async with SlowProxy(server.port, delay_s=1.5) as proxy:
-            base = Settings(
+            base = Settings.defaults(
                 message_bus_driver="nats",
                 nats_url=proxy.url,
                 spool_dir=str(tmp_path / "spool"),
@@ -100,7 +100,7 @@ async def test_a_slow_bus_keeps_twitch_connected_and_memory_bounded(tmp_path: Pa
                     assert peak_in_flight <= 128
                     assert service.counters.spilled > 1000
                     assert service.state.connected and service.state.reconnects == 0
-                    assert service.loop_lag_s() < 1.0
+                    assert service.view.loop_lag_s() < 1.0
                     # Back-pressure is visible: /_debug/twitch and /metrics.
                     debug = (await get(service, "/_debug/twitch")).json()
                     assert debug["queue"]["spool"]["records"] > 1000
@@ -130,7 +130,7 @@ async def test_a_slow_bus_keeps_twitch_connected_and_memory_bounded(tmp_path: Pa
 async def test_a_full_spool_refuses_loudly_and_keeps_what_it_took(tmp_path: Path) -> None:
     server = NatsServer(tmp_path).start()
     try:
-        base = Settings(
+        base = Settings.defaults(
             message_bus_driver="nats",
             nats_url=server.url,
             spool_dir=str(tmp_path / "spool"),
@@ -166,7 +166,7 @@ async def test_an_unusable_spool_dir_is_reported_and_the_service_still_publishes
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    base = Settings(message_bus_driver="memory", spool_dir=str(blocker / "spool"))
+    base = Settings.defaults(message_bus_driver="memory", spool_dir=str(blocker / "spool"))
     async with ChatSimulator(count=50, rate=1000) as sim:
         service = Service(settings_for(base, sim.port, CHANNELS))
         await service.start()
@@ -199,7 +199,7 @@ async def test_a_burst_with_a_healthy_bus_never_spills_to_the_spool(tmp_path: Pa
     count = 200_000
     proc, _, port = start_simulator_cli("--count", str(count), "--prebuilt")
     try:
-        base = Settings(message_bus_driver="memory", spool_dir=str(tmp_path / "spool"))
+        base = Settings.defaults(message_bus_driver="memory", spool_dir=str(tmp_path / "spool"))
         settings = settings_for(base, port, CHANNELS)
         with pinned_to_one_cpu():
             async with running(settings) as service:

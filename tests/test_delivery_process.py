@@ -17,7 +17,7 @@ from tests.support.serve import Serve, idle
 from tests.support.slow_proxy import SlowProxy
 
 pytestmark = pytest.mark.timeout(300)
-SETTINGS = Settings(message_bus_driver="nats")
+SETTINGS = Settings.defaults(message_bus_driver="nats")
 
 
 async def test_sigterm_under_load_exits_in_time_and_the_restart_drains_the_spool(

@@ -97,7 +97,7 @@ def test_the_build_stage_copies_every_build_input() -> None:
 
 
 def test_port_is_the_same_everywhere() -> None:
-    default_port = Settings.from_env({}).port
+    default_port = Settings.from_env({}).http.port
     assert f"PORT={default_port}" in DOCKERFILE and f"EXPOSE {default_port}" in DOCKERFILE
     assert ARCHITECTURE["service"]["deploy"]["port"] == default_port
 
@@ -155,7 +155,7 @@ def test_cloudbuild_deploys_a_fixed_always_on_cluster() -> None:
     assert args[:3] == ["run", "deploy", "${_SERVICE}"]
     count = int(flag(args, "--min-instances"))
     assert flag(args, "--max-instances") == str(count)
-    assert count >= Settings().cluster_replicas + 1
+    assert count >= Settings.defaults().cluster.replicas + 1
     assert "--no-cpu-throttling" in args
     deploy = ARCHITECTURE["service"]["deploy"]
     assert (deploy["minInstances"], deploy["maxInstances"], deploy["cpuThrottling"]) == (
@@ -172,7 +172,7 @@ def test_cloudbuild_memory_holds_a_full_spool_and_the_process() -> None:
 
     memory = flag(deploy_args(), "--memory")
     assert memory.endswith("Gi")
-    assert int(memory[:-2]) * 2**30 >= Settings().spool_max_bytes + 512 * 2**20
+    assert int(memory[:-2]) * 2**30 >= Settings.defaults().spool.max_bytes + 512 * 2**20
     assert ARCHITECTURE["service"]["deploy"]["memory"] == memory
 
 

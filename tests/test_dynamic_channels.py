@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -29,7 +28,7 @@ from tests.support.service import eventually, running, settings_for
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "admin_canary_0123456789abcdef"
-BASE = Settings(message_bus_driver="memory", irc_connect_interval_ms=20)
+BASE = Settings.defaults(message_bus_driver="memory", irc_connect_interval_ms=20)
 
 
 def admin_client(port: int, token: str | None = TOKEN) -> httpx.AsyncClient:
@@ -46,7 +45,7 @@ async def test_admin_routes_are_disabled_without_a_token() -> None:
             ):
                 assert response.status_code == 403
                 assert response.json() == {"status": "disabled"}
-        assert s.state.wanted == ("one",)
+        assert s.state.reading == ("one",)
 
 
 async def test_admin_route_adds_and_removes_channels_without_a_restart(
@@ -105,7 +104,7 @@ def test_channels_file_is_read_and_errors_name_the_variable(tmp_path: Path) -> N
     path.write_text("# the channels we read\nAlpha\n#beta, gamma\n\n")
     assert read_channels_file(str(path)) == ("alpha", "beta", "gamma")
     env = {"TWITCH_CHANNELS": "ignored", "TWITCH_CHANNELS_FILE": str(path)}
-    assert Settings.from_env(env).twitch_channels == ("alpha", "beta", "gamma")
+    assert Settings.from_env(env).twitch.channels == ("alpha", "beta", "gamma")
     assert channel_list({"TWITCH_CHANNELS": "x,y"}) == ("x", "y")
     path.write_text("ok\nnot a login!\n")
     with pytest.raises(ConfigError) as error:
@@ -117,9 +116,9 @@ def test_channels_file_is_read_and_errors_name_the_variable(tmp_path: Path) -> N
 
 def test_admin_token_is_a_secret() -> None:
     settings = Settings.from_env({"ADMIN_TOKEN": TOKEN})
-    assert settings.admin_token == TOKEN
+    assert settings.http.admin_token == TOKEN
     assert TOKEN not in repr(settings)
-    assert replace(settings, admin_token="").admin_token == ""
+    assert settings.replace(admin_token="").http.admin_token == ""
 
 
 async def test_sighup_rereads_the_channels_file(tmp_path: Path) -> None:
@@ -198,7 +197,7 @@ async def test_channels_follow_a_firestore_document(firestore_env: FirestoreEmul
         )
         async with running(settings, publisher=MemoryPublisher()) as s:
             await eventually(lambda: s.state.joined == {"one", "two"}, 20, "document's list")
-            assert s.state.wanted == ("one", "two")
+            assert s.state.reading == ("one", "two")
             assert [c for _, c in sim.parts] == ["zero"]
 
             await doc.set({"channels": ["two", "three"]})
@@ -214,7 +213,7 @@ async def test_channels_follow_a_firestore_document(firestore_env: FirestoreEmul
             await asyncio.sleep(0.5)  # several polls
             codes = [e["code"] for e in s.errors.entries]
             assert codes.count("channels_doc_invalid") == 1
-            assert s.state.wanted == ("two", "three")
+            assert s.state.reading == ("two", "three")
             assert s.state.reconnects == 0
     assert [c for _, c in sim.joins].count("two") == 1  # never rejoined
 
@@ -227,4 +226,4 @@ def test_channels_document_shape() -> None:
     with pytest.raises(ConfigError, match="TWITCH_CHANNELS_FIRESTORE_DOC"):
         Settings.from_env({"TWITCH_CHANNELS_FIRESTORE_DOC": "just_a_collection"})
     env = {"TWITCH_CHANNELS_FIRESTORE_DOC": "/cfg/channels/"}
-    assert Settings.from_env(env).twitch_channels_firestore_doc == "cfg/channels"
+    assert Settings.from_env(env).twitch.channels_firestore_doc == "cfg/channels"

@@ -17,9 +17,9 @@ EVENTSUB = {
 
 def test_irc_stays_the_default() -> None:
     settings = Settings.from_env({})
-    assert settings.twitch_source == "irc"
-    assert settings.twitch_eventsub_ws_url == "wss://eventsub.wss.twitch.tv/ws"
-    assert settings.twitch_helix_url == "https://api.twitch.tv/helix"
+    assert settings.twitch.source == "irc"
+    assert settings.twitch.eventsub_ws_url == "wss://eventsub.wss.twitch.tv/ws"
+    assert settings.twitch.helix_url == "https://api.twitch.tv/helix"
 
 
 def test_eventsub_with_everything_it_needs() -> None:
@@ -28,14 +28,14 @@ def test_eventsub_with_everything_it_needs() -> None:
         "TWITCH_HELIX_URL": "http://127.0.0.1:8080/mock/",
     }
     settings = Settings.from_env(env)
-    assert settings.twitch_source == "eventsub"
-    assert settings.twitch_eventsub_ws_url == "ws://127.0.0.1:8080/ws"
-    assert settings.twitch_helix_url == "http://127.0.0.1:8080/mock"
+    assert settings.twitch.source == "eventsub"
+    assert settings.twitch.eventsub_ws_url == "ws://127.0.0.1:8080/ws"
+    assert settings.twitch.helix_url == "http://127.0.0.1:8080/mock"
 
 
 def test_tokens_from_firestore_are_enough() -> None:
     env = {k: v for k, v in EVENTSUB.items() if k != "TWITCH_OAUTH_TOKEN"}
-    assert Settings.from_env(env | {"GOOGLE_CLOUD_PROJECT": "p"}).twitch_source == "eventsub"
+    assert Settings.from_env(env | {"GOOGLE_CLOUD_PROJECT": "p"}).twitch.source == "eventsub"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_more_than_one_socket_holds_needs_only_the_client_secret() -> None:
     channels = ",".join(f"c{n}" for n in range(51))
     env = EVENTSUB | {"TWITCH_CHANNELS": channels, "TWITCH_CLIENT_SECRET": "app-secret"}
     settings = Settings.from_env(env)
-    assert len(settings.twitch_channels) == 51  # read over a conduit (sources/eventsub)
+    assert len(settings.twitch.channels) == 51  # read over a conduit (sources/eventsub)
 
 
 def test_the_channel_limit_is_the_sources() -> None:

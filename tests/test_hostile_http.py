@@ -28,7 +28,7 @@ from tests.support.processes import free_port
 from tests.support.service import eventually, get, running, settings_for
 
 pytestmark = pytest.mark.timeout(120)
-BASE = Settings(message_bus_driver="memory")
+BASE = Settings.defaults(message_bus_driver="memory")
 
 
 @contextmanager
@@ -77,7 +77,7 @@ async def test_slow_clients_are_cut_after_the_request_deadline(
             cut = await asyncio.to_thread(lambda: [closed_by_server(sock, 3.0) for sock in sockets])
             assert all(cut)
             assert (await get(service, "/healthz")).status_code == 200
-            assert service.debug_snapshot()["http"]["timedOut"] >= 50
+            assert service.view.debug_snapshot()["http"]["timedOut"] >= 50
 
 
 async def test_a_slow_body_is_cut_too_but_a_slow_app_is_not(

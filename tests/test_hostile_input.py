@@ -100,14 +100,14 @@ def test_each_bad_line_is_its_own_error_and_the_rest_converts(name: str) -> None
 
 
 @pytest.mark.parametrize("name", CODECS)
-async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The service's make_codec reads the switch when the service is built.
-    monkeypatch.setattr(_native, "FORCE_PURE_PYTHON", name == "python")
+async def test_a_read_keeps_its_valid_lines_through_the_real_read_path(name: str) -> None:
+    # The composition root passes the switch (INGRESS_EGRESS_PURE_PYTHON) to make_codec.
     publisher = MemoryPublisher()
+    base = Settings.defaults(
+        message_bus_driver="memory", ingress_egress_pure_python=name == "python"
+    )
     async with ChatSimulator(replay_lines=READ) as sim:
-        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        settings = settings_for(base, sim.port, ("one",))
         async with running(settings, publisher=publisher) as service:
             assert service.codec is not None and service.codec.name == name
             await eventually(lambda: service.counters.parse_errors >= len(BAD), what="errors")
@@ -237,11 +237,11 @@ async def test_an_oversized_line_is_counted_and_the_read_loop_goes_on() -> None:
     ]
     publisher = MemoryPublisher()
     async with ChatSimulator(replay_lines=lines) as sim:
-        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        settings = settings_for(Settings.defaults(message_bus_driver="memory"), sim.port, ("one",))
         async with running(settings, publisher=publisher) as service:
             await eventually(lambda: service.counters.published >= 2, what="good lines")
             await eventually(lambda: service.counters.oversized_lines == 1, what="counted")
-            debug = service.debug_snapshot()
+            debug = service.view.debug_snapshot()
             assert debug["counters"]["oversizedLines"] == 1
             assert any(e["code"] == "oversized_line" for e in debug["recentErrors"])
             assert service.state.connected
@@ -273,11 +273,11 @@ def test_an_envelope_is_bounded_by_the_line_limit() -> None:
 async def test_unknown_commands_are_counted() -> None:
     lines = [privmsg(1, "good-1"), ":tmi.twitch.tv FOO #one :x", ":x BAR", privmsg(2, "good-2")]
     async with ChatSimulator(replay_lines=lines) as sim:
-        settings = settings_for(Settings(message_bus_driver="memory"), sim.port, ("one",))
+        settings = settings_for(Settings.defaults(message_bus_driver="memory"), sim.port, ("one",))
         async with running(settings) as service:
             await eventually(lambda: service.counters.published >= 2, what="good lines")
             await eventually(lambda: service.counters.unknown_commands == 2, what="counted")
-            assert service.debug_snapshot()["counters"]["unknownCommands"] == 2
+            assert service.view.debug_snapshot()["counters"]["unknownCommands"] == 2
             metrics = (await get(service, "/metrics")).text
             assert "ingress_twitch_unknown_commands_total 2.0" in metrics
 

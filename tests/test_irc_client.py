@@ -5,13 +5,13 @@ Each test checks what the service delivered against what the simulator sent.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import replace
 
 import pytest
 
 from ingress_egress.bus.memory import MemoryPublisher
-from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.config import Settings, parse_irc_url, pure_python
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.client import JoinLimiter, join_lines
@@ -19,7 +19,7 @@ from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(120)
-BASE = Settings(message_bus_driver="memory")
+BASE = Settings.defaults(message_bus_driver="memory")
 
 
 async def test_anonymous_login_joins_and_answers_ping() -> None:
@@ -147,7 +147,7 @@ async def test_websocket_transport_delivers_the_same_messages() -> None:
     async with ChatSimulator(count=150, rate=1000, ws_port=0) as sim:
         publisher = MemoryPublisher()
         settings = settings_for(BASE, sim.port, ("one", "two"))
-        settings = replace(settings, twitch_irc_url=parse_irc_url(f"ws://127.0.0.1:{sim.ws_port}"))
+        settings = settings.replace(twitch_irc_url=parse_irc_url(f"ws://127.0.0.1:{sim.ws_port}"))
         async with running(settings, publisher=publisher) as service:
             await wait_status(service, "/readyz", 200)
             assert await sim.wait_sent(150, timeout=30)
@@ -166,6 +166,6 @@ async def test_debug_reports_which_hot_path_runs() -> None:
             debug = await wait_status(service, "/_debug/twitch", 200)
             codec = service.codec
     # The native codec wherever the extension is loaded: never a silent fallback to Python.
-    native = _native.speedups is not None and not _native.FORCE_PURE_PYTHON
+    native = _native.speedups is not None and not pure_python(os.environ)
     assert codec is not None and codec.name == ("native" if native else "python")
     assert debug["hotPath"] == ("C (native codec)" if native else "pure Python")

@@ -23,7 +23,7 @@ from tests.support.delivery import published_chat_ids, sent_ids
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(120)
-BASE = Settings(message_bus_driver="memory", irc_connect_interval_ms=20)
+BASE = Settings.defaults(message_bus_driver="memory", irc_connect_interval_ms=20)
 
 
 async def all_chat_published(publisher: MemoryPublisher, sim: ChatSimulator) -> None:

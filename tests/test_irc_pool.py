@@ -21,12 +21,12 @@ from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.credentials import StaticTokenProvider
 from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.types import MESSAGE
-from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.simulator import ChatSimulator, Faults
 from ingress_egress.sources.irc.codec import make_codec
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.pool import ChatPool, PoolLimits
 from ingress_egress.sources.irc.transport import open_transport
+from ingress_egress.status import ChatState, Counters, ErrorLog
 from tests.support.service import eventually, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(180)
@@ -40,7 +40,7 @@ async def test_a_thousand_channels_join_across_the_pool_without_breaching_the_li
     async with ChatSimulator(count=3000, rate=3000, faults=faults) as sim:
         publisher = MemoryPublisher()
         settings = settings_for(
-            Settings(message_bus_driver="memory"),
+            Settings.defaults(message_bus_driver="memory"),
             sim.port,
             channels,
             twitch_bot_username="bigbot",
@@ -83,7 +83,7 @@ async def test_rejoins_after_drops_share_the_join_limit_with_first_joins() -> No
     async with ChatSimulator(count=1500, rate=1500, faults=faults) as sim:
         publisher = MemoryPublisher()
         settings = settings_for(
-            Settings(message_bus_driver="memory"),
+            Settings.defaults(message_bus_driver="memory"),
             sim.port,
             channels,
             twitch_bot_username="midbot",
@@ -146,7 +146,7 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
     # The codec the service would choose (C or Python), wired as the service wires it.
     codec = make_codec(EnvelopeBuilder())
     async with ChatSimulator(rate=None, faults=faults, record=False, batch_size=1) as sim:
-        state = ChatState(transport="irc", identity="anonymous", wanted=())
+        state = ChatState(transport="irc", identity="anonymous")
         pool = ChatPool(
             endpoint=parse_irc_url(f"irc://127.0.0.1:{sim.port}"),
             channels=("cycle",),
@@ -208,6 +208,6 @@ def snapshot() -> tracemalloc.Snapshot:
     """Allocations made by the chat source and its state, not by the simulator or pytest."""
     keep = [
         tracemalloc.Filter(True, "*/ingress_egress/sources/*"),
-        tracemalloc.Filter(True, "*/ingress_egress/observability/state.py"),
+        tracemalloc.Filter(True, "*/ingress_egress/status/*.py"),
     ]
     return tracemalloc.take_snapshot().filter_traces(keep)

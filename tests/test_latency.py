@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingress_egress.pipeline.latency import LatencyHistogram
+from ingress_egress.status import LatencyHistogram
 
 SECONDS = st.floats(min_value=-1.0, max_value=1_000.0, allow_nan=False)
 

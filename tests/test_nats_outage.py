@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ COUNT = 1500
 async def test_bus_outage_loses_nothing_and_duplicates_nothing(
     nats_server: NatsServer, ack_mode: str, spooled: bool, tmp_path: Path
 ) -> None:
-    base = Settings(
+    base = Settings.defaults(
         message_bus_driver="nats",
         nats_url=nats_server.url,
         nats_ack_mode=ack_mode,
@@ -43,7 +42,7 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
             await eventually(lambda: service.counters.published >= 300, 30, "first acks")
             nats_server.kill()
             await eventually(lambda: not service.publisher.connected, 10, "bus seen down")
-            assert "bus not connected" in " ".join(service.readiness())
+            assert "bus not connected" in " ".join(service.view.readiness())
             await asyncio.sleep(2.0)
             nats_server.start()
             assert await sim.wait_sent(COUNT, timeout=60)
@@ -59,7 +58,7 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
                 "all acked",
             )
             assert service.counters.failed == 0
-    stored = await NatsHarness(nats_server.url, "INGRESS", base.ingress_subject).received(
+    stored = await NatsHarness(nats_server.url, "INGRESS", base.bus.ingress_subject).received(
         COUNT + len(CHANNELS)
     )
     ids = [json.loads(item.data)["id"] for item in stored]
@@ -76,4 +75,4 @@ async def test_bus_outage_loses_nothing_and_duplicates_nothing(
 
 
 def test_settings_default_to_batched_acks() -> None:
-    assert replace(Settings()).nats_ack_mode == "batch"
+    assert Settings.defaults().bus.nats_ack_mode == "batch"

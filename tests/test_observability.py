@@ -27,7 +27,7 @@ from ingress_egress.simulator import ChatSimulator
 from tests.support.service import eventually, get, running, settings_for, wait_status
 
 pytestmark = pytest.mark.timeout(120)
-BASE = Settings(message_bus_driver="memory")
+BASE = Settings.defaults(message_bus_driver="memory")
 
 
 def otel_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -183,17 +183,17 @@ async def test_telemetry_is_off_by_default_and_the_pipeline_gets_no_hook() -> No
 
 
 def test_otel_variables_choose_exporters() -> None:
-    assert Settings.from_env({}).otel_traces_exporter == "none"
+    assert Settings.from_env({}).telemetry.traces_exporter == "none"
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
-    assert Settings.from_env(env).otel_traces_exporter == "otlp"
-    assert Settings.from_env(env).otel_metrics_exporter == "otlp"
+    assert Settings.from_env(env).telemetry.traces_exporter == "otlp"
+    assert Settings.from_env(env).telemetry.metrics_exporter == "otlp"
     only_traces = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}
-    assert Settings.from_env(only_traces).otel_traces_exporter == "otlp"
-    assert Settings.from_env(only_traces).otel_metrics_exporter == "none"
+    assert Settings.from_env(only_traces).telemetry.traces_exporter == "otlp"
+    assert Settings.from_env(only_traces).telemetry.metrics_exporter == "none"
     disabled = {**env, "OTEL_SDK_DISABLED": "true"}
-    assert Settings.from_env(disabled).otel_metrics_exporter == "none"
+    assert Settings.from_env(disabled).telemetry.metrics_exporter == "none"
     explicit = {**env, "OTEL_METRICS_EXPORTER": "none"}
-    assert Settings.from_env(explicit).otel_metrics_exporter == "none"
+    assert Settings.from_env(explicit).telemetry.metrics_exporter == "none"
     telemetry = Telemetry.from_settings("otlp", "otlp")
     try:
         assert telemetry.tracer_provider is not None and telemetry.meter_provider is not None

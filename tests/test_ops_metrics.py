@@ -186,7 +186,7 @@ async def test_every_metric_in_the_alerts_and_the_dashboard_is_scraped(
     started = time.time()
     async with ChatSimulator(count=40, rate=400, faults=faults) as sim:
         settings = settings_for(
-            Settings(
+            Settings.defaults(
                 message_bus_driver="memory",
                 twitch_bot_username=LOGIN,
                 spool_dir=str(tmp_path / "spool"),

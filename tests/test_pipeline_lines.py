@@ -18,13 +18,13 @@ from ingress_egress.bus.memory import MemoryPublisher
 from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.envelope.ids import RandomIds
 from ingress_egress.envelope.outbound import message_to_outbound
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.pipeline.pipeline import SEND_SLICE
 from ingress_egress.protocol import IrcParseError, parse_line
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.spool import Spool
+from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import Privmsg, from_irc
 
 VECTORS = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"

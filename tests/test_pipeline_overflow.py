@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 
 from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.overflow import READ_BACK_MAX, Overflow
 from ingress_egress.simulator import TrafficGenerator
 from ingress_egress.sources.irc.codec import PythonCodec
 from ingress_egress.spool import Spool
+from ingress_egress.status import Counters, ErrorLog
 
 
 def envelopes(count: int, seed: int = 11) -> list[OutboundMessage]:

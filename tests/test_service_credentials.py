@@ -38,7 +38,9 @@ async def test_bot_login_from_firestore_with_no_token_leak(
     faults = Faults(reject_login=True, apply_to_first=1)
     async with ChatSimulator(count=20, rate=200, faults=faults) as sim:
         settings = settings_for(
-            Settings(message_bus_driver="memory", twitch_bot_username=LOGIN), sim.port, ("one",)
+            Settings.defaults(message_bus_driver="memory", twitch_bot_username=LOGIN),
+            sim.port,
+            ("one",),
         )
         provider = provider_for(firestore_env, twitch)
         async with running(settings, publisher=MemoryPublisher(), credentials=provider) as service:
@@ -46,7 +48,7 @@ async def test_bot_login_from_firestore_with_no_token_leak(
             body = await wait_status(service, "/readyz", 503)
             seen.append(str(body))
             await eventually(
-                lambda: any("document_missing" in r for r in service.readiness()),
+                lambda: any("document_missing" in r for r in service.view.readiness()),
                 what="document_missing in readiness",
             )
             debug = (await get(service, "/_debug/twitch")).json()

@@ -21,7 +21,7 @@ from tests.support.nats import NatsServer
 from tests.support.serve import Serve, idle
 
 pytestmark = pytest.mark.timeout(300)
-SETTINGS = Settings(message_bus_driver="nats")
+SETTINGS = Settings.defaults(message_bus_driver="nats")
 
 
 async def readyz(serve: Serve) -> tuple[int, dict[str, object]]:
@@ -111,7 +111,7 @@ async def test_a_spool_from_another_destination_is_kept_aside_not_published(
         assert await third.terminate() < 10
         stored = await stored_chat(
             server.url,
-            Settings(message_bus_driver="nats", bus_prefix="other.", nats_stream="OTHER"),
+            Settings.defaults(message_bus_driver="nats", bus_prefix="other.", nats_stream="OTHER"),
             count,
         )
         assert_same(stored, first_ids)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 
 from ingress_egress import _native
 from ingress_egress.bus import nats as nats_bus
+from ingress_egress.config import pure_python
 from ingress_egress.envelope import EnvelopeBuilder, OutboundMessage
 from ingress_egress.protocol import IrcMessage
 from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec
@@ -29,7 +31,7 @@ from ingress_egress.sources.irc.transport import split_lines
 from ingress_egress.twitch.messages import common as messages_common
 
 speedups = _native.speedups
-NATIVE = speedups is not None
+NATIVE = speedups is not None and not pure_python(os.environ)
 if NATIVE:
     from ingress_egress.sources.irc.codec.native import NativeCodec
 

@@ -71,5 +71,5 @@ def all_published(service: Service, count: int, channels: int = len(CHANNELS)) -
 
 async def stored_chat(url: str, settings: Settings, at_least: int) -> dict[str, list[str]]:
     """The chat ids in the settings' JetStream stream, once at least ``at_least`` are there."""
-    harness = NatsHarness(url, settings.nats_stream, settings.ingress_subject)
+    harness = NatsHarness(url, settings.bus.nats_stream, settings.bus.ingress_subject)
     return chat_ids_by_channel(await harness.received(at_least, timeout=60, settle=1.0))

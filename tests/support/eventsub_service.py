@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ingress_egress.bus.memory import MemoryPublisher
@@ -40,8 +40,8 @@ class Harness:
 
     @property
     def source(self) -> EventSubSource:
-        assert isinstance(self.service.client, EventSubSource)
-        return self.service.client
+        assert isinstance(self.service.source, EventSubSource)
+        return self.service.source
 
     def envelopes(self) -> list[dict[str, Any]]:
         assert self.publisher is not None
@@ -84,7 +84,7 @@ async def eventsub_service(
         oauth.access[token] = oauth.access.pop(access)
         access = token
     async with EventSubMock(oauth, client_id="mock-client-id", users=dict(users or USERS)) as mock:
-        base = Settings(
+        base = Settings.defaults(
             message_bus_driver="memory",
             twitch_source="eventsub",
             twitch_bot_username="testbot",
@@ -100,9 +100,9 @@ async def eventsub_service(
             irc_reconnect_max_ms=500,
         )
         if settings:
-            base = replace(base, **settings)
+            base = base.replace(**settings)
         memory = publisher if publisher is not None else None
-        if memory is None and base.message_bus_driver == "memory":
+        if memory is None and base.bus.driver == "memory":
             memory = MemoryPublisher()
         async with running(
             base,

@@ -21,7 +21,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +117,13 @@ class PubSubHarness:
         self.emulator = emulator
         self.project = project
         self.prefix = f"t{uuid.uuid4().hex[:12]}-"
-        self.base_settings = Settings(
-            message_bus_driver="pubsub", google_cloud_project=project, bus_prefix=self.prefix
+        self.base_settings = Settings.defaults(
+            message_bus_driver="pubsub",
+            google_cloud_project=project,
+            bus_prefix=self.prefix,
+            pubsub_emulator_host=emulator.host,
         )
-        self.topic_id = self.base_settings.ingress_subject
+        self.topic_id = self.base_settings.bus.ingress_subject
         self.topic = f"projects/{project}/topics/{self.topic_id}"
         self.subscription = f"projects/{project}/subscriptions/{self.prefix}sub"
         self.publisher = pubsub_v1.PublisherClient()
@@ -128,7 +131,7 @@ class PubSubHarness:
         self._buffer: list[Received] = []
 
     def settings(self, **overrides: Any) -> Settings:
-        return replace(self.base_settings, **overrides)
+        return self.base_settings.replace(**overrides)
 
     # -- topic / subscription ---------------------------------------------------------------
 

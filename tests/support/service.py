@@ -7,7 +7,6 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,8 +18,7 @@ from ingress_egress.service import Service
 def settings_for(
     base: Settings, sim_port: int, channels: tuple[str, ...], **extra: Any
 ) -> Settings:
-    return replace(
-        base,
+    return base.replace(
         twitch_irc_url=parse_irc_url(f"irc://127.0.0.1:{sim_port}"),
         twitch_channels=channels,
         host="127.0.0.1",

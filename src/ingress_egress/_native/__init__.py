@@ -9,39 +9,37 @@ Nothing is rebound at import time. The extension offers:
   transport by the composition root with the native codec;
 * ``hpub_frame`` / ``hpub_frames``: the NATS HPUB framing, used by ``bus.nats`` when loaded;
 
-``INGRESS_EGRESS_PURE_PYTHON=1`` (any value but "" and "0") in the environment: the
-extension is not even imported and everything runs on the pure-Python reference. A build
-whose ``ABI_VERSION`` differs from this package's is refused with a warning (rebuild with
+Whether it is used is the composition root's choice: ``INGRESS_EGRESS_PURE_PYTHON`` (read
+by ``config``, any value but "" and "0") makes it pass ``pure=True`` to ``make_codec`` and
+the NATS driver, and everything runs on the pure-Python reference. A build whose
+``ABI_VERSION`` differs from this package's is refused with a warning (rebuild with
 ``make install``).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import warnings
 from types import ModuleType
 
-FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
 ABI_VERSION = 5  # must match _speedups.c
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
-if not FORCE_PURE_PYTHON:
-    try:
-        speedups = importlib.import_module("ingress_egress._native._speedups")
-    except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
-        IMPORT_ERROR = str(error)
-    else:
-        if getattr(speedups, "ABI_VERSION", None) != ABI_VERSION:
-            IMPORT_ERROR = (
-                f"stale build: ABI {getattr(speedups, 'ABI_VERSION', None)}, "
-                f"expected {ABI_VERSION} (rebuild with make install)"
-            )
-            warnings.warn(
-                f"ingress_egress C extension disabled: {IMPORT_ERROR}", RuntimeWarning, stacklevel=1
-            )
-            speedups = None
+try:
+    speedups = importlib.import_module("ingress_egress._native._speedups")
+except ImportError as error:  # not built (e.g. a plain source checkout): pure Python
+    IMPORT_ERROR = str(error)
+else:
+    if getattr(speedups, "ABI_VERSION", None) != ABI_VERSION:
+        IMPORT_ERROR = (
+            f"stale build: ABI {getattr(speedups, 'ABI_VERSION', None)}, "
+            f"expected {ABI_VERSION} (rebuild with make install)"
+        )
+        warnings.warn(
+            f"ingress_egress C extension disabled: {IMPORT_ERROR}", RuntimeWarning, stacklevel=1
+        )
+        speedups = None
 
 
 def available() -> bool:

@@ -153,6 +153,7 @@ class NatsPublisher(Publisher):
         ack_batch: int = 256,
         ack_linger_s: float = 0.002,
         duplicate_window_s: float = DUPLICATE_WINDOW_S,
+        native_framing: bool = True,
     ) -> None:
         self.url = url
         self.subject = subject
@@ -170,6 +171,9 @@ class NatsPublisher(Publisher):
         self.ack_batch = max(1, ack_batch)
         self.ack_linger_s = ack_linger_s
         self.duplicate_window_s = duplicate_window_s
+        # INGRESS_EGRESS_PURE_PYTHON: the reference framing even where the C twin is loaded.
+        self._frame_for = frame_for if native_framing else hpub_frame
+        self._frames_for = frames_for if native_framing else hpub_frames
         self._batch: asyncio.Future[Any] | None = None  # shared by the open batch's messages
         self._batch_size = 0
         self._batch_last: OutboundMessage | None = None  # the batch's barrier repeats it
@@ -286,7 +290,7 @@ class NatsPublisher(Publisher):
                 raise BusError(f"NATS publish failed: {error}") from error
         if nc.is_closed or nc.is_draining_pubs:
             raise BusError("NATS connection closed or draining")
-        runs = await self._queue(nc, frame_for(self._subject_bytes, message), [message])
+        runs = await self._queue(nc, self._frame_for(self._subject_bytes, message), [message])
         return runs[0][0]
 
     async def send_many(self, messages: Sequence[OutboundMessage]) -> SendResult:
@@ -304,7 +308,7 @@ class NatsPublisher(Publisher):
         limit = nc.max_payload
         if max(len(message.data) for message in messages) > limit:
             return await super().send_many(messages)  # rare: rejected one by one
-        frames = frames_for(self._subject_bytes, list(messages))
+        frames = self._frames_for(self._subject_bytes, list(messages))
         return await self._queue(nc, frames, messages), None
 
     async def _queue(

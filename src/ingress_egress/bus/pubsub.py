@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import time
 from typing import Any
@@ -36,7 +35,6 @@ from google.api_core import retry as api_retry
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
 from ingress_egress.bus.base import BusError, Publisher
-from ingress_egress.config import Settings
 from ingress_egress.envelope import OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -182,19 +180,23 @@ def _describe_error(error: BaseException) -> str:
 class PubSubPublisher(Publisher):
     """Publishes envelopes to ``projects/{GOOGLE_CLOUD_PROJECT}/topics/{ingress subject}``.
 
-    ``topic`` overrides the destination (a topic id, or a full ``projects/.../topics/...``
-    path), e.g. ``settings.dlq_subject``. ``client`` injects a ready ``PublisherClient``
-    (it must have message ordering enabled); the driver then neither configures nor stops
-    it. ``PUBSUB_EMULATOR_HOST`` is honoured by the client itself.
+    ``topic``: a topic id, or a full ``projects/.../topics/...`` path (the ingress or the
+    DLQ subject). ``client`` injects a ready ``PublisherClient`` (it must have message
+    ordering enabled); the driver then neither configures nor stops it.
+    ``PUBSUB_EMULATOR_HOST`` is honoured by the client itself; ``emulator_host`` only
+    shows it in ``describe()``.
     """
 
     name = "pubsub"
 
     def __init__(
         self,
-        settings: Settings,
+        project: str,
+        topic: str,
         *,
-        topic: str | None = None,
+        create_topic: bool = False,
+        max_in_flight: int = 4096,
+        emulator_host: str = "",
         client: pubsub_v1.PublisherClient | None = None,
         publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT_S,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
@@ -202,9 +204,11 @@ class PubSubPublisher(Publisher):
     ) -> None:
         if client is not None and not client.publisher_options.enable_message_ordering:
             raise ValueError("the injected PublisherClient must have enable_message_ordering")
-        self._settings = settings
-        self._topic_id = topic or settings.ingress_subject
-        self._project = settings.google_cloud_project
+        self._create_topic = create_topic
+        self._max_in_flight = max_in_flight
+        self._emulator_host = emulator_host
+        self._topic_id = topic
+        self._project = project
         self._topic = topic_path(self._project, self._topic_id)
         self._client = client
         self._owns_client = client is None
@@ -349,8 +353,8 @@ class PubSubPublisher(Publisher):
             "published": self._published,
             "failed": self._failed,
             "resumed_keys": self._resumed,
-            "emulator": os.environ.get("PUBSUB_EMULATOR_HOST") or None,
-            "create_topic": self._settings.pubsub_create_topic,
+            "emulator": self._emulator_host or None,
+            "create_topic": self._create_topic,
             "last_error": self._last_error,
             "last_error_age_s": (
                 None
@@ -379,7 +383,7 @@ class PubSubPublisher(Publisher):
         return BusError(reason, permanent=True)
 
     def _make_client(self) -> pubsub_v1.PublisherClient:
-        in_flight = max(self._settings.publish_max_in_flight * 2, FLOW_CONTROL_MIN_MESSAGES)
+        in_flight = max(self._max_in_flight * 2, FLOW_CONTROL_MIN_MESSAGES)
         return pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(
                 max_bytes=BATCH_MAX_BYTES,
@@ -403,7 +407,7 @@ class PubSubPublisher(Publisher):
         exists = self._topic_exists(client)
         if exists:
             return
-        if not self._settings.pubsub_create_topic:
+        if not self._create_topic:
             raise BusError(
                 f"Pub/Sub topic {self._topic} does not exist; create it (infra) or set "
                 "PUBSUB_CREATE_TOPIC=true",

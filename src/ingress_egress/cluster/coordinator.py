@@ -2,7 +2,8 @@
 
 Each member runs one ``ClusterCoordinator``. It publishes a heartbeat (its id and the
 channels Twitch confirmed joined) every ``heartbeat_s``, reads the live members and the
-cluster's wanted list from the store, and tells the chat source what to read:
+cluster's wanted list from the store, and tells the chat source what to read (its
+``reading``, this member's share of ``wanted``; the pool's ``ChatState``, read here only):
 
 * channels it owns (rendezvous hashing over the live members, ``assignment.py``) are added
   at once;
@@ -29,8 +30,8 @@ from typing import Any, Protocol
 
 from ingress_egress.cluster.assignment import readers_of
 from ingress_egress.cluster.store import CoordinationStore, Heartbeat, Member, StoreUnavailable
-from ingress_egress.observability.state import ChatState, ErrorLog
 from ingress_egress.retry import Backoff
+from ingress_egress.status import ChatState, ErrorLog
 from ingress_egress.twitch.logins import is_login
 
 log = logging.getLogger("ingress_egress.cluster")
@@ -167,14 +168,14 @@ class ClusterCoordinator:
             except StoreUnavailable:
                 return
             self._rebalance()
-            if not self.state.wanted:
+            if not self.state.reading:
                 log.info("cluster: every channel handed over; leaving")
                 return
             await self._sleep(min(0.2, self.config.heartbeat_s))
         log.warning(
             "cluster: left with %d channels not yet confirmed by their new readers "
             "(their other replica still reads them)",
-            len(self.state.wanted),
+            len(self.state.reading),
         )
 
     async def close(self) -> None:
@@ -295,7 +296,7 @@ class ClusterCoordinator:
         replicas = self.config.replicas
         readers = {c: readers_of(c, live, replicas) for c in self.wanted}
         owned = {c for c, who in readers.items() if me in who}
-        reading = set(self.state.wanted)
+        reading = set(self.state.reading)
         joined = self.state.joined
         wanted = set(self.wanted)
         now = self._clock()

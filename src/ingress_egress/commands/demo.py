@@ -17,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import nats
 import orjson
 from nats.js.api import DeliverPolicy
 
-from ingress_egress.config import Settings, parse_irc_url
+from ingress_egress.config import Settings, parse_irc_url, pure_python, read_variable
 from ingress_egress.observability import logs
 from ingress_egress.service import Service
 from ingress_egress.simulator import ChatSimulator
@@ -98,8 +97,8 @@ async def _consume(url: str, subject: str, stream: str) -> None:
 
 async def _run(rate: float, port: int, nats_url: str) -> None:
     async with ChatSimulator(rate=rate * len(CHANNELS)) as sim:
-        settings = replace(
-            Settings.from_env({}),
+        settings = Settings.from_env({}).replace(
+            ingress_egress_pure_python=pure_python(os.environ),
             message_bus_driver="nats",
             nats_url=nats_url,
             twitch_irc_url=parse_irc_url(f"irc://127.0.0.1:{sim.port}"),
@@ -112,13 +111,13 @@ async def _run(rate: float, port: int, nats_url: str) -> None:
         base = f"http://127.0.0.1:{service.http.port}"
         print(
             f"\ningress-egress demo: simulator irc://127.0.0.1:{sim.port} -> service -> "
-            f"JetStream {nats_url} ({settings.ingress_subject})\n"
+            f"JetStream {nats_url} ({settings.bus.ingress_subject})\n"
             f"  debug: {base}/_debug/twitch   ready: {base}/readyz\n"
             f"  Ctrl-C to stop. Envelopes as a consumer receives them:\n",
             flush=True,
         )
         consumer = asyncio.create_task(
-            _consume(nats_url, settings.ingress_subject, settings.nats_stream)
+            _consume(nats_url, settings.bus.ingress_subject, settings.bus.nats_stream)
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -139,7 +138,7 @@ def main(rate: float = 5.0, port: int = 8080) -> int:
     if binary is None:
         print("demo: nats-server not found; run `make demo` (it installs it)", file=sys.stderr)
         return 2
-    logs.configure(os.environ.get("LOG_LEVEL", "WARNING").upper())
+    logs.configure(read_variable(os.environ, "LOG_LEVEL", default="warning"))
     with tempfile.TemporaryDirectory(prefix="ingress-egress-demo-") as workdir:
         proc, url = _start_nats(binary, Path(workdir) / "jetstream")
         try:

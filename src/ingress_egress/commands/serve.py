@@ -14,16 +14,16 @@ def main() -> int:
     try:
         settings = Settings.from_env(os.environ)
         logs.configure(
-            settings.log_level,
+            settings.telemetry.log_level,
             secrets=(
-                settings.twitch_client_secret,
-                settings.twitch_oauth_token,
-                settings.debug_token,
-                settings.admin_token,
+                settings.credentials.client_secret,
+                settings.credentials.oauth_token,
+                settings.http.debug_token,
+                settings.http.admin_token,
             ),
-            log_format=settings.log_format,
-            stream=logs.log_stream(settings.message_bus_driver),
-            project=settings.google_cloud_project,
+            log_format=settings.telemetry.log_format,
+            stream=logs.log_stream(settings.bus.driver),
+            project=settings.google.project,
         )
         from ingress_egress.service import Service
 

@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ingress_egress.sources.base import ChannelsUnavailable
 from ingress_egress.twitch.logins import channel_login
 
 LIVENESS_MAX_LAG_S = 5.0
@@ -28,8 +29,8 @@ class ServiceView(Protocol):
         """Seconds since the event-loop heartbeat last ran late or on time."""
 
 
-class AdminUnavailable(Exception):
-    """A channel change could not be made now (the cluster store is unreachable): 503."""
+# A channel change that cannot be made now (the cluster store is unreachable): 503.
+AdminUnavailable = ChannelsUnavailable
 
 
 class ChannelAdmin(Protocol):

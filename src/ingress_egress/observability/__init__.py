@@ -1,10 +1,9 @@
 """What the service tells ops about itself: state, metrics, traces and logs.
 
-* ``state``: the plain counters, error log and chat-connection state that the source, the
-  pipeline and the cluster write (no locks: one event loop) and the HTTP surface reads.
-* ``metrics``: every metric is defined once, as a read of that state; both the OpenTelemetry
-  instruments and ``/metrics`` (Prometheus) read it, so they always show the same numbers
-  and the hot path pays nothing for either.
+* ``metrics``: every metric is defined once, as a read of the service's parts and of the
+  status objects they write (``ingress_egress.status``: counters, error log, chat state);
+  both the OpenTelemetry instruments and ``/metrics`` (Prometheus) read it, so they always
+  show the same numbers and the hot path pays nothing for either.
 * ``prometheus``: the ``/metrics`` rendering of those definitions.
 * ``tracing``: one PRODUCER span per envelope, receipt -> bus ack, recorded at ack time
   with explicit start/end times; its trace id is the envelope ``traceId`` and its span id
@@ -13,6 +12,6 @@
   default) and the per-message hook the pipeline calls.
 * ``logs``: JSON lines for Cloud Logging, secrets always redacted.
 
-Import the module you need; this package imports nothing itself, so the hot-path modules
-that write ``state`` do not pull in OpenTelemetry.
+Import the module you need; this package imports nothing itself. The hot-path modules
+write ``ingress_egress.status`` (below the components), never this package.
 """

@@ -13,11 +13,17 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ingress_egress.envelope.types import EVENT_TYPES
-from ingress_egress.observability.state import ChatState, Counters
-from ingress_egress.pipeline.latency import LatencyHistogram
+from ingress_egress.status import ChatState, Counters, LatencyHistogram
+
+if TYPE_CHECKING:
+    from ingress_egress.bus.base import Publisher
+    from ingress_egress.cluster import ClusterCoordinator
+    from ingress_egress.credentials import CredentialsProvider
+    from ingress_egress.pipeline import Pipeline
+    from ingress_egress.spool import Spool
 
 # Buckets of the receipt -> ack histogram: 1e-4 s .. 10 s, three per decade. Each is an
 # exact bucket edge of ``LatencyHistogram`` (48 per decade from 1e-5 s), so the Prometheus
@@ -36,96 +42,21 @@ LATENCY_NAME = "ingress.delivery.duration"
 LATENCY_DESCRIPTION = "Time from reading a chat event from Twitch to the bus acknowledging it"
 
 
-class _Spool(Protocol):
-    @property
-    def max_bytes(self) -> int: ...
+@dataclass(frozen=True, eq=False)  # identity: a key of the receipt clock's weak map
+class MetricsSource:
+    """What the metrics read: the service's parts, handed over once built (the OpenTelemetry
+    callbacks and ``/metrics`` read them at collection time, never the hot path)."""
 
-    @property
-    def healthy(self) -> bool: ...
-
-    @property
-    def held_bytes(self) -> int: ...
-
-    @property
-    def count(self) -> int: ...
-
-    def oldest_age_s(self, now: float | None = None) -> float | None: ...
-
-
-class _Pipeline(Protocol):
-    @property
-    def latency(self) -> LatencyHistogram: ...
-
-    @property
-    def spool(self) -> _Spool | None: ...
-
-    @property
-    def depth(self) -> int: ...
-
-    @property
-    def in_flight(self) -> int: ...
-
-    def envelopes_by_type(self) -> dict[str, int]: ...
-
-
-class _Publisher(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def connected(self) -> bool: ...
-
-
-class _Cluster(Protocol):
-    @property
-    def owned(self) -> set[str]: ...
-
-    @property
-    def under_replicated(self) -> list[str]: ...
-
-    @property
-    def store_connected(self) -> bool: ...
-
-    def live_members(self) -> set[str]: ...
-
-    @property
-    def replicas(self) -> int: ...
-
-
-class _Credentials(Protocol):
-    def status(self) -> dict[str, Any]: ...
-
-
-class MetricsSource(Protocol):
-    """What the metrics read (the ``Service`` is one). Read-only properties, so that the
-    Service's concrete types (a ``Pipeline``, a ``ClusterCoordinator``) satisfy them."""
-
-    @property
-    def counters(self) -> Counters: ...
-
-    @property
-    def state(self) -> ChatState: ...
-
-    @property
-    def pipeline(self) -> _Pipeline: ...
-
-    @property
-    def publisher(self) -> _Publisher: ...
-
-    @property
-    def credentials(self) -> _Credentials | None: ...
-
-    @property
-    def cluster(self) -> _Cluster | None: ...
-
-    @property
-    def destination(self) -> str: ...
-
-    def readiness(self) -> list[str]: ...
-
-    def recent_loop_lag_s(self) -> float: ...
-
-    def connections(self) -> list[dict[str, Any]]: ...
+    counters: Counters
+    chat: ChatState
+    pipeline: Pipeline
+    publisher: Publisher
+    credentials: CredentialsProvider | None
+    cluster: ClusterCoordinator | None
+    destination: str  # the bus subject / topic envelopes are published to
+    readiness: Callable[[], list[str]]
+    recent_loop_lag_s: Callable[[], float]
+    connections: Callable[[], list[dict[str, Any]]]
 
 
 Point = tuple[dict[str, str], int | float]
@@ -168,7 +99,7 @@ def _sent(source: MetricsSource) -> list[Point]:
     ]
 
 
-def _spool(read: Callable[[_Spool], float | int | None]) -> Callable[..., list[Point]]:
+def _spool(read: Callable[[Spool], float | int | None]) -> Callable[..., list[Point]]:
     """A spool figure; no point at all when the service runs without a spool."""
 
     def points(source: MetricsSource) -> list[Point]:
@@ -181,7 +112,7 @@ def _spool(read: Callable[[_Spool], float | int | None]) -> Callable[..., list[P
     return points
 
 
-def _cluster(read: Callable[[_Cluster], float | int]) -> Callable[..., list[Point]]:
+def _cluster(read: Callable[[ClusterCoordinator], float | int]) -> Callable[..., list[Point]]:
     """A cluster figure; no point at all when the service runs as a single instance."""
 
     def points(source: MetricsSource) -> list[Point]:
@@ -215,7 +146,7 @@ FIGURES: tuple[Figure, ...] = (
         "{reconnect}",
         "counter",
         "Reconnects to Twitch IRC",
-        _one(lambda s: s.state.reconnects),
+        _one(lambda s: s.chat.reconnects),
     ),
     Figure(
         "ingress.twitch.parse_errors",
@@ -257,21 +188,21 @@ FIGURES: tuple[Figure, ...] = (
         "1",
         "gauge",
         "1 while logged in to Twitch IRC, else 0",
-        _one(lambda s: int(s.state.connected)),
+        _one(lambda s: int(s.chat.connected)),
     ),
     Figure(
         "ingress.twitch.channels.joined",
         "{channel}",
         "gauge",
         "Channels Twitch confirmed joined",
-        _one(lambda s: len(s.state.joined)),
+        _one(lambda s: len(s.chat.joined)),
     ),
     Figure(
         "ingress.twitch.channels.wanted",
         "{channel}",
         "gauge",
         "Channels configured",
-        _one(lambda s: len(s.state.wanted)),
+        _one(lambda s: len(s.chat.reading)),
     ),
     Figure(
         "ingress.bus.connected",
@@ -414,14 +345,14 @@ FIGURES: tuple[Figure, ...] = (
         "{channel}",
         "gauge",
         "Channels configured and not yet joined (JOIN sent or queued; not refused)",
-        _one(lambda s: len(s.state.pending)),
+        _one(lambda s: len(s.chat.pending)),
     ),
     Figure(
         "ingress.twitch.channels.failed",
         "{channel}",
         "gauge",
         "Channels Twitch refused to join (suspended, banned, ...; retried periodically)",
-        _one(lambda s: len(s.state.failed_channels)),
+        _one(lambda s: len(s.chat.failed_channels)),
     ),
     Figure(
         "ingress.twitch.connections",

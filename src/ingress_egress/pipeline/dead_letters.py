@@ -18,8 +18,8 @@ from tenacity import retry_if_exception, stop_after_attempt
 
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.envelope import OutboundMessage
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.retry import retrying
+from ingress_egress.status import Counters, ErrorLog
 
 log = logging.getLogger("ingress_egress.pipeline.dead_letters")
 

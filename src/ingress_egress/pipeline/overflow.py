@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 from ingress_egress.envelope import OutboundMessage
 from ingress_egress.envelope.ids import RandomIds
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.outbound import from_spooled
 from ingress_egress.spool import Spool, SpoolError
+from ingress_egress.status import Counters, ErrorLog
 
 log = logging.getLogger("ingress_egress.pipeline")
 

@@ -33,12 +33,11 @@ from typing import Any, Protocol
 from ingress_egress.bus.base import BusError, Publisher
 from ingress_egress.envelope import OutboundMessage
 from ingress_egress.envelope.types import MESSAGE
-from ingress_egress.observability.state import Counters, ErrorLog
 from ingress_egress.pipeline.dead_letters import DeadLetters
-from ingress_egress.pipeline.latency import LatencyHistogram
 from ingress_egress.pipeline.overflow import Overflow
 from ingress_egress.retry import Backoff
 from ingress_egress.spool import Spool
+from ingress_egress.status import Counters, ErrorLog, LatencyHistogram
 
 log = logging.getLogger("ingress_egress.pipeline")
 

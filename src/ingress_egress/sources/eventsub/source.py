@@ -29,8 +29,8 @@ from twitchio.eventsub import (
 )
 
 from ingress_egress.credentials import ChatAuth, CredentialsError, CredentialsProvider
-from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.retry import Backoff
+from ingress_egress.sources.base import chat_readiness
 from ingress_egress.sources.eventsub.adapter import (
     ChatClient,
     configure_endpoints,
@@ -45,6 +45,8 @@ from ingress_egress.sources.eventsub.mapping import (
     timestamp_ms,
 )
 from ingress_egress.sources.recent import RecentKeys
+from ingress_egress.status import ChatSnapshot, ChatState, Counters, ErrorLog
+from ingress_egress.status.counters import iso_from_monotonic
 from ingress_egress.twitch.messages import TwitchMessage
 
 log = logging.getLogger("ingress_egress.eventsub")
@@ -82,6 +84,9 @@ DOWN_REBUILD_AFTER_S = 120.0  # TwitchIO reconnects by itself; rebuild if it nev
 
 
 class EventSubSource:
+    name = "twitch-eventsub"
+    debug_section = "eventsub"
+
     def __init__(
         self,
         *,
@@ -101,6 +106,7 @@ class EventSubSource:
         client_secret: str = "",
     ) -> None:
         self.channels = channels
+        state.set_reading(channels)
         self.login = login
         self.client_id = client_id
         self.credentials = credentials
@@ -193,7 +199,7 @@ class EventSubSource:
         """Monotonic time of the last message from Twitch (None while disconnected)."""
         return self._last_read if self.state.connected else None
 
-    def connections(self, iso: Callable[[float], str]) -> list[dict[str, Any]]:
+    def connections(self) -> list[dict[str, Any]]:
         """``/_debug/twitch`` connection entries: one EventSub WebSocket session."""
         state, now = self.state, time.monotonic()
         since, last_read = state.connected_since, self.last_read_at
@@ -201,7 +207,7 @@ class EventSubSource:
             {
                 "endpoint": state.server or self.ws_url,
                 "connected": state.connected,
-                "connectedSince": iso(since) if since is not None else None,
+                "connectedSince": iso_from_monotonic(since) if since is not None else None,
                 "connectedForSeconds": round(now - since, 1) if since is not None else None,
                 "nick": state.identity,
                 "joinedChannels": len(state.joined),
@@ -227,7 +233,7 @@ class EventSubSource:
         client.adopt_bot_id(self.bot_id)
         await client.login(token=auth.access_token, load_tokens=True, save_tokens=True)
         self._token = auth.access_token
-        self.state.logged_in = True
+        self.state.set_logged_in(True)
         await self._resolve_channels(client)
         if self._conduit_api is not None:
             await self._open_conduit(client, self._conduit_api)
@@ -261,13 +267,13 @@ class EventSubSource:
         users = await self._with_fresh_token(
             client, lambda: client.fetch_users(logins=list(self.channels), token_for=self.bot_id)
         )
-        self.state.failed_channels.clear()  # a new session tries every channel again
+        self.state.clear_failed()  # a new session tries every channel again
         self._retry_channels.clear()
         self.broadcasters = {str(user.id): user.name.lower() for user in users if user.name}
         found = set(self.broadcasters.values())
         for channel in self.channels:
             if channel not in found:
-                self.state.failed_channels[channel] = "no such Twitch user (Helix users)"
+                self.state.mark_failed(channel, "no such Twitch user (Helix users)")
                 self.errors.add("eventsub_unknown_channel", f"{channel}: not found")
 
     async def _subscribe_channel(self, client: ChatClient, broadcaster_id: str, login: str) -> None:
@@ -281,12 +287,11 @@ class EventSubSource:
                 failures.append(f"{kind.type}: {error}")
         if failures:
             self._retry_channels[broadcaster_id] = login
-            self.state.failed_channels[login] = "; ".join(failures)[:300]
+            self.state.mark_failed(login, "; ".join(failures)[:300])
             self.errors.add("eventsub_subscribe_failed", f"{login}: {failures[0]}")
         else:
             self._retry_channels.pop(broadcaster_id, None)
-            self.state.failed_channels.pop(login, None)
-            self.state.joined.add(login)
+            self.state.set_joined(login, True)
             await self._publish_settings(client, broadcaster_id, login)
 
     async def _create_subscription(self, client: ChatClient, kind: Any, broadcaster: str) -> None:
@@ -396,13 +401,11 @@ class EventSubSource:
         """Mirror the sockets into ``ChatState``; False once this session should be rebuilt
         (no socket left, or TwitchIO's own reconnects failing for too long)."""
         live = [s for s in client.sockets() if s.connected and s.session_id]
-        self.state.connected = bool(live)
         if live:
             self._down_since = None
-            if self.state.connected_since is None:
-                self.state.connected_since = now
+            self.state.set_connected(True, self.state.connected_since or now)
             return True
-        self.state.connected_since = None
+        self.state.set_connected(False)
         self._down_since = self._down_since or now
         if not client.sockets():
             self.errors.add("eventsub_closed", "no EventSub socket left")
@@ -461,10 +464,9 @@ class EventSubSource:
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
-        self.state.connected = False
-        self.state.connected_since = None
-        self.state.logged_in = False
-        self.state.joined.clear()
+        self.state.set_connected(False)
+        self.state.set_logged_in(False)
+        self.state.forget_joined()
         self.conduit = None
         self._shard_sessions.clear()
         self._conduit_subscribed.clear()
@@ -520,15 +522,15 @@ class EventSubSource:
         self.errors.add("eventsub_revoked", f"{subscription.get('type')} for {channel}: {status}")
         log.warning("eventsub: %s for %s revoked (%s)", subscription.get("type"), channel, status)
         if final:
-            self.state.joined.discard(channel)
-            self.state.failed_channels[channel] = f"subscription revoked: {status}"
+            self.state.set_joined(channel, False)
+            self.state.mark_failed(channel, f"subscription revoked: {status}")
         else:
             self._resubscribe.append(subscription)
 
     def welcomed(self, session_id: str) -> None:
         self.session_id = session_id
         self._last_read = time.monotonic()
-        self.state.server = self.ws_url
+        self.state.set_server(self.ws_url)
 
     def reconnecting(self, why: str) -> None:
         self.state.mark_reconnect()
@@ -544,13 +546,21 @@ class EventSubSource:
             await self._create_subscription(client, kind, broadcaster)
         except (HTTPException, CredentialsError, ConduitError) as error:
             channel = self.broadcasters.get(broadcaster, broadcaster)
-            self.state.failed_channels[channel] = f"re-subscribe failed: {type(error).__name__}"
+            self.state.mark_failed(channel, f"re-subscribe failed: {type(error).__name__}")
             self.errors.add("eventsub_resubscribe_failed", f"{channel}: {kind.type}")
 
     # -- status ---------------------------------------------------------------------
 
-    def degraded_reasons(self) -> list[str]:
-        return [f"eventsub token: {self.token_problem}"] if self.token_problem else []
+    def readiness(self) -> list[str]:
+        token = [f"eventsub token: {self.token_problem}"] if self.token_problem else []
+        return token + chat_readiness(self.state.snapshot())
+
+    def snapshot(self) -> ChatSnapshot:
+        return self.state.snapshot()
+
+    def channel_control(self) -> None:
+        """Channels are fixed at start on EventSub (subscriptions per broadcaster)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Secret-free detail for ``/_debug/twitch``."""

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ingress_egress.observability.state import ErrorLog
+from ingress_egress.status import ErrorLog
 from ingress_egress.twitch.logins import channel_login
 
 log = logging.getLogger("ingress_egress.irc.channels_doc")

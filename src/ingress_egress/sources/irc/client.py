@@ -21,12 +21,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from typing import Any, Protocol
 
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
 from ingress_egress.envelope import OutboundMessage
-from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.protocol.endpoint import IrcEndpoint
@@ -45,6 +44,7 @@ from ingress_egress.sources.irc.transport import (
     open_transport,
 )
 from ingress_egress.sources.recent import RecentKeys
+from ingress_egress.status import ChatState, Counters, ErrorLog
 from ingress_egress.twitch.messages import (
     Capability,
     Membership,
@@ -100,17 +100,22 @@ DEDUP_GRACE_S = 5.0  # duplicates may still arrive this long after the overlap e
 
 
 class Session:
-    """One physical IRC connection and the channels it has joined or is joining."""
+    """One physical IRC connection and the channels it has joined or is joining.
 
-    def __init__(self, number: int, transport: LineTransport) -> None:
+    Its joined set is the one record of what this connection confirmed: every change goes
+    through ``confirm_joined``/``lose_joined``/``lose_all_joined``, which also tell the
+    shared ``ChatState`` (counted per connection there)."""
+
+    def __init__(self, number: int, transport: LineTransport, state: ChatState) -> None:
         self.number = number
         self.transport = transport
+        self._state = state
         self.nick = ""
         self.logged_in = False
         self.since: float | None = None  # monotonic time of the welcome (001)
         self.last_read = time.monotonic()
         self.ping_sent_at: float | None = None
-        self.joined: set[str] = set()
+        self._joined: set[str] = set()
         self.pending: dict[str, float] = {}  # channel -> when its JOIN was sent
         self.queued: dict[str, None] = {}  # channels waiting for a JOIN slot, in order
         self.wake = asyncio.Event()  # the joiner has work
@@ -123,6 +128,25 @@ class Session:
         self.invalid_counted = 0  # invalid-UTF-8 reads already added to the counters
         self.oversized_counted = 0  # discarded oversized lines already added to the counters
         self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def joined(self) -> Set[str]:
+        return self._joined
+
+    def confirm_joined(self, channel: str) -> None:
+        if channel not in self._joined:
+            self._joined.add(channel)
+            self._state.confirm_joined(channel)
+
+    def lose_joined(self, channel: str) -> None:
+        if channel in self._joined:
+            self._joined.discard(channel)
+            self._state.lose_joined(channel)
+
+    def lose_all_joined(self) -> None:
+        for channel in self._joined:
+            self._state.lose_joined(channel)
+        self._joined.clear()
 
 
 class TwitchIrcClient:
@@ -288,9 +312,7 @@ class TwitchIrcClient:
             for channel in gone:
                 session.queued.pop(channel, None)
                 session.pending.pop(channel, None)
-                if channel in session.joined:
-                    session.joined.discard(channel)
-                    self.state.lose_joined(channel)
+                session.lose_joined(channel)
             if to_part:
                 self._send_soon(session, *part_lines(to_part))
 
@@ -314,9 +336,9 @@ class TwitchIrcClient:
             await transport.close()
             raise TransportClosed("stopped")
         self._sessions_opened += 1
-        session = Session(self._sessions_opened, transport)
+        session = Session(self._sessions_opened, transport, self.state)
         session.nick = self._nick
-        self.state.server = str(self.endpoint)
+        self.state.set_server(str(self.endpoint))
         reader = asyncio.ensure_future(self._read(session))
         self._tasks.add(reader)
         reader.add_done_callback(self._tasks.discard)
@@ -392,7 +414,7 @@ class TwitchIrcClient:
             self._dedup = None  # grace over: memory freed, no filter from now on
             return envelopes
         kept = first_copies(dedup, envelopes)
-        self.state.duplicates_dropped += len(envelopes) - len(kept)
+        self.state.count_duplicates(len(envelopes) - len(kept))
         return kept
 
     def _unhandled(self, line: str, error: Exception) -> None:
@@ -422,9 +444,7 @@ class TwitchIrcClient:
         session.tasks.clear()
         with contextlib.suppress(Exception):
             await session.transport.close()
-        for channel in session.joined:
-            self.state.lose_joined(channel)
-        session.joined.clear()
+        session.lose_all_joined()
         session.pending.clear()
         session.queued.clear()
         session.logged_in = False
@@ -590,9 +610,8 @@ class TwitchIrcClient:
             return
         if msg.joined:
             self._confirm(session, msg.channel)
-        elif msg.channel in session.joined:
-            session.joined.discard(msg.channel)
-            self.state.lose_joined(msg.channel)
+        else:
+            session.lose_joined(msg.channel)
 
     def _on_roomstate(self, session: Session, msg: Roomstate) -> None:
         if msg.is_full:
@@ -604,8 +623,7 @@ class TwitchIrcClient:
         if channel not in self.channels:
             return  # removed while the JOIN was on its way: the PART follows
         if channel not in session.joined:
-            session.joined.add(channel)
-            self.state.confirm_joined(channel)
+            session.confirm_joined(channel)
             self._retry_at.pop(channel, None)
         self._check_settled(session)
 
@@ -615,9 +633,7 @@ class TwitchIrcClient:
         elif msg.channel and msg.notice_id in CHANNEL_FAILURES:
             channel = msg.channel
             session.pending.pop(channel, None)
-            if channel in session.joined:
-                session.joined.discard(channel)
-                self.state.lose_joined(channel)
+            session.lose_joined(channel)
             if channel in self.channels:
                 self.state.mark_failed(channel, msg.notice_id)
                 self._retry_at[channel] = time.monotonic() + self.failed_retry_s

@@ -4,8 +4,8 @@ Each connection (a ``TwitchIrcClient``) holds at most ``channels_per_connection`
 channels. All connections share one ``JoinLimiter`` (Twitch limits JOINs per identity, across
 connections) and one ``ConnectGate`` (one new connection per interval, reconnects included).
 Channels can be added and removed while running; removed ones are PARTed, new ones JOINed
-through the limiter. The pool presents what ``service.py`` needs: ``run``/``stop``, the
-shared ``ChatState`` and one entry per connection for ``/_debug/twitch``.
+through the limiter. The pool is a ``ChatSource`` (``sources/base.py``) and its own
+``ChannelReader``; it writes the shared ``ChatState`` (shards through their sessions).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ingress_egress.credentials import CredentialsProvider
-from ingress_egress.observability.state import ChatState, Counters, ErrorLog
 from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.retry import Backoff
+from ingress_egress.sources.base import ChannelChange, ChannelReader, chat_readiness
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,
     TransportFactory,
@@ -30,6 +30,8 @@ from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY
 from ingress_egress.sources.irc.joins import ConnectGate, JoinLimiter
 from ingress_egress.sources.irc.transport import open_transport
+from ingress_egress.status import ChatSnapshot, ChatState, Counters, ErrorLog
+from ingress_egress.status.counters import iso_from_monotonic
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +54,10 @@ class PoolLimits:
         return min(1.0, self.join_window_s * 0.1)
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelChange:
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    wanted: tuple[str, ...]
-
-
 class ChatPool:
+    name = "twitch-irc"
+    debug_section = "pool"
+
     def __init__(
         self,
         *,
@@ -96,7 +94,7 @@ class ChatPool:
         self._connections_made = 0
         self._running = False
         self._stopping = asyncio.Event()
-        self.state.set_wanted(())
+        self.state.set_reading(())
         self.change(add=list(channels))
         if not self.irc_connections:
             self._new_connection()  # one connection even without channels: it reports health
@@ -211,16 +209,16 @@ class ChatPool:
             for channel in take:
                 self._owner[channel] = target
             target.add_channels(take)
-        before = set(self.state.wanted)
-        wanted = tuple(c for c in self.state.wanted if c in self._owner) + tuple(
+        before = set(self.state.reading)
+        reading = tuple(c for c in self.state.reading if c in self._owner) + tuple(
             c for c in added if c not in before
         )
-        self.state.set_wanted(wanted)
+        self.state.set_reading(reading)
         self._refresh()
-        return ChannelChange(tuple(added), tuple(removed), wanted)
+        return ChannelChange(tuple(added), tuple(removed), reading)
 
     def replace(self, channels: tuple[str, ...]) -> ChannelChange:
-        """Make ``channels`` the wanted list (SIGHUP, a watched document)."""
+        """Read exactly ``channels`` (SIGHUP, a watched document, the cluster's share)."""
         keep = set(channels)
         return self.change(add=list(channels), remove=[c for c in self._owner if c not in keep])
 
@@ -229,19 +227,17 @@ class ChatPool:
     def _refresh(self) -> None:
         """Fold the connections into the shared ``ChatState`` (on connection events only)."""
         connections = self.irc_connections
-        state = self.state
         connected = bool(connections) and all(s.connected for s in connections)
-        state.connected = connected
-        state.logged_in = connected
         since = [s.current.since for s in connections if s.current is not None and s.current.since]
-        state.connected_since = min(since) if connected and since else None
+        self.state.set_connected(connected, min(since) if since else None)
+        self.state.set_logged_in(connected)
 
     @property
     def last_read_at(self) -> float | None:
         reads = [t for t in (s.last_read_at for s in self.irc_connections) if t is not None]
         return max(reads) if reads else None
 
-    def connections(self, describe_time: Callable[[float], str]) -> list[dict[str, Any]]:
+    def connections(self) -> list[dict[str, Any]]:
         """One entry per live connection (two for one during a RECONNECT overlap)."""
         now = time.monotonic()
         out: list[dict[str, Any]] = []
@@ -275,7 +271,7 @@ class ChatPool:
                         **base,
                         "connection": session.number,
                         "connected": session.logged_in,
-                        "connectedSince": describe_time(since) if since is not None else None,
+                        "connectedSince": iso_from_monotonic(since) if since is not None else None,
                         "connectedForSeconds": round(now - since, 1) if since else None,
                         "nick": self.state.identity,  # login or "anonymous"
                         "joinedChannels": len(session.joined),
@@ -293,3 +289,12 @@ class ChatPool:
             "joinRate": self.join_limiter.describe(),
             "duplicatesDropped": self.state.duplicates_dropped,
         }
+
+    def snapshot(self) -> ChatSnapshot:
+        return self.state.snapshot()
+
+    def readiness(self) -> list[str]:
+        return chat_readiness(self.state.snapshot())
+
+    def channel_control(self) -> ChannelReader:
+        return self

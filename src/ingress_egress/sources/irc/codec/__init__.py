@@ -40,12 +40,10 @@ from ingress_egress.sources.irc.codec.python import PythonCodec
 log = logging.getLogger("ingress_egress.irc")
 
 
-def make_codec(builder: EnvelopeBuilder, *, pure: bool | None = None) -> IrcCodec:
+def make_codec(builder: EnvelopeBuilder, *, pure: bool = False) -> IrcCodec:
     """The codec of a source whose envelopes ``builder`` builds: the native one when the C
-    extension is loaded and ``pure`` is false (default: ``INGRESS_EGRESS_PURE_PYTHON``), else
-    (or when the native codec cannot mirror ``builder``, e.g. a subclass) the Python one."""
-    if pure is None:
-        pure = _native.FORCE_PURE_PYTHON
+    extension is loaded and ``pure`` (``INGRESS_EGRESS_PURE_PYTHON``) is false, else (or
+    when the native codec cannot mirror ``builder``, e.g. a subclass) the Python one."""
     if not pure and _native.speedups is not None:
         try:
             # Imported here: the package imports without the extension (or native.py).

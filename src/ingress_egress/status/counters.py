@@ -1,7 +1,7 @@
-"""Counters and connection state shared by the source, the pipeline and the HTTP surface.
+"""Counters and the error log shared by the source, the pipeline and the HTTP surface.
 
-Components write plain attributes (no locks: one event loop); ``/_debug/twitch`` and
-``/readyz`` read them. Nothing here ever holds a secret.
+Counters are plain integers the hot path increments (no locks: one event loop);
+``/_debug/twitch``, ``/readyz`` and the metrics read them. Nothing here holds a secret.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ErrorLog:
     entries: deque[dict[str, Any]] = field(default_factory=deque)
 
     def add(self, code: str, message: str) -> None:
-        self.entries.append({"at": _iso_now(), "code": code, "message": message[:300]})
+        self.entries.append({"at": iso_now(), "code": code, "message": message[:300]})
         while len(self.entries) > self.size:
             self.entries.popleft()
 
@@ -72,58 +72,14 @@ class ErrorLog:
         return self.entries[-1] if self.entries else None
 
 
-def _iso_now() -> str:
+def iso_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
-@dataclass
-class ChatState:
-    """What the chat source reports: connection, channels wanted vs confirmed by Twitch."""
-
-    transport: str
-    identity: str
-    wanted: tuple[str, ...]
-    connected: bool = False
-    logged_in: bool = False
-    joined: set[str] = field(default_factory=set)
-    failed_channels: dict[str, str] = field(default_factory=dict)  # channel -> NOTICE msg-id
-    reconnects: int = 0
-    last_reconnect_at: str | None = None
-    connected_since: float | None = None
-    server: str = ""
-    duplicates_dropped: int = 0  # overlap copies dropped after a RECONNECT (by message id)
-    # How many live connections confirmed each channel (two during a RECONNECT overlap).
-    _joined_on: dict[str, int] = field(default_factory=dict, repr=False)
-
-    @property
-    def pending(self) -> list[str]:
-        return [c for c in self.wanted if c not in self.joined and c not in self.failed_channels]
-
-    def confirm_joined(self, channel: str) -> None:
-        """Twitch confirmed a JOIN (echo or ROOMSTATE) on one connection."""
-        self._joined_on[channel] = self._joined_on.get(channel, 0) + 1
-        self.joined.add(channel)
-        self.failed_channels.pop(channel, None)
-
-    def lose_joined(self, channel: str) -> None:
-        """One connection left ``channel`` (PART, disconnect); joined while another has it."""
-        left = self._joined_on.get(channel, 0) - 1
-        if left > 0:
-            self._joined_on[channel] = left
-        else:
-            self._joined_on.pop(channel, None)
-            self.joined.discard(channel)
-
-    def mark_failed(self, channel: str, reason: str) -> None:
-        self.failed_channels[channel] = reason
-
-    def set_wanted(self, channels: tuple[str, ...]) -> None:
-        self.wanted = channels
-        wanted = set(channels)
-        for channel in [c for c in self.failed_channels if c not in wanted]:
-            del self.failed_channels[channel]
-
-    def mark_reconnect(self) -> None:
-        self.reconnects += 1
-        self.last_reconnect_at = _iso_now()
+def iso_from_monotonic(moment: float) -> str:
+    """A ``time.monotonic()`` moment as UTC ISO-8601 with milliseconds."""
+    epoch = time.time() - (time.monotonic() - moment)
+    whole = int(epoch)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{int((epoch - whole) * 1000):03d}Z"
