@@ -98,6 +98,7 @@ class LeaseKeeper:
         self._seen = LeaseHolder(None, 0)
         self._fence_seen = 0
         self.acquisitions = 0
+        self.renewals = 0
         self.takeovers = 0  # new fences seen here after the first (ours or another's)
         self.store_connected = False
         self.store_error = "connecting"
@@ -122,6 +123,11 @@ class LeaseKeeper:
     def ttl_s(self) -> float:
         """The TTL the safety margin is measured against: the store's, if it is shorter."""
         return min(self.timing.ttl_s, self.store.ttl_s)
+
+    @property
+    def last_renewal_at(self) -> float | None:
+        """When (our clock) the last write that kept the lease was sent; None if not held."""
+        return self._renewed_at if self._grant is not None else None
 
     def valid_until(self) -> float | None:
         """When (our clock) sending must stop unless a renewal succeeds first."""
@@ -188,6 +194,7 @@ class LeaseKeeper:
         if self._grant is grant:  # not dropped by time while the write was on its way
             self._grant = renewed
             self._renewed_at = sent_at
+            self.renewals += 1
 
     def _drop_if_expired(self) -> None:
         if self._grant is not None and not self._leaving and not self.may_send():
@@ -365,6 +372,7 @@ class LeaseKeeper:
             "ttlSeconds": self.ttl_s,
             "marginSeconds": self.timing.margin,
             "acquisitions": self.acquisitions,
+            "renewals": self.renewals,
             "takeovers": self.takeovers,
             "storeConnected": self.store_connected,
             "storeError": self.store_error or None,
