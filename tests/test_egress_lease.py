@@ -139,7 +139,7 @@ async def test_a_store_outage_stops_sending_before_the_ttl_and_nobody_sends_mean
     clock.now = renewed + TTL_S - MARGIN_S
     await a.tick()
     await a.listeners_done()
-    assert not a.may_send() and not a.describe()["self"]
+    assert not a.may_send() and not a.describe()["self"] and a.holder is None
     assert heard.events[-1][0] == "lost" and "not renewed" in str(heard.events[-1][1])
     assert a.store_connected is False and "down" in (a.describe()["storeError"] or "")
     store.up = True

@@ -206,6 +206,7 @@ class LeaseKeeper:
             return
         self._grant = None
         self._held_since = None
+        self._seen = LeaseHolder(None, self._seen.fence)  # who has it now: the store will say
         log.warning(
             "send lease lost by %s: %s; sending stops",
             self.member,
