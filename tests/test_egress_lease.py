@@ -8,12 +8,15 @@ tests/test_egress_lease_engines.py.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 
 import pytest
 
 from ingress_egress.cluster.lease import LeaseGrant, LeaseHolder, MemoryLeaseStore
 from ingress_egress.cluster.lease_keeper import LeaseKeeper, LeaseTiming
 from ingress_egress.egress.lease import SendLease, SoloLease
+from tests.support.service import eventually
 
 TTL_S = 10.0
 HEARTBEAT_S = 2.0
@@ -269,6 +272,44 @@ async def test_describe_says_who_holds_it_since_when_and_how_fresh(
     clock.advance(TTL_S)
     await b.tick()
     assert b.describe()["fence"] == 2 and b.describe()["takeovers"] == 1
+
+
+@dataclass
+class HangingStore(MemoryLeaseStore):
+    """Renewals that never answer once ``hanging`` (a store that accepted the connection
+    and went silent), counted while they hang."""
+
+    hanging: bool = False
+    hung: int = 0
+
+    async def renew(self, grant: LeaseGrant) -> LeaseGrant:
+        if self.hanging:
+            self.hung += 1
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self.hung -= 1
+        return await super().renew(grant)
+
+
+async def test_the_loop_stops_sending_on_time_while_a_renewal_hangs() -> None:
+    store = HangingStore(ttl=2.0, clock=time.monotonic)
+    timing = LeaseTiming(ttl_s=2.0, heartbeat_s=0.2, margin_s=0.6, leave_wait_s=0.5)
+    heard = Listener()
+    a = LeaseKeeper(store, "ie-a", timing, heard.gained, heard.lost)
+    task = asyncio.create_task(a.run())
+    try:
+        await eventually(a.may_send, 5, "a holds the lease")
+        store.hanging = True
+        await eventually(lambda: heard.events[-1][0] == "lost", 10, "a hears of the loss")
+        assert store.hung == 1, "the renewal is still hanging: time alone ended the lease"
+        assert not a.may_send()
+        assert store.record is not None and store.record.holder == "ie-a"
+    finally:
+        await a.leave()
+        await asyncio.wait_for(task, 5)
+        await a.close()
+    assert store.hung == 0 and heard.events[0] == ("gained", 1)
 
 
 def test_timing_that_leaves_no_time_to_renew_is_refused() -> None:

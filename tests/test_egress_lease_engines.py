@@ -207,9 +207,24 @@ async def test_release_hands_the_lease_over_at_once(cluster_of) -> None:
     old_fence = first.keeper.fence
     await first.keeper.leave()
     assert not first.may_send() and first.losses == ["leaving"]
+    await asyncio.wait_for(first.task, 5)  # the loop ends with leave
     # far sooner than the 30 s TTL: only the release can explain it
     await eventually(second.may_send, 10, "b takes the released lease")
     assert second.keeper.fence > old_fence
+
+
+@pytest.mark.parametrize("engine", ["nats"])  # Firestore's async client cannot watch: polled
+async def test_with_nats_a_follower_hears_of_the_release_before_its_next_poll(
+    cluster_of,
+) -> None:
+    # Followers poll every 10 s here: a takeover within 5 s came from the watch.
+    cluster = cluster_of(LeaseTiming(ttl_s=40.0, heartbeat_s=10.0, margin_s=2.0))
+    first = await cluster.join("ie-a")
+    await cluster.one_holder()
+    second = await cluster.join("ie-b")
+    await eventually(lambda: second.keeper.holder == "ie-a", 10, "b sees a holding")
+    await first.keeper.leave()
+    await eventually(second.may_send, 5, "b takes the released lease at once")
 
 
 async def test_a_holder_cut_off_from_the_store_stops_before_the_other_takes_over(

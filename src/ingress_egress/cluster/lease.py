@@ -13,6 +13,7 @@ sending; this module is the engines' common interface and an in-process engine f
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ class LeaseStore(Protocol):
     def ttl_s(self) -> float:
         """How long the store keeps an unrenewed lease (after ``start``: what the store
         really applies, which the holder's safety margin is measured against)."""
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set when the lease may just have been freed (a release seen by a watch), so a
+        follower tries at once; stores that cannot watch never set it and are polled."""
 
     async def start(self) -> None:
         """Connect (raises ``StoreUnavailable``)."""
@@ -114,10 +120,15 @@ class MemoryLeaseStore:
     up: bool = True
     record: _MemoryRecord | None = None
     writes: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def ttl_s(self) -> float:
         return self.ttl
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self._changed
 
     def _check(self) -> None:
         if not self.up:
@@ -156,6 +167,7 @@ class MemoryLeaseStore:
         current = self.record
         if current is not None and (current.holder, current.term) == (grant.holder, grant.term):
             current.holder = current.term = None
+            self._changed.set()
 
     def _write(self, holder: str, term: str, fence: int) -> LeaseGrant:
         self.writes += 1

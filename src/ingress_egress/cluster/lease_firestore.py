@@ -18,6 +18,7 @@ more on every taking write; a release keeps it, so it only grows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import replace
@@ -56,10 +57,15 @@ class FirestoreLeaseStore:
         root = client.collection(ROOT_COLLECTION).document(cluster)
         self._document = root.collection("leases").document(lease)
         self._ttl_s = ttl_s
+        self._changed = asyncio.Event()  # never set: the async client cannot watch; polled
 
     @property
     def ttl_s(self) -> float:
         return self._ttl_s
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self._changed
 
     async def start(self) -> None:
         await self._guard(self._document.get())  # reachable and allowed, or StoreUnavailable

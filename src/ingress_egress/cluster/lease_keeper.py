@@ -276,13 +276,25 @@ class LeaseKeeper:
             return
         try:
             while not self._stop.is_set():
+                self.store.changed.clear()
                 self._round = asyncio.ensure_future(self.tick())
                 failed = await self._watch_round(self._round)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._next_delay(failed))
+                await self._pause(self._next_delay(failed))
         finally:
             if self._round is not None and not self._round.done() and not self._leaving:
                 self._round.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        """Until the next round: ``seconds``, or less when we leave or the store says the
+        lease was just freed (a follower then tries at once)."""
+        waiters = [asyncio.ensure_future(self._stop.wait())]
+        if self._grant is None:
+            waiters.append(asyncio.ensure_future(self.store.changed.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     def _next_delay(self, failed: bool) -> float:
         if not failed:

@@ -29,6 +29,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_PURGE
 
 from ingress_egress.cluster.lease import (
     LEASE_NAME,
@@ -60,10 +61,16 @@ class NatsLeaseStore:
         self._ttl_s = ttl_s
         self._nc: Any = None
         self._kv: Any = None  # nats.js.kv.KeyValue
+        self._changed = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def ttl_s(self) -> float:
         return self._ttl_s
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self._changed
 
     async def start(self) -> None:
         if self._kv is not None:
@@ -79,6 +86,7 @@ class NatsLeaseStore:
         except Exception as error:
             await self.close()
             raise StoreUnavailable(f"lease store {self.url}: {_describe(error)}") from None
+        self._watcher = asyncio.create_task(self._watch(self._kv), name="lease-watch")
 
     async def _connect(self) -> Any:
         return await nats.connect(
@@ -118,7 +126,32 @@ class NatsLeaseStore:
             )
         return float(ttl)
 
+    async def _watch(self, bucket: Any) -> None:
+        """Wake the keeper when the lease is released, so a follower takes it at once
+        rather than at its next heartbeat. Only a hint: the keeper polls anyway, so a watch
+        interrupted by a reconnect delays a takeover by a heartbeat at most."""
+        while True:
+            try:
+                watcher = await bucket.watch(self.key, meta_only=True)
+                try:
+                    async for entry in watcher:
+                        if entry is not None and entry.operation in (KV_DEL, KV_PURGE):
+                            self._changed.set()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the server restarting: watch again shortly
+                log.debug("lease watch interrupted: %s", _describe(error))
+            await asyncio.sleep(1.0)
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), REQUEST_TIMEOUT_S)
