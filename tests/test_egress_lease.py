@@ -347,7 +347,7 @@ async def test_solo_lease_is_held_from_start_to_leave() -> None:
 
 
 def test_the_cluster_keeper_is_a_send_lease(store: MemoryLeaseStore, clock: Clock) -> None:
-    lease: SendLease = keeper(store, clock, "ie-a")  # structural: mypy checks this line
+    lease: SendLease = keeper(store, clock, "ie-a")  # structural typing, no import between them
     assert lease.describe()["mode"] == "cluster"
 
 

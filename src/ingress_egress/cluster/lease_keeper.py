@@ -69,7 +69,12 @@ class LeaseTiming:
 
 
 class LeaseKeeper:
-    """Keeps the send lease for ``member`` in ``store`` (``egress.lease.SendLease``)."""
+    """Keeps the send lease for ``member`` in ``store`` (``egress.lease.SendLease``).
+
+    ``clock``: monotonic seconds, for the safety rule (``run`` waits by it in real time;
+    tests that move a fake clock call ``tick`` themselves). ``wall``: for ``describe``.
+    ``report_error(code, message)``: where losses and store failures are counted.
+    """
 
     def __init__(
         self,
