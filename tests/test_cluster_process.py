@@ -75,7 +75,9 @@ class Cluster:
 
         async def settled() -> bool:
             views[:] = [await m.debug() for m in self.members.values()]
-            return all(v is not None and _settled(v, len(self.members)) for v in views)
+            if not all(v is not None and _settled(v, len(self.members)) for v in views):
+                return False
+            return _shares_add_up([v for v in views if v is not None])
 
         try:
             await eventually(settled, timeout, "cluster settled", interval=0.25)
@@ -98,17 +100,28 @@ def _settled(debug: dict, members: int) -> bool:
     )
 
 
+def _shares_add_up(views: list[dict]) -> bool:
+    """Every channel owned by exactly ``replicas`` members: nobody keeps more than its share
+    (a member that has not handed its surplus over yet reads channels twice over)."""
+    cluster = views[0]["cluster"]
+    replicas = min(cluster["replicas"], len(views))
+    owned = sum(v["cluster"]["owned"]["count"] for v in views)
+    return owned == replicas * cluster["wantedChannels"]
+
+
 @asynccontextmanager
 async def running_cluster(
     tmp_path: Path, sim: ChatSimulator, env: dict[str, str], names: tuple[str, ...]
 ) -> AsyncIterator[Cluster]:
-    """Members started, every channel on two readers, all ready; stopped by PID after."""
+    """Members started, every channel on two readers, all ready and settled (no hand-over
+    still to come); stopped by PID after."""
     cluster = Cluster(tmp_path, sim, env)
     try:
         for name in names:
             await cluster.add(name)
         await wait_replicated(sim, 2, 60)
         await cluster.all_ready()
+        await cluster.settled()
         yield cluster
     finally:
         cluster.stop()
