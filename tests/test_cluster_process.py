@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.support.firestore_emulator import (  # noqa: F401 - registers the fix
 )
 from tests.support.nats import NatsServer
 from tests.support.scrape import CLUSTER_METRICS, missing_from_scrape, samples
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -58,24 +58,31 @@ class Cluster:
         return member
 
     async def all_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not all([await m.ready() for m in self.members.values()]):
-            assert time.monotonic() < deadline, "members not ready:\n" + "\n".join(
-                m.log_tail(1500) for m in self.members.values()
-            )
-            await asyncio.sleep(0.25)
+        async def ready() -> bool:
+            return all([await m.ready() for m in self.members.values()])
+
+        try:
+            await eventually(ready, timeout, "members ready", interval=0.25)
+        except AssertionError:
+            tails = "\n".join(m.log_tail(1500) for m in self.members.values())
+            raise AssertionError(f"members not ready:\n{tails}") from None
 
     async def settled(self, timeout: float = 60.0) -> None:
         """Every member sees all of them, owns its share and has joined it, and hands
         nothing over any more (wait_replicated alone passes before a newcomer even starts
         joining: the old readers are still there)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            views = [await m.debug() for m in self.members.values()]
-            if all(v is not None and _settled(v, len(self.members)) for v in views):
-                return
-            assert time.monotonic() < deadline, f"cluster not settled: {views}"
-            await asyncio.sleep(0.25)
+        views: list[dict | None] = []
+
+        async def settled() -> bool:
+            views[:] = [await m.debug() for m in self.members.values()]
+            if not all(v is not None and _settled(v, len(self.members)) for v in views):
+                return False
+            return _shares_add_up([v for v in views if v is not None])
+
+        try:
+            await eventually(settled, timeout, "cluster settled", interval=0.25)
+        except AssertionError:
+            raise AssertionError(f"cluster not settled: {views}") from None
 
     def stop(self) -> None:
         for member in self.members.values():
@@ -93,17 +100,28 @@ def _settled(debug: dict, members: int) -> bool:
     )
 
 
+def _shares_add_up(views: list[dict]) -> bool:
+    """Every channel owned by exactly ``replicas`` members: nobody keeps more than its share
+    (a member that has not handed its surplus over yet reads channels twice over)."""
+    cluster = views[0]["cluster"]
+    replicas = min(cluster["replicas"], len(views))
+    owned = sum(v["cluster"]["owned"]["count"] for v in views)
+    return owned == replicas * cluster["wantedChannels"]
+
+
 @asynccontextmanager
 async def running_cluster(
     tmp_path: Path, sim: ChatSimulator, env: dict[str, str], names: tuple[str, ...]
 ) -> AsyncIterator[Cluster]:
-    """Members started, every channel on two readers, all ready; stopped by PID after."""
+    """Members started, every channel on two readers, all ready and settled (no hand-over
+    still to come); stopped by PID after."""
     cluster = Cluster(tmp_path, sim, env)
     try:
         for name in names:
             await cluster.add(name)
         await wait_replicated(sim, 2, 60)
         await cluster.all_ready()
+        await cluster.settled()
         yield cluster
     finally:
         cluster.stop()
@@ -137,10 +155,11 @@ def nats(tmp_path: Path):
 async def settle_and_check(
     cluster: Cluster, nats_url: str, mark: int, what: str
 ) -> dict[str, float]:
-    """Stop the clock, then check no message after ``mark`` went unheard and every heard
-    one is on the stream exactly once."""
-    await asyncio.sleep(2.0)
+    """Two more seconds of live chat, then stop the clock, then check no message after
+    ``mark`` went unheard and every heard one is on the stream exactly once."""
     sim = cluster.sim
+    produced = len(sim.live_log)
+    await eventually(lambda: len(sim.live_log) >= produced + 2 * RATE, 30, "more live chat")
     sim.stop_live()
     watched = sim.live_log[mark:]
     unheard = [m for m in watched if m.receivers == 0]
@@ -168,6 +187,9 @@ async def test_sigkill_of_one_of_three_loses_nothing(
         victim.kill()
         # Right after the kill its channels are on one reader, never on none.
         assert min(latest_receivers(live_sim).values()) >= 1
+        # The survivors see ie-c gone (its TTL) and take its share (wait_replicated alone
+        # sometimes passed while ie-a still listed ie-c).
+        await cluster.settled(RESTORE_S)
         restored = await wait_replicated(live_sim, 2, RESTORE_S)
         assert restored < RESTORE_S
         debug = await cluster.members["ie-a"].debug()
@@ -238,11 +260,11 @@ async def test_the_store_restarting_changes_no_reader(
         joins, parts = len(live_sim.joins), len(live_sim.parts)
         mark = len(live_sim.live_log)
         nats.stop()
-        await asyncio.sleep(TTL_MS / 1000 + 2)  # down for longer than a member's TTL
+        await asyncio.sleep(TTL_MS / 1000 + 2)  # fixed wait: down for longer than the TTL
         assert not await cluster.members["ie-a"].ready()
         nats.start()
         await cluster.all_ready(60)
-        await asyncio.sleep(TTL_MS / 1000)  # and a while after, for a late rebalance
+        await asyncio.sleep(TTL_MS / 1000)  # fixed wait: a TTL more, for a late rebalance
         assert live_sim.joins[joins:] == [] and live_sim.parts[parts:] == []
         assert set(latest_receivers(live_sim).values()) == {2}
         await settle_and_check(cluster, nats.url, mark, "store restart")
@@ -309,20 +331,21 @@ async def test_the_wanted_list_is_changed_for_the_whole_cluster(
         b.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         for channel in CHANNELS[20:25]:
             await eventually_joined(live_sim, channel, 2)
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def a_follows() -> bool:
             debug = await a.debug()
-            if debug is not None and sorted(debug["joinedChannels"]) == list(CHANNELS[20:25]):
-                break
-            assert time.monotonic() < deadline, debug
-            await asyncio.sleep(0.2)
+            return debug is not None and sorted(debug["joinedChannels"]) == list(CHANNELS[20:25])
+
+        await eventually(a_follows, 20, "ie-a joined the file's channels", interval=0.2)
     finally:
         cluster.stop()
 
 
 async def eventually_joined(sim: ChatSimulator, channel: str, connections: int) -> None:
     """Wait until ``channel`` was JOINed by ``connections`` distinct connections."""
-    deadline = time.monotonic() + 20
-    while len({conn for conn, ch in sim.joins if ch == channel}) < connections:
-        assert time.monotonic() < deadline, f"{channel} not joined by {connections}"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: len({conn for conn, ch in sim.joins if ch == channel}) >= connections,
+        20,
+        f"{channel} joined by {connections}",
+        interval=0.1,
+    )

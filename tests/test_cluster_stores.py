@@ -68,7 +68,7 @@ async def test_members_are_live_while_they_beat_and_gone_after_the_ttl(stores) -
     assert set(members) == {"ie-a", "ie-b"}
     assert members["ie-a"].joined == {"x", "y"} and members["ie-a"].seq == 1
     for seq in range(2, 6):  # b keeps beating past a's TTL; a stops
-        await asyncio.sleep(TTL_S / 2)
+        await asyncio.sleep(TTL_S / 2)  # fixed wait: the store's TTL runs on real time
         await b.heartbeat(Heartbeat("ie-b", ("z",), seq=seq))
 
     async def only_b() -> bool:
@@ -135,7 +135,8 @@ async def test_nats_watch_wakes_on_join_and_leave(tmp_path: Path) -> None:
     try:
         await a.start()
         await b.start()
-        await asyncio.sleep(0.2)
+        # a's watchers report their (empty) initial state before the changes that count.
+        await eventually(a.changed.is_set, 5, "a's watch started")
         a.changed.clear()
         await b.heartbeat(Heartbeat("ie-b", seq=1))
         await asyncio.wait_for(a.changed.wait(), 5)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -150,10 +148,16 @@ async def test_sighup_rereads_the_channels_file(tmp_path: Path) -> None:
                         return []
 
                 async def wait_joined(expected: list[str]) -> None:
-                    deadline = time.monotonic() + 20
-                    while (got := await joined()) != expected:
-                        assert time.monotonic() < deadline, f"joined {got}, want {expected}"
-                        await asyncio.sleep(0.05)
+                    got: list[str] = []
+
+                    async def done() -> bool:
+                        got[:] = await joined()
+                        return got == expected
+
+                    try:
+                        await eventually(done, 20, f"joined {expected}", interval=0.05)
+                    except AssertionError:
+                        raise AssertionError(f"joined {got}, want {expected}") from None
 
                 await wait_joined(["alpha", "beta"])
                 channels_file.write_text("beta\ngamma\n")
@@ -163,13 +167,14 @@ async def test_sighup_rereads_the_channels_file(tmp_path: Path) -> None:
                 # A broken file on SIGHUP keeps the current list and says why.
                 channels_file.write_text("beta\nnot valid!\n")
                 proc.send_signal(signal.SIGHUP)
-                deadline = time.monotonic() + 10
-                while True:
-                    debug = (await client.get("/_debug/twitch")).json()
-                    if debug["lastError"] and debug["lastError"]["code"] == "reload_failed":
-                        break
-                    assert time.monotonic() < deadline, debug["lastError"]
-                    await asyncio.sleep(0.05)
+                debug: dict = {}
+
+                async def reload_failed() -> bool:
+                    debug.update((await client.get("/_debug/twitch")).json())
+                    error = debug["lastError"]
+                    return bool(error) and error["code"] == "reload_failed"
+
+                await eventually(reload_failed, 10, "reload_failed reported", interval=0.05)
                 assert "TWITCH_CHANNELS_FILE" in debug["lastError"]["message"]
                 assert debug["joinedChannels"] == ["beta", "gamma"]
             proc.send_signal(signal.SIGTERM)
@@ -210,7 +215,10 @@ async def test_channels_follow_a_firestore_document(firestore_env: FirestoreEmul
                 20,
                 "invalid document reported",
             )
-            await asyncio.sleep(0.5)  # several polls
+            channels_doc = s.channels_doc
+            assert channels_doc is not None
+            for _ in range(3):  # several more polls of the same broken document
+                await channels_doc.poll_once()
             codes = [e["code"] for e in s.errors.entries]
             assert codes.count("channels_doc_invalid") == 1
             assert s.state.reading == ("two", "three")

@@ -337,7 +337,7 @@ async def test_solo_lease_is_held_from_start_to_leave() -> None:
     solo: SendLease = SoloLease("ie-solo", heard.gained, heard.lost)
     assert not solo.may_send()
     task = asyncio.create_task(solo.run())
-    await asyncio.wait_for(_until(solo.may_send), 5)
+    await eventually(solo.may_send, 5, "the solo lease held")
     assert solo.holder == "ie-solo" and solo.fence == 1
     assert solo.describe()["mode"] == "solo" and solo.describe()["heldSince"]
     await solo.leave()
@@ -349,8 +349,3 @@ async def test_solo_lease_is_held_from_start_to_leave() -> None:
 def test_the_cluster_keeper_is_a_send_lease(store: MemoryLeaseStore, clock: Clock) -> None:
     lease: SendLease = keeper(store, clock, "ie-a")  # structural typing, no import between them
     assert lease.describe()["mode"] == "cluster"
-
-
-async def _until(check: object) -> None:
-    while not check():  # type: ignore[operator]
-        await asyncio.sleep(0.001)

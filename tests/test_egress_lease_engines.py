@@ -33,6 +33,9 @@ from tests.support.nats import NatsServer
 from tests.support.processes import free_port
 from tests.support.service import eventually
 
+# The overlap sampler looks at every member this often (a sampling rate, not a wait).
+SAMPLE_EVERY_S = 0.002
+
 pytestmark = pytest.mark.timeout(120)
 
 FIRESTORE = pytest.param("firestore", marks=pytest.mark.emulator)
@@ -101,7 +104,7 @@ class Cluster:
             holding = [m.keeper.member for m in self.holders()]
             if len(holding) > 1:
                 self.overlaps.append(",".join(holding))
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(SAMPLE_EVERY_S)
 
     async def one_holder(self, timeout: float = 15.0) -> Member:
         await eventually(lambda: len(self.holders()) == 1, timeout, "one holder")

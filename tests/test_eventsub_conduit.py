@@ -108,7 +108,8 @@ async def test_a_shard_session_reconnect_loses_nothing() -> None:
             )
             for i in range(3)
         ]
-        await asyncio.sleep(0.3)
+        # The old socket is still read while the new one waits for its welcome.
+        await eventually(lambda: len(h.chat()) == 3, 15, "the gap messages from the old socket")
         h.mock.hold_welcome.set()
         new = h.mock.sessions[-1]
         await eventually(lambda: new.welcomed.is_set(), 15, "new shard session welcomed")
@@ -128,17 +129,28 @@ async def test_a_shard_session_reconnect_loses_nothing() -> None:
             MESSAGE, CHANNELS["chan01"], ev.chat_message(room("chan01"), "other", [ev.text("o")])
         )
         await h.mock.close_session(old)  # Twitch closes the old connection
-        await eventually(lambda: len(h.chat()) >= 5, 20, "all messages")
-        await asyncio.sleep(0.5)
+        # "after" follows the redelivery on the same socket: once it is in, the redelivery
+        # has been handled too.
+        await eventually(lambda: {"after", "other"} <= {m for m, _ in h.chat()}, 20, "all messages")
+        await h.old_socket_gone(connections=connections + 1)
         ids = [m for m, _ in h.chat()]
         assert ids[:3] == ["gap-0", "gap-1", "gap-2"]  # shard 0's socket, in order
         assert sorted(ids[3:]) == ["after", "other"]  # shard 0's new socket and shard 1's
         assert h.source.duplicates == 1
         assert h.mock.connections == connections + 1  # no extra reconnect after the close
         assert conduit.shards["1"] == other.id and not other.closed
-        debug = await wait_status(h.service, "/_debug/twitch", 200)
-        shards = {s["id"]: s for s in debug["eventsub"]["conduit"]["shards"]}
-        assert shards["0"]["sessionId"] == new.id and shards["0"]["connected"] is True
+
+        async def shard_zero() -> dict:
+            debug = await wait_status(h.service, "/_debug/twitch", 200)
+            return {s["id"]: s for s in debug["eventsub"]["conduit"]["shards"]}["0"]
+
+        async def shard_zero_moved() -> bool:
+            return (await shard_zero())["sessionId"] != old.id
+
+        # The source re-points the shard on its next supervision round.
+        await eventually(shard_zero_moved, 15, "shard 0 re-pointed by the source")
+        shard = await shard_zero()
+        assert shard["sessionId"] == new.id and shard["connected"] is True
 
 
 async def test_a_dead_shard_socket_gets_a_fresh_session_on_the_same_conduit() -> None:

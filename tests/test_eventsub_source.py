@@ -129,7 +129,8 @@ async def test_session_reconnect_loses_and_duplicates_nothing() -> None:
             )
             for i in range(3)
         ]
-        await asyncio.sleep(0.3)
+        # The old socket is still read while the new one waits for its welcome.
+        await eventually(lambda: len(h.chat()) == 4, 15, "the gap messages from the old socket")
         h.mock.hold_welcome.set()
         new = h.mock.sessions[1]
         await eventually(lambda: new.welcomed.is_set(), 15, "new session welcomed")
@@ -147,8 +148,10 @@ async def test_session_reconnect_loses_and_duplicates_nothing() -> None:
             new, MESSAGE, "501", ev.chat_message(ALPHA, "after", [ev.text("after")])
         )
         await h.mock.close_session(old)  # Twitch closes the old connection
-        await eventually(lambda: len(h.chat()) >= 5, 15, "all messages")
-        await asyncio.sleep(0.5)
+        # "after" follows the redelivery on the same socket: once it is in, the redelivery
+        # has been handled too.
+        await eventually(lambda: ("after", "after") in h.chat(), 15, "all messages")
+        await h.old_socket_gone(connections=2)
         assert h.chat() == [
             ("before", "before"),
             ("gap-0", "gap 0"),

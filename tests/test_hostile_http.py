@@ -29,6 +29,7 @@ from tests.support.service import eventually, get, running, settings_for
 
 pytestmark = pytest.mark.timeout(120)
 BASE = Settings.defaults(message_bus_driver="memory")
+FLOOD = 400  # slow clients at once in the fd-limit test
 
 
 @contextmanager
@@ -48,6 +49,17 @@ def slow_clients(port: int, count: int) -> list[socket.socket]:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         out.append(sock)
     return out
+
+
+def closed_now(sock: socket.socket) -> bool:
+    """Whether the server has closed the connection already (without waiting)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 def closed_by_server(sock: socket.socket, timeout: float) -> bool:
@@ -73,7 +85,6 @@ async def test_slow_clients_are_cut_after_the_request_deadline(
     async with running(settings_for(BASE, free_port(), ())) as service:
         port = service.http.port
         with held(await asyncio.to_thread(slow_clients, port, 50)) as sockets:
-            await asyncio.sleep(1.5)
             cut = await asyncio.to_thread(lambda: [closed_by_server(sock, 3.0) for sock in sockets])
             assert all(cut)
             assert (await get(service, "/healthz")).status_code == 200
@@ -92,11 +103,19 @@ async def test_a_slow_body_is_cut_too_but_a_slow_app_is_not(
                 b"POST /_admin/channels HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
             )
             assert await asyncio.to_thread(closed_by_server, sock, 5.0)
-        # A client that sent its whole request keeps its connection past the deadline.
+        # A client that sent its whole request keeps its connection past the deadline: it
+        # asks again and again until a slow client that came after it has been cut.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(3):
-                assert (await client.get("/healthz")).status_code == 200
-                await asyncio.sleep(0.3)
+            assert (await client.get("/healthz")).status_code == 200
+            (marker,) = await asyncio.to_thread(slow_clients, port, 1)
+            with held([marker]):
+
+                async def answered_until_the_deadline() -> bool:
+                    assert (await client.get("/healthz")).status_code == 200
+                    return closed_now(marker)
+
+                await eventually(answered_until_the_deadline, 10, "the deadline", interval=0.1)
+            assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_over_the_connection_cap_the_oldest_idle_connection_makes_room(
@@ -141,9 +160,11 @@ async def test_a_client_hanging_up_mid_body_is_no_error(caplog: pytest.LogCaptur
                 b"POST /_admin/channels HTTP/1.1\r\nHost: x\r\n"
                 b'Authorization: Bearer admin-token-123\r\nContent-Length: 1000\r\n\r\n{"add"'
             )
-            await asyncio.sleep(0.05)
+            # The server has the request head and part of the body (all sent before the
+            # close), then sees the hang-up.
+            await eventually(lambda: service.http.stats()["open"] == 1, what="accepted")
             sock.close()
-        await asyncio.sleep(0.3)
+            await eventually(lambda: service.http.stats()["open"] == 0, what="hang-up seen")
         assert (await get(service, "/healthz")).status_code == 200
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
@@ -204,16 +225,24 @@ async def test_a_connection_flood_at_a_low_fd_limit_leaves_twitch_and_the_spool_
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                     await eventually_http(client, "/readyz", 200)
-                    with held(await asyncio.to_thread(slow_clients, port, 400)):
+                    with held(await asyncio.to_thread(slow_clients, port, FLOOD)):
                         before = out_path.stat().st_size
                         peak = 0
-                        for _ in range(20):
+
+                        async def flood_handled() -> bool:
+                            """Sampling the fd count, until every flood connection has been
+                            accepted, refused or cut."""
+                            nonlocal peak
                             peak = max(peak, _open_fds(proc.pid))
-                            await asyncio.sleep(0.1)
+                            http = (await client.get("/_debug/twitch")).json()["http"]
+                            gone = http["refused"] + http["timedOut"]
+                            return gone >= FLOOD - http["maxConnections"]
+
+                        await eventually(flood_handled, 30, "the flood handled", interval=0.1)
                         assert (await client.get("/healthz")).status_code == 200
                         debug = (await client.get("/_debug/twitch")).json()
-                        await asyncio.sleep(1.0)
-                        assert out_path.stat().st_size > before  # chat still written
+                        # chat still written
+                        await eventually(lambda: out_path.stat().st_size > before, 10, "chat")
                     assert peak < fd_limit - 16, peak
                     assert debug["http"]["maxConnections"] == fd_limit // 4
                     assert debug["http"]["refused"] > 0
@@ -229,12 +258,10 @@ async def test_a_connection_flood_at_a_low_fd_limit_leaves_twitch_and_the_spool_
 
 
 async def eventually_http(client: httpx.AsyncClient, path: str, status: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+    async def answers() -> bool:
         try:
-            if (await client.get(path)).status_code == status:
-                return
+            return (await client.get(path)).status_code == status
         except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{path} never answered {status}"
-        await asyncio.sleep(0.1)
+            return False
+
+    await eventually(answers, 30, f"{path} answering {status}", interval=0.1)

@@ -179,7 +179,11 @@ async def test_a_thousand_reconnect_cycles_leak_no_tasks_sockets_or_memory(
             # Every message the simulator wrote was read, once (drops lose nothing: the
             # server flushes before it closes).
             await eventually(lambda: received[0] == sim.sent_count, 10, "all read")
-            await asyncio.sleep(0.1)  # let one-shot tasks (PONG, JOIN sends) finish
+            # One-shot tasks (PONG, JOIN sends) finish: each session keeps only its two
+            # loops (keepalive, joiner).
+            await eventually(
+                lambda: all(len(s.tasks) == 2 for s in connection.sessions()), 10, "one-shot tasks"
+            )
             gc.collect()
             return len(asyncio.all_tasks()), len(os.listdir("/proc/self/fd")), snapshot()
 

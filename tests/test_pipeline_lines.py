@@ -26,6 +26,7 @@ from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec, make_codec
 from ingress_egress.spool import Spool
 from ingress_egress.status import Counters, ErrorLog
 from ingress_egress.twitch.messages import Privmsg, from_irc
+from tests.support.waiting import eventually
 
 VECTORS = Path(__file__).parent / "fixtures" / "twitch_irc_vectors.jsonl"
 MALFORMED = ["", "@tags-without-a-command", ":prefix-only"]
@@ -151,15 +152,13 @@ async def test_a_slice_being_sent_keeps_the_spool_frontier_behind_it(tmp_path: P
     accept_read(pipe, codec("chosen"), first + second)
     pipe.start()
     await asyncio.wait_for(publisher.inside.wait(), 10)
-    await asyncio.sleep(0.05)  # the first slice's ack settles meanwhile
+    # The first slice's ack settles meanwhile (the spool frontier moves in the same step).
+    await eventually(lambda: pipe.counters.published == SEND_SLICE, 10, "the first ack")
     assert pipe.counters.published == SEND_SLICE
     assert spool.low == SEND_SLICE  # the frontier stops at the slice being sent
     assert spool.count == 10
     publisher.gate.set()
-    for _ in range(200):
-        if pipe.counters.published == SEND_SLICE + 10:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: pipe.counters.published == SEND_SLICE + 10, 10, "the second ack")
     assert publisher.count == SEND_SLICE + 10 and spool.count == 0
     await pipe.stop()
 
@@ -188,10 +187,7 @@ async def test_a_spilled_burst_comes_back_in_order_from_memory_or_disk(
     assert (kept < 300) if spool_bytes == 4 << 20 else (kept == counters.spilled)
     await publisher.start()
     pipe.start()
-    for _ in range(500):
-        if counters.published == 1500:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: counters.published == 1500, 10, "everything published")
     sent = [orjson.loads(m.data)["payload"]["messageId"] for m in publisher.messages]
     expected = [parse_line(line).tags["id"] for line in lines]
     assert sent == expected

@@ -26,6 +26,7 @@ from ingress_egress.simulator import ChatSimulator, LiveMessage
 from ingress_egress.twitch.messages import from_irc
 from tests.support.nats import NatsHarness
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 HEARTBEAT_MS = 500
 TTL_MS = 3000
@@ -60,12 +61,16 @@ class MemberProcess:
             )
 
     async def start(self, timeout: float = 30.0) -> MemberProcess:
-        self.proc = self._spawn()
-        deadline = time.monotonic() + timeout
-        while await self.debug() is None:
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.log_tail()}"
-            assert time.monotonic() < deadline, f"{self.name} never answered:\n{self.log_tail()}"
-            await asyncio.sleep(0.1)
+        proc = self.proc = self._spawn()
+
+        async def answers() -> bool:
+            assert proc.poll() is None, f"{self.name} exited:\n{self.log_tail()}"
+            return await self.debug() is not None
+
+        try:
+            await eventually(answers, timeout, f"{self.name} answering", interval=0.1)
+        except AssertionError as error:
+            raise AssertionError(f"{error}:\n{self.log_tail()}") from None
         return self
 
     async def get(self, path: str) -> httpx.Response | None:
@@ -92,11 +97,11 @@ class MemberProcess:
         """SIGTERM as Cloud Run sends it; returns (exit code, seconds it took)."""
         started = time.monotonic()
         self._signal(signal.SIGTERM)
-        assert self.proc is not None
-        while self.proc.poll() is None:
-            assert time.monotonic() - started < timeout, f"{self.name} ignored SIGTERM"
-            await asyncio.sleep(0.05)
-        return self.proc.returncode, time.monotonic() - started
+        proc = self.proc
+        assert proc is not None
+        exited = f"{self.name} exiting on SIGTERM"
+        await eventually(lambda: proc.poll() is not None, timeout, exited)
+        return proc.returncode, time.monotonic() - started
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

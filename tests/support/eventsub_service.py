@@ -66,6 +66,20 @@ class Harness:
         )
         return mock.live()[0]
 
+    async def old_socket_gone(self, connections: int) -> None:
+        """Wait until the client holds a socket only for each live session (it has closed the
+        one Twitch closed after a hand-over), or until it opened a connection beyond
+        ``connections`` (a reconnect it should not make: the caller's assertion reports it)."""
+        mock = self.mock
+        await eventually(
+            lambda: (
+                self.source.describe()["sockets"] == len(mock.live())
+                or mock.connections > connections
+            ),
+            15,
+            "the old socket closed by the client",
+        )
+
 
 @asynccontextmanager
 async def eventsub_service(

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from google.cloud.firestore import AsyncClient
 
 from tests.support.gcloud import require_emulator
 from tests.support.processes import ServerProcess, free_port
+from tests.support.waiting import wait_until
 
 EMULATOR_JAR = "cloud-firestore-emulator/cloud-firestore-emulator.jar"
 MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -94,18 +94,20 @@ def start_emulator(log_dir: os.PathLike[str] | str, project: str = PROJECT) -> F
     ]
     process = ServerProcess(argv, port, Path(log_dir) / "firestore-emulator.log").start(60)
     emulator = FirestoreEmulator("127.0.0.1", port, project, process)
-    deadline = time.monotonic() + 30
-    while True:  # the port opens a moment before the HTTP API answers
+
+    def answers() -> bool:  # the port opens a moment before the HTTP API answers
         try:
-            if httpx.get(emulator.base_url + "/", timeout=2).status_code == 200:
-                return emulator
+            return httpx.get(emulator.base_url + "/", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            tail = process.log_tail()
-            process.stop()
-            raise RuntimeError(f"the Firestore emulator did not come up:\n{tail}")
-        time.sleep(0.1)
+            return False
+
+    try:
+        wait_until(answers, 30, "the Firestore emulator's HTTP API", interval=0.1)
+    except TimeoutError:
+        tail = process.log_tail()
+        process.stop()
+        raise RuntimeError(f"the Firestore emulator did not come up:\n{tail}") from None
+    return emulator
 
 
 _shared: FirestoreEmulator | None = None

@@ -12,6 +12,7 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tests.support.processes import ServerProcess, free_port
+from tests.support.waiting import POLL_S
 
 
 def nats_server_binary() -> str:
@@ -96,7 +97,7 @@ class NatsHarness:
                         break
                 except nats.js.errors.NotFoundError:
                     pass
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(POLL_S)
             await asyncio.sleep(settle)
             total = await self._count(js)
             sub = await js.pull_subscribe(

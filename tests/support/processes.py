@@ -7,9 +7,10 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -19,14 +20,14 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+            return True
+        return False
+
+    wait_until(listening, timeout, f"something listening on 127.0.0.1:{port}", interval=0.05)
 
 
 class ServerProcess:

@@ -31,6 +31,7 @@ from ingress_egress.config import Settings
 
 from .gcloud import INSTALL_HINT, require_emulator
 from .processes import ServerProcess, free_port
+from .waiting import POLL_S
 
 PROJECT = "ingress-egress-test"
 EMULATOR_DIR = "pubsub-emulator"
@@ -175,8 +176,8 @@ class PubSubHarness:
                 break
             batch = await asyncio.to_thread(self._pull, min(remaining, 2.0))
             self._buffer.extend(batch)
-            if not batch:
-                await asyncio.sleep(0.02)
+            if not batch:  # the emulator answered at once with nothing: poll again
+                await asyncio.sleep(POLL_S)
         taken, self._buffer = self._buffer[:n], self._buffer[n:]
         return taken
 

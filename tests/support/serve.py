@@ -16,6 +16,7 @@ import httpx
 
 from tests.support.delivery import CHANNELS
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 
 class Serve:
@@ -52,17 +53,22 @@ class Serve:
             return response.json()
 
     async def until(self, check: Any, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        """The debug view once ``check(view)`` holds (the process must stay up)."""
+        seen: list[dict[str, Any]] = []
+
+        async def holds() -> bool:
             assert self.proc.poll() is None, f"serve exited: {self.log()}"
             try:
-                debug = await self.debug()
-                if check(debug):
-                    return debug
+                seen[:] = [await self.debug()]
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.log()}"
-            await asyncio.sleep(0.1)
+                return False
+            return bool(check(seen[0]))
+
+        try:
+            await eventually(holds, timeout, what, interval=0.1)
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {self.log()}") from None
+        return seen[0]
 
     async def terminate(self) -> float:
         """SIGTERM; the exit code must be 0. Returns how long the exit took."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +10,9 @@ import httpx
 
 from ingress_egress.config import Settings, parse_irc_url
 from ingress_egress.service import Service
+from tests.support.waiting import eventually
+
+__all__ = ["eventually", "get", "running", "settings_for", "wait_status"]
 
 
 def settings_for(
@@ -39,36 +39,21 @@ async def running(settings: Settings, **kwargs: Any) -> AsyncIterator[Service]:
         await service.stop()
 
 
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 15.0,
-    what: str = "",
-    interval: float = 0.02,
-) -> None:
-    """Poll ``check`` (plain or async) until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(interval)
-
-
 async def get(service: Service, path: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http.port}") as client:
         return await client.get(path, timeout=5)
 
 
 async def wait_status(service: Service, path: str, status: int, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = await get(service, path)
-        if response.status_code == status:
-            return response.json()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path}: {response.status_code} {response.text}")
-        await asyncio.sleep(0.05)
+    """The JSON body of ``path`` once it answers ``status``."""
+    last: list[httpx.Response] = []
+
+    async def answers() -> bool:
+        last[:] = [await get(service, path)]
+        return last[0].status_code == status
+
+    try:
+        await eventually(answers, timeout, f"{path} answering {status}", interval=0.05)
+    except AssertionError:
+        raise AssertionError(f"{path}: {last[0].status_code} {last[0].text}") from None
+    return last[0].json()

@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.waiting import eventually
+
 DEFAULT_SCOPES = ("chat:read", "chat:edit")
 
 
@@ -126,7 +128,7 @@ class TwitchOAuthMock:
             return None
         failure = queue.pop(0)
         if failure == "hang":
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # never answers (stop() force-exits the server)
         status = int(failure)
         return JSONResponse(
             {"error": _reason(status), "status": status, "message": _reason(status)},
@@ -218,14 +220,17 @@ class TwitchOAuthMock:
         config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        for _ in range(500):
-            if self._server.started:
-                break
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        else:
-            raise TimeoutError("the Twitch OAuth mock did not start")
+        server, task = self._server, self._task
+
+        def started() -> bool:
+            if task.done():
+                task.result()  # raises what stopped it
+            return server.started
+
+        try:
+            await eventually(started, 5, "the Twitch OAuth mock to start", interval=0.01)
+        except AssertionError:
+            raise TimeoutError("the Twitch OAuth mock did not start") from None
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
 
