@@ -23,7 +23,7 @@ import warnings
 from types import ModuleType
 
 FORCE_PURE_PYTHON = os.environ.get("INGRESS_EGRESS_PURE_PYTHON", "") not in ("", "0")
-ABI_VERSION = 5  # must match _speedups.c
+ABI_VERSION = 6  # must match _speedups.c
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None
