@@ -60,16 +60,29 @@ def seeded(seed: int) -> Any:
     return lambda lines: stream.randbytes(40 * lines).hex()
 
 
-def pair(seed: int = 5, builder: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """(Python codec, native codec), same ids, same monotonic clock, twin builders."""
+def pair(
+    seed: int = 5, builder: dict[str, Any] | None = None, self_user_id: str | None = None
+) -> tuple[Any, Any]:
+    """(Python codec, native codec), same ids, same monotonic clock, twin builders, the
+    same bot (``self_user_id``)."""
     options = builder or {}
     python = PythonCodec(EnvelopeBuilder(**options), random_hex=seeded(seed), monotonic=lambda: 7.5)
     native = NativeCodec(EnvelopeBuilder(**options), random_hex=seeded(seed), monotonic=lambda: 7.5)
+    python.set_self_user_id(self_user_id)
+    native.set_self_user_id(self_user_id)
     return python, native
 
 
 def view(decoded: Any) -> Any:
-    return comparable((decoded.envelopes, decoded.control, decoded.errors, decoded.chat_only))
+    return comparable(
+        (
+            decoded.envelopes,
+            decoded.control,
+            decoded.errors,
+            decoded.chat_only,
+            decoded.self_messages,
+        )
+    )
 
 
 def check(lines: list[str], received_at: float = RECEIVED, codecs: Any = None) -> int:
@@ -200,6 +213,146 @@ def test_cheer_amounts_beyond_64_bits_are_text_on_both() -> None:
 
 def test_non_str_lines_are_errors_on_both() -> None:
     check([LINE, b"PRIVMSG #c :x", None, LINE])  # type: ignore[list-item]
+
+
+# -- the bot's own lines: declined by the direct path, isSelf from the Python codec -----------
+
+
+def user_id_of(line: str) -> str:
+    return line.split(";user-id=", 1)[1].split(";", 1)[0].split(" ", 1)[0]
+
+
+BOT = user_id_of(CORPUS[3])
+
+
+def as_bot(line: str, user_id: str = BOT) -> str:
+    """``line`` as the bot would have sent it: its user-id replaced."""
+    return line.replace(f";user-id={user_id_of(line)}", f";user-id={user_id}", 1)
+
+
+def payloads(decoded: Any) -> list[dict[str, Any]]:
+    return [orjson.loads(outbound.data)["payload"] for outbound in decoded.envelopes]
+
+
+def test_the_bots_own_lines_are_declined_and_marked_the_same_on_both() -> None:
+    lines = [as_bot(line) if i % 4 == 1 else line for i, line in enumerate(CORPUS[:40])]
+    own = [i for i, line in enumerate(lines) if user_id_of(line) == BOT]
+    python, native = pair(self_user_id=BOT)
+    assert check(lines, codecs=(python, native)) == len(own) > 5
+    decoded = native.decode(lines, RECEIVED)
+    assert [i for i, p in enumerate(payloads(decoded)) if p.get("isSelf")] == own
+    assert all(p["isSelf"] is True for p in payloads(decoded) if "isSelf" in p)
+    assert decoded.chat_only  # a self line is still chat
+    assert decoded.self_messages == tuple(
+        (line.split(" PRIVMSG #", 1)[1].split(" ", 1)[0], line.split(";id=", 1)[1].split(";")[0])
+        for line in (lines[i] for i in own)
+    )
+
+
+def test_without_a_self_user_id_nothing_is_declined_or_marked() -> None:
+    lines = [as_bot(line) for line in CORPUS[:10]]
+    python, native = pair()
+    assert check(lines, codecs=(python, native)) == 0
+    decoded = native.decode(lines, RECEIVED)
+    python.decode(lines, RECEIVED)  # the twins' id streams stay in step
+    assert decoded.self_messages == () and not any("isSelf" in p for p in payloads(decoded))
+    native.set_self_user_id(BOT)
+    python.set_self_user_id(BOT)
+    assert check(lines, codecs=(python, native)) == 10
+    native.set_self_user_id(None)
+    python.set_self_user_id("")
+    assert check(lines, codecs=(python, native)) == 0
+
+
+def test_only_chat_messages_are_the_bots_own() -> None:
+    """A USERNOTICE or CLEARCHAT naming the bot is no self message (docs/envelope.md)."""
+    notice = f"@user-id={BOT};login=bot;id=n1;msg-id=announcement :tmi.twitch.tv USERNOTICE #c :hi"
+    clear = f"@room-id=1;target-user-id={BOT};tmi-sent-ts=1 :tmi.twitch.tv CLEARCHAT #c :bot"
+    python, native = pair(self_user_id=BOT)
+    assert check([notice, clear, as_bot(LINE)], codecs=(python, native)) == 3
+    decoded = native.decode([notice, clear, as_bot(LINE)], RECEIVED)
+    assert [p.get("isSelf") for p in payloads(decoded)] == [None, None, True]
+    assert len(decoded.self_messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("user_id", "own"),
+    [
+        (BOT, True),
+        (BOT + "0", False),
+        ("0" + BOT, False),
+        (BOT[:-1], False),
+        ("", False),
+        (BOT[:3] + "\\\\" + BOT[3:], False),  # an escaped backslash: not the id
+    ],
+)
+def test_near_misses_are_not_the_bot(user_id: str, own: bool) -> None:
+    line = as_bot(LINE, user_id)
+    python, native = pair(self_user_id=BOT)
+    check([line], codecs=(python, native))
+    assert bool(native.decode([line], RECEIVED).self_messages) is own
+
+
+def test_an_escaped_user_id_that_unescapes_to_the_bots_is_the_bot_on_both() -> None:
+    """IRCv3 drops a backslash before an ordinary character: ``111\\48817`` is the id."""
+    line = as_bot(LINE, BOT[:3] + "\\" + BOT[3:])
+    python, native = pair(self_user_id=BOT)
+    assert check([line], codecs=(python, native)) == 1
+    assert payloads(native.decode([line], RECEIVED))[0]["isSelf"] is True
+
+
+def test_a_wide_line_of_the_bot_is_declined_and_one_of_another_taken() -> None:
+    """Non-ASCII text makes the line a 2- or 4-byte str: the id is compared per code point."""
+    for text in ("草", "🎉 hi"):
+        own = f"{as_bot(LINE).rsplit(' :', 1)[0]} :{text}"
+        other = f"{LINE.rsplit(' :', 1)[0]} :{text}"
+        python, native = pair(self_user_id=BOT)
+        assert check([own, other], codecs=(python, native)) == 1
+        assert [p.get("isSelf") for p in payloads(native.decode([own, other], RECEIVED))] == [
+            True,
+            None,
+        ]
+
+
+def test_a_self_user_id_set_on_the_builder_is_followed_by_the_native_codec() -> None:
+    python, native = pair()
+    native.builder.set_self_user_id(BOT)
+    python.builder.set_self_user_id(BOT)
+    assert check([as_bot(LINE)], codecs=(python, native)) == 1
+
+
+def test_a_self_user_id_is_twitch_shaped() -> None:
+    python, native = pair()
+    for bad in ("abc", "1" * 33, "١٢", " 1"):
+        with pytest.raises(ValueError):
+            native.set_self_user_id(bad)
+        with pytest.raises(ValueError):
+            python.set_self_user_id(bad)
+    assert native.builder.self_user_id is None
+    assert speedups is not None
+    direct = speedups.DirectPath(OutboundMessage, "irc", "t", "f", bytes(16), [])
+    for wrong in (1, b"12", "é", "1" * 33):
+        with pytest.raises(ValueError):
+            direct.set_self_id(wrong)
+    direct.set_self_id(BOT)
+    assert direct.encode([as_bot(LINE)], "a" * 80, RECEIVED, 1.0) == ([None], 1)
+    direct.set_self_id(None)
+    assert direct.encode([as_bot(LINE)], "a" * 80, RECEIVED, 1.0)[1] == 0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(direct_shaped_lines(), rich_privmsgs(), st.sampled_from(CORPUS)),
+            st.booleans(),
+        ),
+        max_size=10,
+    )
+)
+def test_batches_with_the_bots_lines_agree(lines: list[tuple[str, bool]]) -> None:
+    batch = [as_bot(line) if own and ";user-id=" in line else line for line, own in lines]
+    check(batch, codecs=pair(self_user_id=BOT))
 
 
 # -- choosing and building the codec ------------------------------------------------------

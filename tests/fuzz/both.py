@@ -5,7 +5,9 @@ its replay test know how to run "the Python reference" and "the C extension" on 
 ``NativeCodec``), so state that survives between batches (the native codec's memo of the
 last formatted second, the builders' clocks and caches) is exercised batch after batch,
 exactly as a read loop does. Both are given the same randomness (``random_hex`` from one
-seed each), so their outputs must be identical, not merely similar.
+seed each), so their outputs must be identical, not merely similar. Both know the same bot
+(``SELF_USER_ID``, a chatter of a few fixture lines): its lines are the ones the native
+codec declines on purpose, and their ``payload.isSelf`` and ``self_messages`` must agree too.
 
 Without the extension (``INGRESS_EGRESS_PURE_PYTHON=1`` or not built) ``NATIVE`` is False
 and the "native" side is the reference again: the target still runs, comparing nothing new.
@@ -30,6 +32,9 @@ from ingress_egress.sources.irc.codec import IrcCodec, PythonCodec
 from ingress_egress.sources.irc.transport import split_lines
 from ingress_egress.twitch.messages import common as messages_common
 
+# The bot's user id on both sides: three PRIVMSGs of tests/fixtures/ are its own, and the
+# mutator makes more (and near misses: one digit more, less or escaped).
+SELF_USER_ID = "11148817"
 speedups = _native.speedups
 NATIVE = speedups is not None and not pure_python(os.environ)
 if NATIVE:
@@ -76,6 +81,7 @@ class _Side:
         self._codec: IrcCodec = kind(
             EnvelopeBuilder(), random_hex=self._random_hex, monotonic=lambda: self.monotonic
         )
+        self._codec.set_self_user_id(SELF_USER_ID)
 
     def _random_hex(self, lines: int) -> str:
         return self._random.randbytes(40 * lines).hex()
@@ -85,7 +91,15 @@ class _Side:
         self.lines = list(lines)
         result = self._codec.decode(self.lines, received_at)
         return Decoded(
-            comparable((result.envelopes, result.control, result.errors, result.chat_only)),
+            comparable(
+                (
+                    result.envelopes,
+                    result.control,
+                    result.errors,
+                    result.chat_only,
+                    result.self_messages,
+                )
+            ),
             list(result.envelopes),
         )
 

@@ -22,7 +22,7 @@ import importlib
 import warnings
 from types import ModuleType
 
-ABI_VERSION = 5  # must match _speedups.c
+ABI_VERSION = 6  # must match _speedups.c
 
 speedups: ModuleType | None = None
 IMPORT_ERROR: str | None = None

@@ -6,6 +6,8 @@
  *       into spans (offsets into the line, no Python objects) and its envelope JSON written
  *       from them; None for each line it declines, which sources/irc/codec/native.py hands
  *       to the Python codec, the reference (EnvelopeBuilder._message, then to_outbound).
+ *   DirectPath.set_self_id(user_id or None): lines whose user-id is the bot's own are declined
+ *       (the Python codec writes their payload.isSelf; envelope/builder.py set_self_user_id).
  *   split_lines(chunk) -> (lines, invalid)   (sources/irc/transport.py split_lines)
  *   hpub_frames(subject, messages) -> bytes or None   (bus/nats.py hpub_frame of each)
  *
@@ -25,7 +27,7 @@
  *   [0, length). SHA-1 is written from FIPS 180-4.
  * ABI_VERSION: bump it when the Python side's calls change (a stale build is then refused).
  */
-#define ABI_VERSION 5
+#define ABI_VERSION 6
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -1792,6 +1794,7 @@ static const char *const OM_FIELDS[OM_N] = {
 #define IDS_PER_LINE 80 /* hex characters: uuid4 source, trace id, span id (ids.LineIds) */
 #define STR_MEMO_SLOTS 64
 #define STR_MEMO_LEN 64 /* Twitch logins have at most 25 characters, room ids 10 digits */
+#define SELF_ID_MAX 32  /* envelope/builder.py MAX_USER_ID_CHARS */
 
 typedef struct {
     PyObject_HEAD
@@ -1804,6 +1807,8 @@ typedef struct {
     cheer_prefixes cheers;
     second_memo received_memo, sent_memo;
     PyObject *strs[STR_MEMO_SLOTS]; /* channels and room ids, by content */
+    char self_id[SELF_ID_MAX];      /* the bot's user id: its lines are declined */
+    Py_ssize_t self_id_len;         /* 0: nobody is self */
 } DirectPath;
 
 static int
@@ -2044,6 +2049,29 @@ dp_ids(DirectPath *self, const dp_line *l, const Py_UCS1 *h, char id[36], char t
     return 1;
 }
 
+/* The line's user-id is the bot's own (set_self_id): the Python codec writes its isSelf.
+ * An escaped or repeated user-id was already declined by the scan, so the raw span is the
+ * value Python compares. */
+static ALWAYS_INLINE int
+dp_is_self(const DirectPath *self, const dp_line *l)
+{
+    Py_ssize_t a, b, n = self->self_id_len;
+    if (!dp_tag_span(l, TG_USER_ID, &a, &b) || b - a != n) {
+        return 0;
+    }
+    const int kind = l->kind;
+    const void *data = l->data;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return memcmp((const Py_UCS1 *)data + a, self->self_id, (size_t)n) == 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (READ(a + i) != (Py_UCS4)(unsigned char)self->self_id[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The line's OutboundMessage; NULL with no error set: declined. */
 static PyObject *
 dp_encode_line(DirectPath *self, PyObject *line, const Py_UCS1 *h, const char *stamp,
@@ -2051,7 +2079,8 @@ dp_encode_line(DirectPath *self, PyObject *line, const Py_UCS1 *h, const char *s
 {
     dp_line l;
     char id[36], trace[32], sent_at[STAMP_LEN];
-    if (!STR_EXACT(line) || !dp_scan_line(&l, line) || l.chan_end - l.chan > STR_MEMO_LEN) {
+    if (!STR_EXACT(line) || !dp_scan_line(&l, line) || l.chan_end - l.chan > STR_MEMO_LEN ||
+        (self->self_id_len && dp_is_self(self, &l))) {
         return NULL;
     }
     l.ncheers = 0;
@@ -2178,11 +2207,36 @@ done:
     return result;
 }
 
+/* set_self_id(user_id or None): from now on decline the lines whose user-id is user_id
+ * (an ASCII str of 1 to SELF_ID_MAX characters; None or "": nobody). */
+static PyObject *
+DirectPath_set_self_id(DirectPath *self, PyObject *user_id)
+{
+    if (user_id == Py_None) {
+        self->self_id_len = 0;
+        Py_RETURN_NONE;
+    }
+    if (!STR_EXACT(user_id) || !PyUnicode_IS_ASCII(user_id) ||
+        PyUnicode_GET_LENGTH(user_id) > SELF_ID_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "set_self_id(): the user id must be None or an ASCII str of at most %d "
+                     "characters", SELF_ID_MAX);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(user_id);
+    memcpy(self->self_id, PyUnicode_1BYTE_DATA(user_id), (size_t)n);
+    self->self_id_len = n;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef DirectPath_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))DirectPath_encode, METH_FASTCALL,
      "encode($self, lines, ids, received_at, monotonic, /)\n--\n\n"
      "(per line its OutboundMessage or None where the Python codec must decode it, how many "
      "are None); ids holds 80 hex characters per line (ids.LineIds)."},
+    {"set_self_id", (PyCFunction)DirectPath_set_self_id, METH_O,
+     "set_self_id($self, user_id, /)\n--\n\n"
+     "Decline the lines whose user-id is user_id (the bot's own; None: nobody)."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject DirectPath_Type = {

@@ -29,6 +29,9 @@ from ingress_egress.twitch.messages.common import cheer_spans, emotes_within
 Envelope = dict[str, Any]
 FINALIZER = "internal.finalizer.v1"
 NO_USER = {"id": "", "name": "", "displayName": "", "profileImageUrl": "", "role": ""}
+# The bot's own user id, when set: ASCII digits (what Twitch's user ids are), so the C direct
+# path can compare it with the raw tag (sources/irc/codec/native.py) as Python compares strs.
+MAX_USER_ID_CHARS = 32
 # A ROOMSTATE without tmi-sent-ts (every one Twitch sends) is keyed by its receipt time rounded
 # down to this window, so two readers of one change publish one id (docs/envelope.md, "Ids").
 ROOMSTATE_WINDOW_MS = 5000
@@ -55,6 +58,7 @@ class EnvelopeBuilder:
         self._ids: IdSource = ids or RandomIds()
         self._received = IsoClock()
         self._sent = IsoClock()
+        self._self_user_id: str | None = None
         self._builders: dict[type, Callable[[Any, str, IdSource], Envelope]] = {
             Privmsg: self._message,
             Usernotice: self._notification,
@@ -62,6 +66,24 @@ class EnvelopeBuilder:
             Clearmsg: self._clearmsg,
             Roomstate: self._roomstate,
         }
+
+    @property
+    def self_user_id(self) -> str | None:
+        """The bot's own user id (None: nobody is self); see ``set_self_user_id``."""
+        return self._self_user_id
+
+    def set_self_user_id(self, user_id: str | None) -> None:
+        """From now on a chat message whose ``user-id`` is ``user_id`` is the bot's own:
+        its envelope carries ``payload.isSelf: true`` (docs/envelope.md). Learned at run
+        time (after the token is validated); None or "" = nobody. An IRC source sets it
+        through its codec (``IrcCodec.set_self_user_id``), which the C direct path must
+        follow too. Raises ValueError for an id that is not 1-32 ASCII digits."""
+        if not user_id:
+            self._self_user_id = None
+            return
+        if not (len(user_id) <= MAX_USER_ID_CHARS and user_id.isascii() and user_id.isdigit()):
+            raise ValueError(f"a Twitch user id is 1-{MAX_USER_ID_CHARS} ASCII digits")
+        self._self_user_id = user_id
 
     def build(
         self,
@@ -125,7 +147,7 @@ class EnvelopeBuilder:
         envelope_id = stable_uuid(f"twitch:{message_id}") if message_id else ids.uuid4()
         reply = msg.reply
         shared = msg.shared_source
-        return {
+        envelope: Envelope = {
             "v": "1",
             "id": envelope_id,
             "correlationId": envelope_id,
@@ -187,6 +209,10 @@ class EnvelopeBuilder:
                 "transport": self.transport,
             },
         }
+        if chatter.user_id == self._self_user_id:  # never equal while it is None
+            # Present only on the bot's own messages: every other envelope stays as it was.
+            envelope["payload"]["isSelf"] = True
+        return envelope
 
     def _notification(self, msg: Usernotice, stamp: str, ids: IdSource) -> Envelope:
         chatter = msg.chatter

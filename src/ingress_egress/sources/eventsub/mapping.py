@@ -138,6 +138,18 @@ def timestamp_ms(value: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def self_message(message: TwitchMessage, bot_user_id: str) -> tuple[str, str] | None:
+    """(channel, message id) of a chat message the bot itself sent (its ``chatter_user_id``
+    is ``bot_user_id``, which the builder then marks ``isSelf``), else None. Only chat
+    messages with an id: what egress/echo.py confirms sends with, as the IRC codec's
+    ``Decoded.self_messages``."""
+    if not bot_user_id or type(message) is not Privmsg or not message.message_id:
+        return None
+    if message.chatter.user_id != bot_user_id:
+        return None
+    return message.channel, message.message_id
+
+
 class EventMapper:
     """Stateful only for ``message_delete``: Twitch sends no text there, IRC does, so the
     texts of recent messages are remembered (bounded) to fill it in."""

@@ -41,6 +41,7 @@ from ingress_egress.sources.eventsub.mapping import (
     CHAT_SETTINGS,
     EventMapper,
     UnknownEvent,
+    self_message,
     settings_event,
     timestamp_ms,
 )
@@ -52,6 +53,8 @@ from ingress_egress.twitch.messages import TwitchMessage
 log = logging.getLogger("ingress_egress.eventsub")
 
 Sink = Callable[[TwitchMessage, float], None]
+# (channel, Twitch message id) of each message the bot itself sent (egress/echo.py).
+SelfMessageHook = Callable[[str, str], None]
 
 REQUIRED_SCOPE = "user:read:chat"
 CONDUIT_SCOPE = "user:bot"  # chat subscriptions with an app token (conduits) need it too
@@ -104,7 +107,12 @@ class EventSubSource:
         oauth_url: str,
         keepalive_s: float = 10.0,
         client_secret: str = "",
+        on_bot_user_id: Callable[[str], None] | None = None,
+        on_self_message: SelfMessageHook | None = None,
     ) -> None:
+        """``on_bot_user_id``: told the bot's user id once the token is validated (the
+        builder's ``set_self_user_id``: its chat messages are marked ``isSelf``);
+        ``on_self_message``: each of them, as (channel, message id)."""
         self.channels = channels
         state.set_reading(channels)
         self.login = login
@@ -117,6 +125,8 @@ class EventSubSource:
         self.backoff = backoff
         self.ws_url = ws_url
         self.keepalive_s = keepalive_s
+        self._on_bot_user_id = on_bot_user_id
+        self._on_self_message = on_self_message
         configure_endpoints(ws_url=ws_url, helix_url=helix_url, oauth_url=oauth_url)
         self.mapper = EventMapper()
         self.recent = RecentKeys(RECENT_MESSAGE_IDS)
@@ -255,6 +265,8 @@ class EventSubSource:
             self._token_trouble(f"token rejected by Twitch ({error.status})")
             raise
         self.bot_id = auth.user_id or str(info.user_id or "")
+        if self._on_bot_user_id is not None:
+            self._tell_bot_user_id(self.bot_id)
         scopes = {str(scope) for scope in (info.scopes or [])}
         conduit = self.transport == "conduit"
         for scope in (REQUIRED_SCOPE, CONDUIT_SCOPE) if conduit else (REQUIRED_SCOPE,):
@@ -262,6 +274,14 @@ class EventSubSource:
                 self._token_trouble(f"token lacks scope {scope}")
                 raise CredentialsError("missing_scope", f"the bot token lacks {scope}")
         self.token_problem = ""
+
+    def _tell_bot_user_id(self, user_id: str) -> None:
+        assert self._on_bot_user_id is not None
+        try:
+            self._on_bot_user_id(user_id)
+        except Exception as error:  # e.g. not a Twitch user id: reading goes on unmarked
+            self.errors.add("handler_error", f"the bot's user id was refused: {error}"[:200])
+            log.error("eventsub: the bot's user id was refused (%s)", error)
 
     async def _resolve_channels(self, client: ChatClient) -> None:
         users = await self._with_fresh_token(
@@ -501,6 +521,18 @@ class EventSubSource:
             log.error("eventsub: malformed notification (%s)", type(error).__name__)
             return
         self.sink(typed, received_at)
+        if self._on_self_message is not None:
+            self._report_if_self(typed)
+
+    def _report_if_self(self, message: TwitchMessage) -> None:
+        own = self_message(message, self.bot_id)
+        if own is None or self._on_self_message is None:
+            return
+        try:
+            self._on_self_message(*own)
+        except Exception:  # the watcher's trouble must not cost the socket's read loop
+            self.errors.add("handler_error", "a self message could not be reported")
+            log.exception("eventsub: on_self_message failed for %s", own[1])
 
     def revocation(self, subscription: dict[str, Any]) -> None:
         self._last_read = time.monotonic()

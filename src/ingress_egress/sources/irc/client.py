@@ -61,6 +61,7 @@ __all__ = [
     "CHANNEL_FAILURES",
     "EnvelopeSink",
     "JoinLimiter",
+    "SelfMessageHook",
     "Session",
     "TwitchIrcClient",
     "join_lines",
@@ -77,6 +78,9 @@ class EnvelopeSink(Protocol):
 
 
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
+# (channel, Twitch message id) of each message the bot itself sent, as the read side saw it
+# (the codec's ``Decoded.self_messages``): egress/echo.py confirms sends with them.
+SelfMessageHook = Callable[[str, str], None]
 
 CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
 # NOTICE msg-ids that mean "this channel cannot be joined", reported per channel.
@@ -174,6 +178,7 @@ class TwitchIrcClient:
         name: str = "irc-0",
         on_change: Callable[[], None] | None = None,
         transport_factory: TransportFactory = open_transport,
+        on_self_message: SelfMessageHook | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.channels: dict[str, None] = dict.fromkeys(channels)
@@ -195,6 +200,7 @@ class TwitchIrcClient:
         self.dedup_capacity = dedup_capacity
         self.name = name
         self._on_change = on_change or (lambda: None)
+        self._on_self_message = on_self_message
         self._open = transport_factory
         self.current: Session | None = None
         self.reconnects = 0
@@ -393,6 +399,8 @@ class TwitchIrcClient:
             self.errors.add("handler_error", f"a read of {len(lines)} lines could not be handled")
             log.exception("failed to handle a read of %d lines", len(lines))
             return
+        if decoded.self_messages and self._on_self_message is not None:
+            self._report_self_messages(decoded.self_messages)
         if decoded.chat_only:
             return
         for line, error in decoded.errors:
@@ -405,6 +413,16 @@ class TwitchIrcClient:
                     handler(session, message)
                 except Exception as error:
                     self._unhandled(line, error)
+
+    def _report_self_messages(self, messages: tuple[tuple[str, str], ...]) -> None:
+        hook = self._on_self_message
+        assert hook is not None
+        for channel, message_id in messages:
+            try:
+                hook(channel, message_id)
+            except Exception:  # the watcher's trouble must not cost the read loop
+                self.errors.add("handler_error", "a self message could not be reported")
+                log.exception("on_self_message failed for %s in #%s", message_id, channel)
 
     def _first_copies(self, envelopes: list[OutboundMessage]) -> list[OutboundMessage]:
         """During a RECONNECT overlap: each event once, whichever connection wins."""

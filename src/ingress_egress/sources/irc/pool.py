@@ -23,6 +23,7 @@ from ingress_egress.retry import Backoff
 from ingress_egress.sources.base import ChannelChange, ChannelReader, chat_readiness
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,
+    SelfMessageHook,
     TransportFactory,
     TwitchIrcClient,
 )
@@ -72,6 +73,7 @@ class ChatPool:
         errors: ErrorLog,
         limits: PoolLimits | None = None,
         transport_factory: TransportFactory = open_transport,
+        on_self_message: SelfMessageHook | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.login = login
@@ -87,6 +89,7 @@ class ChatPool:
         )
         self.connect_gate = ConnectGate(self.limits.connect_interval_s)
         self._open = transport_factory
+        self._on_self_message = on_self_message  # each connection's (egress/echo.py)
         self.irc_connections: list[TwitchIrcClient] = []
         self._owner: dict[str, TwitchIrcClient] = {}
         self._runs: dict[TwitchIrcClient, asyncio.Task[None]] = {}
@@ -163,6 +166,7 @@ class ChatPool:
             name=f"irc-{self._connections_made}",
             on_change=self._refresh,
             transport_factory=self._open,
+            on_self_message=self._on_self_message,
         )
         self._connections_made += 1
         self.irc_connections.append(connection)

@@ -18,6 +18,9 @@ nothing is rebound at import time. Either way:
 * any other line becomes its typed message, kept in ``control`` for the client (PING,
   RECONNECT, JOIN echoes, NOTICEs, ROOMSTATE...) and, when it is an event (USERNOTICE,
   CLEARCHAT, ROOMSTATE, ...), also its envelope, in line order among the chat envelopes;
+* a chat line of the bot itself (its ``user-id`` is the one given to ``set_self_user_id``)
+  gets ``payload.isSelf`` and its (channel, id) in ``self_messages``; the native codec
+  leaves such lines to the Python one, which alone writes the field;
 * a line that is not IRC, or whose conversion raised, goes to ``errors`` with the line;
 * the random ids of line ``i`` (envelope id when the event has no stable key, trace id, span
   id) are ``LineIds`` of ``random_hex(n)[80 * i : 80 * i + 80]``, ``n`` the read's line

@@ -12,12 +12,16 @@ from ingress_egress.twitch.messages import TwitchMessage
 
 class Decoded(NamedTuple):
     """One read, decoded. ``chat_only``: every line was a chat envelope (the common case:
-    ``control`` and ``errors`` are empty and the client has nothing to look at)."""
+    ``control`` and ``errors`` are empty and the client has nothing to look at).
+    ``self_messages``: (channel, Twitch message id) of each chat message the bot itself sent
+    (its ``user-id`` is the codec's self user id), in line order; empty unless one is set.
+    They are in ``envelopes`` too (``payload.isSelf``), whatever ``chat_only`` says."""
 
     envelopes: list[OutboundMessage]  # in line order
     control: list[tuple[str, TwitchMessage]]  # (line, its typed message): non-chat lines
     errors: list[tuple[str, Exception]]  # (line, what parsing or converting it raised)
     chat_only: bool
+    self_messages: tuple[tuple[str, str], ...] = ()
 
 
 class IrcCodec(Protocol):
@@ -30,4 +34,10 @@ class IrcCodec(Protocol):
 
     def decode(self, lines: list[str], received_at: float) -> Decoded:
         """One read's lines (``received_at``: its receipt time, epoch seconds)."""
+        ...
+
+    def set_self_user_id(self, user_id: str | None) -> None:
+        """The bot's own user id (None: nobody), learned at run time: its chat messages get
+        ``payload.isSelf`` and are listed in ``Decoded.self_messages``. It sets the
+        builder's (``EnvelopeBuilder.set_self_user_id``, which validates it)."""
         ...

@@ -11,6 +11,10 @@ fields it sets, the builder's transport name, the envelope type and finalizer, t
 namespace and the cheermote prefixes. It never reads the builder: a builder it cannot
 mirror (a subclass, which may build chat envelopes differently) is refused with
 ``TypeError`` and ``make_codec`` falls back to the Python codec.
+
+The bot's own messages (``payload.isSelf``, docs/envelope.md) are always the Python codec's:
+the direct path declines a line whose ``user-id`` is the builder's self user id, which this
+codec hands it (``set_self_user_id``, and at each read should the builder's have changed).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class NativeCodec:
             ENVELOPE_NAMESPACE.bytes,
             sorted({prefix.lower() for prefix in GLOBAL_CHEERMOTES}),
         )
+        self._self_user_id: str | None = None  # what the direct path declines
+        self._follow_self_user_id(builder.self_user_id)
         self.split_lines: Callable[[bytes], tuple[list[str], int]] = speedups.split_lines
         self._random_hex = random_hex
         self._monotonic = monotonic
@@ -85,6 +91,8 @@ class NativeCodec:
         batch = tuple(lines)  # what is decoded, whatever happens to the caller's list
         hexes = self._random_hex(len(batch))
         monotonic = self._monotonic()
+        if self.builder.self_user_id is not self._self_user_id:  # set on the builder itself
+            self._follow_self_user_id(self.builder.self_user_id)
         items, declined = self._direct.encode(batch, hexes, received_at, monotonic)
         self.lines += len(batch)
         if not declined:
@@ -93,6 +101,7 @@ class NativeCodec:
         envelopes: list[OutboundMessage] = []
         control: list[tuple[str, Any]] = []
         errors: list[tuple[str, Exception]] = []
+        selves: list[tuple[str, str]] = []
         decode_line = self._python.decode_line
         for index, item in enumerate(items):
             if item is not None:
@@ -100,5 +109,16 @@ class NativeCodec:
                 continue
             start = HEX_PER_LINE * index
             ids80 = hexes[start : start + HEX_PER_LINE]
-            decode_line(batch[index], ids80, received_at, monotonic, envelopes, control, errors)
-        return Decoded(envelopes, control, errors, not control and not errors)
+            line = batch[index]
+            decode_line(line, ids80, received_at, monotonic, envelopes, control, errors, selves)
+        return Decoded(envelopes, control, errors, not control and not errors, tuple(selves))
+
+    def set_self_user_id(self, user_id: str | None) -> None:
+        """The builder's (validated there), then the direct path's: it declines the bot's
+        own lines, so the Python codec writes their ``isSelf`` and lists them."""
+        self.builder.set_self_user_id(user_id)
+        self._follow_self_user_id(self.builder.self_user_id)
+
+    def _follow_self_user_id(self, user_id: str | None) -> None:
+        self._direct.set_self_id(user_id)
+        self._self_user_id = user_id

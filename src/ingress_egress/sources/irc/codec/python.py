@@ -45,12 +45,16 @@ class PythonCodec:
         envelopes: list[OutboundMessage] = []
         control: list[tuple[str, TwitchMessage]] = []
         errors: list[tuple[str, Exception]] = []
+        selves: list[tuple[str, str]] = []
         decode_line = self.decode_line
         for index, line in enumerate(lines):
             start = HEX_PER_LINE * index
             ids80 = hexes[start : start + HEX_PER_LINE]
-            decode_line(line, ids80, received_at, monotonic, envelopes, control, errors)
-        return Decoded(envelopes, control, errors, chat_only=not control and not errors)
+            decode_line(line, ids80, received_at, monotonic, envelopes, control, errors, selves)
+        return Decoded(envelopes, control, errors, not control and not errors, tuple(selves))
+
+    def set_self_user_id(self, user_id: str | None) -> None:
+        self.builder.set_self_user_id(user_id)
 
     def decode_line(
         self,
@@ -61,12 +65,13 @@ class PythonCodec:
         envelopes: list[OutboundMessage],
         control: list[tuple[str, TwitchMessage]],
         errors: list[tuple[str, Exception]],
+        selves: list[tuple[str, str]] | None = None,
     ) -> None:
         """One line, appended where it belongs: a chat line to ``envelopes`` (or, when it
-        is not published, to ``control``); any other line to ``control`` and, when it is an
-        event, its envelope to ``envelopes``; what parsing or converting it raised to
-        ``errors`` (it costs only this line). ``ids80``: the line's slice of the read's
-        ``random_hex``."""
+        is not published, to ``control``), and its (channel, id) to ``selves`` when the bot
+        sent it; any other line to ``control`` and, when it is an event, its envelope to
+        ``envelopes``; what parsing or converting it raised to ``errors`` (it costs only
+        this line). ``ids80``: the line's slice of the read's ``random_hex``."""
         try:
             typed = from_irc(parse_line(line))
         except Exception as error:
@@ -84,5 +89,11 @@ class PythonCodec:
             return
         if outbound is not None:
             envelopes.append(outbound)
+            if selves is not None and isinstance(typed, Privmsg) and self._is_self(typed):
+                selves.append((typed.channel, typed.message_id))
         elif chat:  # a chat line the builder does not publish: the client may look at it
             control.append((line, typed))
+
+    def _is_self(self, message: Privmsg) -> bool:
+        """The bot sent it (its envelope says ``isSelf``) and it can be confirmed (an id)."""
+        return bool(message.message_id) and message.chatter.user_id == self.builder.self_user_id
