@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -72,7 +73,8 @@ class ChatSimulator:
     configured any ``oauth:`` token is taken); ``set_channel`` sets the bot's role and the
     channel's modes; ``bot_sends``, ``breaches``, ``command_attempts`` and ``injections`` are
     the referee's records. ``control_port`` / ``helix_port`` (``None`` = off, 0 = a free
-    port) start the control endpoint and the Helix mock.
+    port) start the control endpoint and the Helix mock. ``clock`` (monotonic seconds) is
+    the referee's: a test may pass a fake one to step through the limits.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class ChatSimulator:
         helix_port: int | None = None,
         helix_client_id: str = "simulator-client-id",
         helix_points_per_minute: int = 800,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -136,7 +139,7 @@ class ChatSimulator:
         self._hub = Hub()
         self._log = ChatLog(record)
         self._records = SessionRecords()
-        self.rules = ChatRules(bots, lockout_s=lockout_s)
+        self.rules = ChatRules(bots, lockout_s=lockout_s, clock=clock)
         self._bots = BotChat(self._hub, self.rules)
         self._sessions = SessionContext(
             self._hub, self.faults, self._records, self._bots, self._on_first_join
