@@ -359,8 +359,10 @@ async def test_a_crlf_in_a_privmsg_arrives_as_a_second_command_and_is_recorded(
     await bot.send_raw(b"PRIVMSG #chan :hello\r\nWHOOPS #chan :injected\r\n")
     lines = await bot.barrier()
     assert lines[-1] == ":tmi.twitch.tv 421 bot WHOOPS :Unknown command"
-    assert [i.line for i in sim.injections] == ["WHOOPS #chan :injected"]
-    assert [s.text for s in sim.bot_sends] == ["hello"]
+    await bot.send_raw(b"PRIVMSG #other :bare\rOOPS cr\r\n")  # a CR alone ends a line too
+    assert (await bot.barrier())[-1] == ":tmi.twitch.tv 421 bot OOPS :Unknown command"
+    assert [i.line for i in sim.injections] == ["WHOOPS #chan :injected", "OOPS cr"]
+    assert [s.text for s in sim.bot_sends] == ["hello", "bare"]
     bot.close()
 
 
@@ -416,9 +418,9 @@ def test_a_verified_bot_may_send_7500_in_30_s() -> None:
     account = BotAccount("big", "1", "t", verified=True)
     rules = ChatRules([account], clock=clock)
     for i in range(LIMIT_VERIFIED):
-        assert rules.judge(account, f"c{i % 5000}", f"m{i}", "irc").accepted
+        assert rules.judge(account, f"c{i % 5000}", f"m{i}").accepted
         clock.advance(0.001)
-    assert rules.judge(account, "other", "x", "irc").outcome == "ignored"
+    assert rules.judge(account, "other", "x").outcome == "ignored"
     assert [b.limit for b in rules.breaches] == ["window_verified"]
 
 
@@ -426,11 +428,11 @@ def test_the_window_rolls_exactly_at_30_s() -> None:
     clock = FakeClock()
     rules = ChatRules([BOT], clock=clock, lockout_s=0.0)
     for i in range(20):
-        assert rules.judge(BOT, f"c{i}", "x", "irc").accepted
+        assert rules.judge(BOT, f"c{i}", "x").accepted
     clock.advance(29.999)
-    assert rules.judge(BOT, "late", "x", "irc").outcome == "ignored"
+    assert rules.judge(BOT, "late", "x").outcome == "ignored"
     clock.advance(0.001)  # 30 s after the first 20: they have left the window
-    assert rules.judge(BOT, "later", "x", "irc").accepted
+    assert rules.judge(BOT, "later", "x").accepted
 
 
 # -- live mode viewers say !ping ----------------------------------------------------------------
