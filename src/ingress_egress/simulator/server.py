@@ -85,7 +85,7 @@ class ChatSimulator:
         warm_templates: bool = False,
         live_channels: Sequence[str] = (),
         live_events_every: int | None = None,
-        live_ping_every: int | None = None,
+        viewer_pings_every: int | None = None,
         bots: Iterable[BotAccount] = (),
         lockout_s: float = DEFAULT_LOCKOUT_S,
         control_port: int | None = None,
@@ -103,12 +103,12 @@ class ChatSimulator:
             raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
         for name, every in (
             ("live_events_every", live_events_every),
-            ("live_ping_every", live_ping_every),
+            ("viewer_pings_every", viewer_pings_every),
         ):
             if every is not None and every < 1:
                 raise ValueError(f"{name} must be >= 1")
         self.live_events_every = live_events_every
-        self.live_ping_every = live_ping_every
+        self.viewer_pings_every = viewer_pings_every
         self.host = host
         self.port = port
         self.ws_port = ws_port
@@ -143,6 +143,7 @@ class ChatSimulator:
             batch_size=batch_size,
             prebuilt=prebuilt and count is not None and not rate and replay_lines is None,
             replay_lines=replay_lines,
+            viewer_pings_every=viewer_pings_every,
         )
         self._live: LiveStream | None = None
         if self.live_channels:
@@ -156,7 +157,7 @@ class ChatSimulator:
                 count=count,
                 batch_size=batch_size,
                 events_every=live_events_every,
-                ping_every=live_ping_every,
+                viewer_pings_every=viewer_pings_every,
             )
         self._listener = IrcListener(self._hub, self._sessions, self.faults)
         self._listener.ping_interval = ping_interval
