@@ -46,7 +46,7 @@ class BotAccount:
 
     login: str
     user_id: str
-    token: str
+    token: str = field(repr=False)  # a secret: never in a repr, a log line or an answer
     verified: bool = False
     scopes: tuple[str, ...] = ("chat:read", "chat:edit", "user:write:chat", "user:bot")
 
