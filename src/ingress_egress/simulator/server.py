@@ -16,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingress_egress.simulator.bot_chat import BotChat, Sent
-from ingress_egress.simulator.control import control_app
 from ingress_egress.simulator.faults import Faults
 from ingress_egress.simulator.firehose import Firehose
-from ingress_egress.simulator.helix import HelixMock
-from ingress_egress.simulator.http_server import EmbeddedHttp
 from ingress_egress.simulator.hub import ChatLog, Hub
 from ingress_egress.simulator.listener import IrcListener
 from ingress_egress.simulator.live import LiveMessage, LiveStream
@@ -39,6 +36,10 @@ from ingress_egress.simulator.rules import (
 )
 from ingress_egress.simulator.session import SessionContext, SessionRecords
 from ingress_egress.simulator.traffic import TrafficGenerator, room_id_for
+
+if TYPE_CHECKING:
+    from ingress_egress.simulator.helix import HelixMock
+    from ingress_egress.simulator.http_server import EmbeddedHttp
 
 __all__ = ["ChatSimulator", "LiveMessage"]
 
@@ -355,6 +356,14 @@ class ChatSimulator:
         self._emitter = asyncio.create_task(emit, name="chat-simulator-emitter")
 
     async def _start_http(self) -> None:
+        if self.helix_port is None and self.control_port is None:
+            return
+        # Imported only when asked for: Starlette and uvicorn would weigh on every simulator
+        # (start-up, and a heap the firehose's garbage collections would walk).
+        from ingress_egress.simulator.control import control_app
+        from ingress_egress.simulator.helix import HelixMock
+        from ingress_egress.simulator.http_server import EmbeddedHttp
+
         if self.helix_port is not None:
             self.helix = HelixMock(
                 self.rules,
