@@ -300,8 +300,17 @@ class ChatSimulator:
     def set_channel(self, channel: str, **settings: Any) -> ChannelSettings:
         """Change the bot's role (``role="moderator"``) or the channel's modes (``slow=30``,
         ``followers_only=10``, ``subs_only``, ``emote_only``, ``banned``, ``suspended``);
-        the next send sees the change. ``ValueError`` for an unknown or bad setting."""
-        return self.rules.set_channel(channel, **settings)
+        the next send sees the change, and a change of mode is announced to the channel's
+        connections with a ROOMSTATE, as Twitch does. ``ValueError`` for a bad setting."""
+        channel = channel.lstrip("#").lower()
+        before = self.rules.settings(channel).as_dict()
+        after = self.rules.set_channel(channel, **settings)
+        changed = {k: v for k, v in after.as_dict().items() if before[k] != v}
+        if changed and self._hub.subs.get(channel):  # someone to tell (so the loop runs)
+            self._spawn(
+                self._bots.announce_modes(channel, changed), f"chat-simulator-room-{channel}"
+            )
+        return after
 
     def channel_settings(self, channel: str) -> ChannelSettings:
         return self.rules.settings(channel)
@@ -378,7 +387,7 @@ class ChatSimulator:
             self.helix_port = await helix.start()
             self._http.append(helix)
         if self.control_port is not None:
-            app = control_app(self.rules, lambda: self.helix)
+            app = control_app(self.rules, self.set_channel, lambda: self.helix)
             control = EmbeddedHttp(app, self.host, self.control_port, "chat-simulator-control")
             self.control_port = await control.start()
             self._http.append(control)
