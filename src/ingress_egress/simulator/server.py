@@ -95,19 +95,16 @@ class ChatSimulator:
         helix_points_per_minute: int = 800,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
         self.live_channels = tuple(dict.fromkeys(c.lstrip("#").lower() for c in live_channels))
-        if self.live_channels and (not rate or rate <= 0):
-            raise ValueError("live_channels needs a rate > 0 (chat is produced on the clock)")
-        if self.live_channels and (replay_lines is not None or prebuilt):
-            raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
-        for name, every in (
-            ("live_events_every", live_events_every),
-            ("viewer_pings_every", viewer_pings_every),
-        ):
-            if every is not None and every < 1:
-                raise ValueError(f"{name} must be >= 1")
+        _check_options(
+            batch_size=batch_size,
+            live=bool(self.live_channels),
+            rate=rate,
+            replay=replay_lines is not None,
+            prebuilt=prebuilt,
+            live_events_every=live_events_every,
+            viewer_pings_every=viewer_pings_every,
+        )
         self.live_events_every = live_events_every
         self.viewer_pings_every = viewer_pings_every
         self.host = host
@@ -429,3 +426,28 @@ class ChatSimulator:
     def _on_first_join(self, channel: str) -> None:
         if self.warm_templates:
             self.generator.warm(channel, room_id_for(channel))
+
+
+def _check_options(
+    *,
+    batch_size: int,
+    live: bool,
+    rate: float | None,
+    replay: bool,
+    prebuilt: bool,
+    live_events_every: int | None,
+    viewer_pings_every: int | None,
+) -> None:
+    """``ValueError`` for options that are out of range or do not combine."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if live and (not rate or rate <= 0):
+        raise ValueError("live_channels needs a rate > 0 (chat is produced on the clock)")
+    if live and (replay or prebuilt):
+        raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
+    for name, every in (
+        ("live_events_every", live_events_every),
+        ("viewer_pings_every", viewer_pings_every),
+    ):
+        if every is not None and every < 1:
+            raise ValueError(f"{name} must be >= 1")
