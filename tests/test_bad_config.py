@@ -82,9 +82,39 @@ CASES = {
         "TWITCH_OAUTH_TIMEOUT_S",
     ),
     "cluster-unknown": ({"CLUSTER_COORDINATION": "zookeeper"}, "CLUSTER_COORDINATION"),
-    "cluster-as-the-bot": (
-        {"CLUSTER_COORDINATION": "nats", "TWITCH_BOT_USERNAME": "mybot", "TWITCH_OAUTH_TOKEN": "x"},
+    # In a cluster the bot only sends: a bot with sending off has nothing to do there.
+    "cluster-bot-not-sending": (
+        {
+            "CLUSTER_COORDINATION": "nats",
+            "TWITCH_BOT_USERNAME": "mybot",
+            "TWITCH_OAUTH_TOKEN": "x",
+            "EGRESS_TRANSPORT": "off",
+        },
         "CLUSTER_COORDINATION",
+    ),
+    "egress-rate-below-the-normal-one": (
+        {"EGRESS_RATE_LIMIT": "30", "EGRESS_RATE_LIMIT_PRIVILEGED": "25"},
+        "EGRESS_RATE_LIMIT_PRIVILEGED",
+    ),
+    "egress-irc-without-a-bot": ({"EGRESS_TRANSPORT": "irc"}, "EGRESS_TRANSPORT"),
+    "egress-helix-without-a-client-id": (
+        {
+            "EGRESS_TRANSPORT": "helix",
+            "TWITCH_BOT_USERNAME": "mybot",
+            "TWITCH_OAUTH_TOKEN": "tok-9",
+        },
+        "TWITCH_CLIENT_ID",
+    ),
+    "egress-rate-beyond-verified": ({"EGRESS_RATE_LIMIT": "7501"}, "EGRESS_RATE_LIMIT"),
+    "eventsub-read-anonymously": (
+        {
+            "TWITCH_SOURCE": "eventsub",
+            "TWITCH_BOT_USERNAME": "mybot",
+            "TWITCH_CLIENT_ID": "cid",
+            "TWITCH_OAUTH_TOKEN": "x",
+            "TWITCH_READ_AS": "anonymous",
+        },
+        "TWITCH_READ_AS",
     ),
     "cluster-ttl-below-two-heartbeats": (
         {

@@ -17,7 +17,7 @@ def test_defaults() -> None:
     assert settings.bus.driver == "stdout"
     assert settings.bus.nats_url == "nats://127.0.0.1:4222"
     assert settings.bus.ingress_subject == "internal.ingress.v1"
-    assert settings.twitch.identity == "anonymous"
+    assert settings.reader_identity == "anonymous"
     assert str(settings.twitch.irc_url) == "ircs://irc.chat.twitch.tv:6697"
     assert (settings.twitch.reconnect_initial_ms, settings.twitch.reconnect_max_ms) == (1000, 30000)
     assert settings.delivery.max_retries == 5

@@ -75,7 +75,7 @@ class Service:
         self.errors = ErrorLog()
         self.publisher = publisher or build_publisher(settings)
         self.credentials = credentials if credentials is not None else build_credentials(settings)
-        self.state = ChatState(transport=settings.twitch.source, identity=settings.twitch.identity)
+        self.state = ChatState(transport=settings.twitch.source, identity=settings.reader_identity)
         self.pipeline = build_pipeline(settings, self.publisher, self.counters, self.errors)
         builder = EnvelopeBuilder(transport=settings.twitch.source)
         self.codec: IrcCodec | None = None  # the IRC source's, chosen once here
@@ -120,8 +120,8 @@ class Service:
             endpoint=settings.twitch.irc_url,
             # In a cluster the coordinator hands this member its channels.
             channels=() if settings.cluster.enabled else settings.twitch.channels,
-            login=settings.twitch.bot_username,
-            credentials=self.credentials,
+            login=settings.reader_login,
+            credentials=self.credentials if settings.reader_login else None,
             codec=codec,
             # TCP/TLS reads are split into lines by the codec's splitter (C or Python).
             transport_factory=functools.partial(open_transport, split_lines=codec.split_lines),
@@ -200,7 +200,7 @@ class Service:
             self.publisher.name,
             settings.bus.ingress_subject,
             settings.twitch.endpoint,
-            settings.twitch.identity,
+            settings.reader_identity,
             ",".join(settings.twitch.channels) or "(none)",
             hot_path(self.codec),
         )
@@ -341,8 +341,8 @@ def spool_destination(settings: Settings) -> dict[str, str]:
 
 
 def build_credentials(settings: Settings) -> CredentialsProvider | None:
-    if not settings.twitch.bot_username:
-        return None  # anonymous, read-only
+    if not settings.reader_login and not settings.egress_enabled:
+        return None  # anonymous and read-only: no token needed
     from ingress_egress.credentials import build_credentials_provider
 
     return build_credentials_provider(settings)

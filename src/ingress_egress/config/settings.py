@@ -18,6 +18,7 @@ from ingress_egress.config.kinds import read_channels_file
 from ingress_egress.config.table import BY_NAME, VARIABLES
 
 INGRESS_TOPIC = "internal.ingress.v1"
+EGRESS_TOPIC = "internal.egress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
@@ -79,10 +80,8 @@ class TwitchSettings:
     reconnect_max_ms: int
     channels_firestore_doc: str
     channels_firestore_poll_ms: int
+    read_as: str  # auto | anonymous
 
-    @property
-    def identity(self) -> str:
-        return self.bot_username or "anonymous"
 
     @property
     def endpoint(self) -> str:
@@ -144,6 +143,22 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressSettings:
+    """Sending the platform's answers into chat as the bot (docs/egress.md)."""
+
+    transport: str  # auto | irc | helix | off; auto is resolved once the token is known
+    rate_limit: int
+    rate_limit_privileged: int
+    long_text: str
+    repeat: str
+    max_age_ms: int
+    echo_timeout_ms: int
+    nats_stream: str
+    consumer: str
+    subscription: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     port: int
     host: str
@@ -178,6 +193,7 @@ class Settings:
     credentials: CredentialsSettings
     google: GoogleSettings
     cluster: ClusterSettings
+    egress: EgressSettings
     http: HttpSettings
     telemetry: TelemetrySettings
     runtime: RuntimeSettings
@@ -197,6 +213,28 @@ class Settings:
         """Built in code (tests, tools): the table's defaults, but no spool unless
         ``spool_dir`` is given, then ``changes`` (see ``replace``)."""
         return cls.from_env({"SPOOL_DIR": "off"}).replace(**changes)
+
+    @property
+    def reader_login(self) -> str:
+        """The login chat is read as ("" = anonymous ``justinfan``): the bot's, unless
+        ``TWITCH_READ_AS=anonymous`` or in cluster mode (members read anonymously; the bot
+        only sends there)."""
+        if self.twitch.read_as == "anonymous" or self.cluster.enabled:
+            return ""
+        return self.twitch.bot_username
+
+    @property
+    def reader_identity(self) -> str:
+        return self.reader_login or "anonymous"
+
+    @property
+    def egress_enabled(self) -> bool:
+        """Whether this instance may send at all: a bot identity and a transport not off."""
+        return bool(self.twitch.bot_username) and self.egress.transport != "off"
+
+    @property
+    def egress_subject(self) -> str:
+        return f"{self.bus.prefix}{EGRESS_TOPIC}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with variables changed by their lower-case name (``port=0``,
@@ -271,7 +309,17 @@ def _resolve_exporters(values: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 def _check(settings: Settings) -> None:
-    twitch, cluster = settings.twitch, settings.cluster
+    twitch, cluster, egress = settings.twitch, settings.cluster, settings.egress
+    if egress.rate_limit_privileged < egress.rate_limit:
+        raise ConfigError(
+            "EGRESS_RATE_LIMIT_PRIVILEGED", f"must be >= EGRESS_RATE_LIMIT ({egress.rate_limit})"
+        )
+    if egress.transport in ("irc", "helix") and not twitch.bot_username:
+        raise ConfigError(
+            "EGRESS_TRANSPORT", f"{egress.transport} sends as the bot: set TWITCH_BOT_USERNAME"
+        )
+    if egress.transport == "helix" and not settings.credentials.client_id:
+        raise ConfigError("TWITCH_CLIENT_ID", "is required when EGRESS_TRANSPORT=helix")
     if twitch.reconnect_max_ms < twitch.reconnect_initial_ms:
         raise ConfigError(
             "IRC_RECONNECT_MAX_MS",
@@ -306,11 +354,12 @@ def _check_cluster(settings: Settings) -> None:
         raise ConfigError(
             "CLUSTER_COORDINATION", "needs TWITCH_SOURCE=irc (EventSub is not clustered)"
         )
-    if settings.twitch.bot_username:
+    if settings.twitch.bot_username and not settings.egress_enabled:
         raise ConfigError(
             "CLUSTER_COORDINATION",
-            "reads anonymously: unset TWITCH_BOT_USERNAME (a bot account's JOIN rate and "
-            "100-channel cap are per account, see docs/scaling.md)",
+            "reads anonymously: TWITCH_BOT_USERNAME is for sending only, and "
+            "EGRESS_TRANSPORT is off (a bot account's JOIN rate and 100-channel cap are per "
+            "account, see docs/scaling.md)",
         )
     if settings.cluster.coordination == "firestore" and not settings.google.uses_firestore:
         raise ConfigError("GOOGLE_CLOUD_PROJECT", "is required when CLUSTER_COORDINATION=firestore")
@@ -322,6 +371,8 @@ def _check_eventsub(settings: Settings) -> None:
     why = "is required when TWITCH_SOURCE=eventsub"
     if not twitch.bot_username:
         raise ConfigError("TWITCH_BOT_USERNAME", why)
+    if twitch.read_as == "anonymous":
+        raise ConfigError("TWITCH_READ_AS", "EventSub reads as the bot: anonymous needs irc")
     if not credentials.client_id:
         raise ConfigError("TWITCH_CLIENT_ID", why)
     if not (credentials.oauth_token or settings.google.uses_firestore):

@@ -40,6 +40,9 @@ from ingress_egress.config.kinds import (
 BUS_DRIVERS = ("nats", "pubsub", "memory", "stdout")
 TWITCH_SOURCES = ("irc", "eventsub")
 CLUSTER_COORDINATIONS = ("none", "nats", "firestore")
+EGRESS_TRANSPORTS = ("auto", "irc", "helix", "off")
+# Twitch's verified-bot allowance (messages per 30 s): no account may send more.
+MAX_SEND_RATE = 7500
 LOG_FORMATS = ("auto", "json", "text")
 OTEL_EXPORTERS = ("none", "otlp", "console")
 # Cloud Run's /tmp is in memory: the spool survives a process restart within an instance.
@@ -187,6 +190,13 @@ VARIABLES: tuple[Variable, ...] = (
             "30000",
             "poll interval of that document",
         ),
+        (
+            "TWITCH_READ_AS",
+            "read_as",
+            Choice(("auto", "anonymous")),
+            "auto",
+            "auto = as TWITCH_BOT_USERNAME (anonymously in cluster mode); anonymous = always",
+        ),
     ),
     *_block(
         "irc_scale",
@@ -315,6 +325,67 @@ VARIABLES: tuple[Variable, ...] = (
             Integer(1000, 86_400_000),
             "600000",
             "a lost channel is kept until its new readers join, or this long",
+        ),
+    ),
+    *_block(
+        "egress",
+        (
+            "EGRESS_TRANSPORT",
+            "transport",
+            Choice(EGRESS_TRANSPORTS),
+            "auto",
+            "auto = off without a bot, helix with user:write:chat and a client id, else irc",
+        ),
+        (
+            "EGRESS_RATE_LIMIT",
+            "rate_limit",
+            Integer(1, MAX_SEND_RATE),
+            "20",
+            "messages per 30 s while the bot is not privileged in the channel",
+        ),
+        (
+            "EGRESS_RATE_LIMIT_PRIVILEGED",
+            "rate_limit_privileged",
+            Integer(1, MAX_SEND_RATE),
+            "100",
+            "messages per 30 s where broadcaster, moderator or VIP",
+        ),
+        ("EGRESS_LONG_TEXT", "long_text", Choice(("split", "drop")), "split", "over 500"),
+        ("EGRESS_REPEAT", "repeat", Choice(("distinct", "drop")), "distinct", "repeats"),
+        (
+            "EGRESS_MAX_AGE_MS",
+            "max_age_ms",
+            Integer(1000, 86_400_000),
+            "120000",
+            "a command older than this when its turn comes is expired, not sent",
+        ),
+        (
+            "EGRESS_ECHO_TIMEOUT_MS",
+            "echo_timeout_ms",
+            Integer(100, 3_600_000),
+            "10000",
+            "a sent message not seen back in chat by then is counted unseen",
+        ),
+        (
+            "NATS_EGRESS_STREAM",
+            "nats_stream",
+            PortableName(STREAM_NAME_RULE),
+            "EGRESS",
+            "created only when no stream captures the egress subject",
+        ),
+        (
+            "EGRESS_CONSUMER",
+            "consumer",
+            PortableName(STREAM_NAME_RULE),
+            "ingress-egress",
+            "durable JetStream consumer of the commands",
+        ),
+        (
+            "EGRESS_SUBSCRIPTION",
+            "subscription",
+            PortableName(STREAM_NAME_RULE),
+            "ingress-egress-egress",
+            "Pub/Sub subscription of the commands",
         ),
     ),
     *_block(
