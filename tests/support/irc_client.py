@@ -60,6 +60,16 @@ class IrcClient:
         await self.send("PASS SCHMOOPIIE", f"NICK {nick}")
         assert (await self.recv_until(lambda line: " 376 " in line))[-1].endswith(":>")
 
+    async def login_bot(self, nick: str, token: str, caps: str | None = CAPS) -> list[str]:
+        """Log in as a bot with ``PASS oauth:<token>``; the lines after the CAP ACK up to
+        the welcome's end (and GLOBALUSERSTATE, which tagged logins get)."""
+        if caps is not None:
+            await self.send(f"CAP REQ :{caps}")
+            assert (await self.recv()).startswith(":tmi.twitch.tv CAP * ACK :")
+        await self.send(f"PASS oauth:{token}", f"NICK {nick}")
+        done = (lambda line: "GLOBALUSERSTATE" in line) if caps else (lambda line: " 376 " in line)
+        return await self.recv_until(done)
+
     async def join(self, *channels: str) -> None:
         await self.send("JOIN " + ",".join(f"#{c}" for c in channels))
         for channel in channels:
@@ -89,6 +99,14 @@ def read_from_cli(port: int, channel: str, n: int) -> list[str]:
         return lines
 
     return asyncio.run(talk())
+
+
+def banner_url(banner: str, name: str) -> str:
+    """The ``name=http://...`` address a simulator's banner names (``helix``, ``control``)."""
+    match = re.search(rf"{name}=(http://\S+)", banner)
+    if match is None:
+        raise AssertionError(f"no {name} address in the banner: {banner!r}")
+    return match.group(1)
 
 
 def start_simulator_cli(*args: str) -> tuple[subprocess.Popen[bytes], str, int]:

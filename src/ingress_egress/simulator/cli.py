@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingress_egress.simulator.faults import Faults
+from ingress_egress.simulator.rules import DEFAULT_LOCKOUT_S, BotAccount, ChannelSettings
 from ingress_egress.simulator.server import ChatSimulator
+
+# With --live, a viewer says !ping every this many chat messages unless told otherwise.
+DEFAULT_LIVE_PING_EVERY = 50
 
 
 def _non_negative_int(text: str) -> int:
@@ -44,6 +48,40 @@ def _channel_list(text: str) -> tuple[str, ...]:
     if not channels:
         raise argparse.ArgumentTypeError("needs at least one channel")
     return channels
+
+
+def _bot(text: str) -> BotAccount:
+    try:
+        return BotAccount.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _channel_settings(text: str) -> tuple[str, dict[str, object]]:
+    """``forsen:role=moderator,slow=3,subs_only=true`` -> ``("forsen", {...})``, checked."""
+    channel, _, spec = text.partition(":")
+    channel = channel.strip().lstrip("#").lower()
+    changes: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+        key = key.strip().replace("-", "_")
+        if key in ("slow", "followers_only"):
+            changes[key] = int(value) if value.strip().lstrip("-").isdigit() else value
+        elif key == "role":
+            changes[key] = value.strip()
+        else:
+            changes[key] = {"true": True, "1": True, "false": False, "0": False}.get(
+                value.strip().lower(), value
+            )
+    if not channel or not changes:
+        raise argparse.ArgumentTypeError("expected CHANNEL:key=value[,key=value...]")
+    try:
+        ChannelSettings().update(changes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return channel, changes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "timeout and a CLEARMSG",
     )
     parser.add_argument(
+        "--live-ping-every",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help=f"with --live: every Nth chat message is a viewer saying !ping (default "
+        f"{DEFAULT_LIVE_PING_EVERY}; 0 = never)",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=_non_negative_float,
         default=60.0,
@@ -143,6 +189,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer JOINs to this channel with msg_channel_suspended (repeatable)",
     )
 
+    sending = parser.add_argument_group("sending (bots, Helix mock, control endpoint)")
+    sending.add_argument(
+        "--bot",
+        type=_bot,
+        action="append",
+        default=[],
+        metavar="LOGIN:USERID:TOKEN[:verified]",
+        help="a bot account that may log in with PASS oauth:TOKEN and call Helix with TOKEN "
+        "(repeatable; with none, any oauth: token logs in)",
+    )
+    sending.add_argument(
+        "--channel",
+        type=_channel_settings,
+        action="append",
+        default=[],
+        metavar="CHANNEL:KEY=VALUE,...",
+        help="the bot's role and the channel's modes, e.g. forsen:role=moderator,slow=3 "
+        "(keys: role, slow, followers_only, subs_only, emote_only, banned, suspended)",
+    )
+    sending.add_argument(
+        "--lockout",
+        type=_non_negative_float,
+        default=DEFAULT_LOCKOUT_S,
+        metavar="SECONDS",
+        help="how long a bot is ignored after breaching the 30 s limit (default 1800)",
+    )
+    sending.add_argument(
+        "--control-port",
+        type=_non_negative_int,
+        default=None,
+        help="serve the control endpoint (JSON) on this port (0 = pick a free one)",
+    )
+    sending.add_argument(
+        "--helix-port",
+        type=_non_negative_int,
+        default=None,
+        help="serve the Helix mock and /oauth2/validate on this port (0 = pick a free one)",
+    )
+    sending.add_argument(
+        "--helix-client-id",
+        default="simulator-client-id",
+        help="the Client-Id the Helix mock expects",
+    )
+    sending.add_argument(
+        "--helix-points",
+        type=_positive_int,
+        default=800,
+        metavar="N",
+        help="the Helix point bucket per token, refilled per minute (default 800)",
+    )
+
 
 def build_simulator(args: argparse.Namespace) -> ChatSimulator:
     """The simulator the options describe; ``ValueError`` for options that do not combine."""
@@ -150,6 +247,11 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         raise ValueError("--live needs --rate (chat is produced on the clock)")
     if args.live_events_every is not None and not args.live:
         raise ValueError("--live-events-every needs --live")
+    if args.live_ping_every is not None and not args.live:
+        raise ValueError("--live-ping-every needs --live")
+    ping_every = args.live_ping_every
+    if args.live and ping_every is None:
+        ping_every = DEFAULT_LIVE_PING_EVERY
     replay_lines = None
     if args.replay is not None:
         text = args.replay.read_text(encoding="utf-8")
@@ -163,7 +265,7 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         join_limit_per_10s=args.join_limit,
         suspended_channels={c.lstrip("#").lower() for c in args.suspended},
     )
-    return ChatSimulator(
+    sim = ChatSimulator(
         host=args.host,
         port=args.port,
         ws_port=args.ws_port,
@@ -177,7 +279,17 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         ping_interval=args.ping_interval or None,
         live_channels=args.live,
         live_events_every=args.live_events_every,
+        live_ping_every=ping_every or None,
+        bots=args.bot,
+        lockout_s=args.lockout,
+        control_port=args.control_port,
+        helix_port=args.helix_port,
+        helix_client_id=args.helix_client_id,
+        helix_points_per_minute=args.helix_points,
     )
+    for channel, changes in args.channel:
+        sim.set_channel(channel, **changes)
+    return sim
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -193,6 +305,10 @@ async def _serve(args: argparse.Namespace) -> None:
         where += f" (live: {len(sim.live_channels)} channels at {sim.rate:g} msg/s)"
     if sim.ws_port is not None:
         where += f" ws://{sim.host}:{sim.ws_port}/"
+    if sim.helix_url is not None:
+        where += f" helix={sim.helix_url}"
+    if sim.control_url is not None:
+        where += f" control={sim.control_url}"
     print(f"twitch chat simulator listening on {where}", file=sys.stderr, flush=True)
     try:
         await stop.wait()

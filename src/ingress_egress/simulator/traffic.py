@@ -491,6 +491,35 @@ class TrafficGenerator:
         }
         return f"{format_tags(tags)} :tmi.twitch.tv USERNOTICE #{key}", msg_id
 
+    def says(self, channel: str, text: str, ts_ms: int) -> tuple[str, str]:
+        """A PRIVMSG of ``text`` (no emotes) by one of the channel's chatters: ``(line, id)``."""
+        key = channel.lstrip("#").lower()
+        chatter = self._event_chatter(key)
+        msg_id = self.new_id()
+        tags = {
+            "badge-info": chatter.badge_info,
+            "badges": chatter.badges,
+            "color": chatter.color,
+            "display-name": chatter.display_name,
+            "emotes": "",
+            "first-msg": "0",
+            "flags": "",
+            "id": msg_id,
+            "mod": "1" if chatter.mod else "0",
+            "returning-chatter": "0",
+            "room-id": room_id_for(key),
+            "subscriber": "1" if chatter.subscriber else "0",
+            "tmi-sent-ts": str(ts_ms),
+            "turbo": "1" if chatter.turbo else "0",
+            "user-id": chatter.user_id,
+            "user-type": chatter.user_type,
+        }
+        login = chatter.login
+        return (
+            f"{format_tags(tags)} :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{key} :{text}",
+            msg_id,
+        )
+
     def timeout(self, channel: str, ts_ms: int, seconds: int = 600) -> tuple[str, str]:
         """A CLEARCHAT timing out one of the channel's chatters: ``(line, target user id)``."""
         key = channel.lstrip("#").lower()
