@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +19,11 @@ import orjson
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
+from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.bus.egress_nats import NatsCommandSource
 from ingress_egress.bus.egress_nats_results import NatsResultPublisher
 from ingress_egress.egress.channel_state import ChannelStates
+from ingress_egress.egress.helix_transport import HelixChatTransport
 from ingress_egress.egress.irc_transport import IrcChatTransport
 from ingress_egress.egress.ledger import Ledger
 from ingress_egress.egress.ledger_nats import NatsLedger
@@ -130,6 +132,9 @@ class Rig:
         ]
 
 
+TransportFactory = Callable[[ChatSimulator, ChannelStates, ScaledClock], ChatTransport]
+
+
 def irc_transport(
     sim: ChatSimulator, channels: ChannelStates, clock: ScaledClock
 ) -> IrcChatTransport:
@@ -154,7 +159,7 @@ async def egress_rig(
     *,
     settings: SenderSettings | None = None,
     finalizer: bool = True,
-    transport: ChatTransport | None = None,
+    transport: TransportFactory | None = None,
     ledger: Ledger | None = None,
     sim_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
@@ -172,7 +177,7 @@ async def egress_rig(
     sender = EgressSender(
         NatsCommandSource(nats_url, prefix=PREFIX, ack_wait_s=30.0),
         NatsResultPublisher(nats_url, prefix=PREFIX),
-        transport or irc_transport(sim, channels, clock),
+        (transport or irc_transport)(sim, channels, clock),
         ledger or NatsLedger(nats_url, "test-egress-ledger"),
         channels,
         limiter,
@@ -186,3 +191,31 @@ async def egress_rig(
         await sender.stop()
         await nc.close()
         await sim.stop()
+
+
+def helix_transport(
+    sim: ChatSimulator, channels: ChannelStates, clock: ScaledClock
+) -> HelixChatTransport:
+    """Helix against the simulator's mock; its point bucket runs on the rig's clock."""
+    assert sim.helix is not None and sim.helix_url is not None
+    sim.helix.clock = clock
+    refreshed: list[str] = []
+
+    async def token() -> str:
+        return BOT.token
+
+    async def refresh() -> str:
+        refreshed.append(BOT.token)
+        return BOT.token
+
+    transport = HelixChatTransport(
+        f"{sim.helix_url}/helix",
+        f"{sim.helix_url}/oauth2",
+        sim.helix_client_id,
+        token,
+        channels,
+        refresh_token=refresh,
+        clock=clock.sender_clock(),
+    )
+    transport.backoff = Backoff(initial_s=0.01, max_s=0.05)
+    return transport

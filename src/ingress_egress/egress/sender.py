@@ -181,6 +181,9 @@ class EgressSender:
     async def stop(self) -> None:
         """Stop consuming; what is not settled yet is left to the bus to redeliver."""
         self._stopping.set()
+        # The source first: a fetch cancelled half-way keeps nats-py's close waiting.
+        with contextlib.suppress(Exception):
+            await self.source.close()
         tasks = [*self._tasks, *self._answering]
         tasks += [ch.worker for ch in self._channels.values() if ch.worker is not None]
         for task in tasks:
@@ -189,7 +192,7 @@ class EgressSender:
         self._tasks.clear()
         self._channels.clear()
         self._pending.clear()
-        for close in (self.source.close, self.transport.close, self.results.close):
+        for close in (self.transport.close, self.results.close):
             with contextlib.suppress(Exception):
                 await close()
         with contextlib.suppress(Exception):
