@@ -10,13 +10,18 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from ingress_egress.egress.irc_transport import IrcChatTransport
 from ingress_egress.egress.sender import SenderSettings
 from ingress_egress.egress.text import NEUTRALISER
+from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.simulator.rules import SendRecord
+from ingress_egress.sources.irc.transport import open_transport
 from tests.support.egress import (
+    BOT,
     DLQ,
     Rig,
     command,
@@ -278,3 +283,108 @@ async def test_without_a_finalizer_stream_commands_wait_unacked_then_go_through(
         assert record["status"] == "sent"
         assert [s.text for s in rig.accepted("plainone")] == ["waiting for the finalizer"]
         assert rig.sender.describe()["destinationBlocked"] is None
+
+
+async def test_a_sender_stopped_mid_burst_and_replaced_sends_nothing_twice(
+    nats_server: NatsServer,
+) -> None:
+    settings = SenderSettings(
+        bus_prefix="test.", max_age_s=100_000.0, progress_interval_s=0.3, retry_delay_s=0.2
+    )
+    async with egress_rig(nats_server.url, settings=settings, ack_wait_s=1.0) as first:
+        set_up_channels(first)
+        commands = [
+            command(("plainone", "plaintwo", "modchan")[n % 3], f"burst {n}", first.clock)
+            for n in range(60)
+        ]
+        await publish(first.nc, *commands)
+        await eventually(lambda: len(first.accepted()) >= 15, what="a part of the burst")
+        sim, clock = first.sim, first.clock
+        # the sender goes away with commands queued, in flight and unacknowledged
+        await first.sender.stop()
+        async with egress_rig(
+            nats_server.url, settings=settings, ack_wait_s=1.0, sim=sim, clock=clock
+        ) as second:
+            records = await all_answered(second, [c["id"] for c in commands])
+
+    texts = [s.text for s in sim.bot_sends]
+    assert len(texts) == len(set(texts))  # no text reached Twitch twice
+    assert sim.breaches == []
+    counts = per_command(records)
+    assert set(counts.values()) == {1} and len(counts) == 60
+    statuses = Counter(r["status"] for r in records)
+    assert set(statuses) <= {"sent", "unknown"}
+    sent_texts = {s.text for s in sim.bot_sends if s.outcome == "accepted"}
+    by_id = {c["id"]: c["payload"]["text"] for c in commands}
+    for record in records:
+        if record["status"] == "sent":
+            assert by_id[record["envelopeId"]] in sent_texts
+        else:  # started by the first sender, never finished: reported, not resent
+            assert record["reason"] == "interrupted"
+
+
+class _DelayFirstAnswer:
+    """Holds back Twitch's first USERSTATE with an ``id`` until the next read: an answer
+    that comes after the sender stopped waiting for it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.held: str | None = None
+        self.done = False
+
+    async def read_lines(self) -> list[str]:
+        while True:
+            lines = await self.inner.read_lines()
+            out = [self.held] if self.held is not None else []
+            self.held = None
+            for line in lines:
+                if not self.done and " USERSTATE " in line and ";id=" in line:
+                    self.held, self.done = line, True
+                    continue
+                out.append(line)
+            if out:
+                return out
+
+    async def send_lines(self, lines: list[str]) -> None:
+        await self.inner.send_lines(lines)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def late_answers(sim: Any, channels: Any, clock: Any) -> IrcChatTransport:
+    async def token() -> str:
+        return BOT.token
+
+    async def open_delayed(endpoint: IrcEndpoint, timeout: float) -> _DelayFirstAnswer:
+        return _DelayFirstAnswer(await open_transport(endpoint, timeout))
+
+    return IrcChatTransport(
+        IrcEndpoint("irc", "127.0.0.1", sim.port),
+        BOT.login,
+        token,
+        channels,
+        open_delayed,
+        clock=clock.sender_clock(),
+        answer_timeout_s=0.5,
+    )
+
+
+async def test_a_late_answer_is_reported_unknown_and_never_given_to_the_next_message(
+    nats_server: NatsServer,
+) -> None:
+    async with egress_rig(nats_server.url, transport=late_answers) as rig:
+        first = command("plainone", "answered late", rig.clock)
+        await publish(rig.nc, first)
+        [record] = await all_answered(rig, [first["id"]])
+        second = command("plainone", "answered in time", rig.clock)
+        await publish(rig.nc, second)
+        records = await all_answered(rig, [first["id"], second["id"]])
+
+    assert (record["status"], record["reason"], record["twitchMessageIds"]) == (
+        "unknown",
+        "no_answer",
+        [],
+    )
+    late, in_time = rig.accepted("plainone")
+    assert records[1]["twitchMessageIds"] == [in_time.id] != [late.id]

@@ -7,6 +7,7 @@ every limit is judged exactly, by the same clock on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats
+import nats.js.errors
 import orjson
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
@@ -162,20 +164,26 @@ async def egress_rig(
     transport: TransportFactory | None = None,
     ledger: Ledger | None = None,
     sim_options: dict[str, Any] | None = None,
+    ack_wait_s: float = 30.0,
+    sim: ChatSimulator | None = None,
+    clock: ScaledClock | None = None,
 ) -> AsyncIterator[Rig]:
     """The simulator, the sender (NATS source, results, KV ledger), an admin connection."""
-    clock = ScaledClock(RATE)
-    sim = ChatSimulator(
-        count=0, bots=[BOT], clock=clock.monotonic, lockout_s=3600.0, **(sim_options or {})
-    )
-    await sim.start()
+    own_sim = sim is None
+    clock = clock or ScaledClock(RATE)
+    if sim is None:
+        sim = ChatSimulator(
+            count=0, bots=[BOT], clock=clock.monotonic, lockout_s=3600.0, **(sim_options or {})
+        )
+        await sim.start()
     nc = await nats.connect(nats_url)
     if finalizer:
-        await create_finalizer_stream(nc)
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # a second rig: exists
+            await create_finalizer_stream(nc)
     channels = ChannelStates(BOT.login)
     limiter = SendLimiter()
     sender = EgressSender(
-        NatsCommandSource(nats_url, prefix=PREFIX, ack_wait_s=30.0),
+        NatsCommandSource(nats_url, prefix=PREFIX, ack_wait_s=ack_wait_s),
         NatsResultPublisher(nats_url, prefix=PREFIX),
         (transport or irc_transport)(sim, channels, clock),
         ledger or NatsLedger(nats_url, "test-egress-ledger"),
@@ -190,7 +198,8 @@ async def egress_rig(
     finally:
         await sender.stop()
         await nc.close()
-        await sim.stop()
+        if own_sim:
+            await sim.stop()
 
 
 def helix_transport(

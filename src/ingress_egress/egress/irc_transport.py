@@ -123,6 +123,11 @@ class IrcChatTransport:
         self._join_times: deque[float] = deque()
         self._join_lock = asyncio.Lock()
         self._login_failed: str | None = None
+        # Channels whose last PRIVMSG got no answer in time: a late answer could still
+        # come and must not be taken for the next message's (a PING barrier first).
+        self._unanswered: set[str] = set()
+        self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._barriers = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -186,6 +191,7 @@ class IrcChatTransport:
     async def _drop_connection(self) -> None:
         self._ready.clear()
         self._joined.clear()
+        self._unanswered.clear()  # a new connection hears nothing about the old one's
         conn, self._conn = self._conn, None
         for future in self._answers.values():
             if not future.done():
@@ -207,6 +213,10 @@ class IrcChatTransport:
         command = msg.command
         if command == "PING":
             await self._write([f"PONG :{msg.trailing or 'tmi.twitch.tv'}"])
+        elif command == "PONG":
+            pong = self._pongs.get(msg.trailing)
+            if pong is not None and not pong.done():
+                pong.set_result(None)
         elif command == "001":
             self.logins += 1
             self.backoff.succeeded()
@@ -318,6 +328,9 @@ class IrcChatTransport:
             line = privmsg_line(channel, part, reply_to, is_action)
         except ValueError as error:
             return self._outcome("failed", "bad_text", detail=str(error), written=False)
+        if channel in self._unanswered:
+            await self._barrier()
+            self._unanswered.discard(channel)
         waiting: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
         self._answers[channel] = waiting
         conn = self._conn
@@ -330,9 +343,24 @@ class IrcChatTransport:
         except ConnectionError as error:  # part of the line may have gone out
             return self._outcome("unknown", _CONNECTION_LOST, detail=_describe(error))
         except TimeoutError:
+            self._unanswered.add(channel)
             return self._outcome("unknown", _NO_ANSWER, detail="no USERSTATE or NOTICE in time")
         finally:
             self._answers.pop(channel, None)
+
+    async def _barrier(self) -> None:
+        """PING and wait for its PONG: Twitch answers in order, so whatever it still had
+        to say about earlier messages has arrived (and found no one waiting) by then."""
+        self._barriers += 1
+        token = f"egress-barrier-{self._barriers}"
+        pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[token] = pong
+        try:
+            if await self._write([f"PING :{token}"]):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pong, self.answer_timeout_s)
+        finally:
+            self._pongs.pop(token, None)
 
     async def _write(self, lines: list[str]) -> bool:
         conn = self._conn

@@ -74,7 +74,12 @@ from ingress_egress.egress.result import (
 )
 from ingress_egress.egress.sender_stats import SenderStats
 from ingress_egress.egress.text import LongText, PreparedText, TextTooLong, prepare_text
-from ingress_egress.egress.transport import ChatTransport, SenderClock, TransportError
+from ingress_egress.egress.transport import (
+    ChatTransport,
+    SenderClock,
+    SendOutcome,
+    TransportError,
+)
 
 log = logging.getLogger("ingress_egress.egress.sender")
 
@@ -209,6 +214,9 @@ class EgressSender:
     async def _consume(self) -> None:
         settings = self.settings
         while not self._stopping.is_set():
+            if not self.transport.connected:  # commands stay on the bus meanwhile
+                await self._reconnect()
+                continue
             room = settings.max_pending - self.backlog
             if room <= 0:
                 self._room.clear()
@@ -221,6 +229,14 @@ class EgressSender:
                 except Exception as error:  # never end the loop on one command
                     self._note_error(f"admitting a command: {error!r}")
                     await self._settle_later(delivery, settings.retry_delay_s)
+
+    async def _reconnect(self) -> None:
+        try:
+            await self.transport.connect()
+        except TransportError as error:
+            self.stats.last_error = f"transport: {error.reason}"
+            with contextlib.suppress(TimeoutError):  # real seconds: the bus's notion
+                await asyncio.wait_for(self._stopping.wait(), self.settings.retry_delay_s)
 
     async def _admit(self, delivery: ReceivedCommand) -> None:
         now = self.clock.now()
@@ -299,6 +315,18 @@ class EgressSender:
 
     async def _process(self, pending: PendingCommand) -> None:
         command = pending.command
+        refused: SendOutcome | None = None
+        if not is_expired(command, self.clock.now(), self.settings.max_age_s):
+            # First the channel (IRC: JOIN, which also tells the bot's role there).
+            refused = await self.transport.prepare(command.channel, command.channel_id)
+            if refused is not None and refused.status == "failed":
+                # Not ready (not connected, the JOIN unanswered): nothing was sent or
+                # recorded, so the command may simply come back later.
+                self.stats.not_ready += 1
+                self._note_error(f"{command.channel}: {refused.reason} {refused.detail or ''}")
+                for delivery in pending.deliveries:
+                    await self._settle_later(delivery, self.settings.retry_delay_s)
+                return
         now = self.clock.now()
         record = LedgerRecord(
             command.id, command.channel, self.settings.holder, self.settings.fence, now
@@ -314,23 +342,22 @@ class EgressSender:
             self.stats.redelivered_with_outcome += 1
             outcome = prior_outcome(existing)
         else:
-            outcome = await self._outcome(pending)
+            outcome = await self._outcome(pending, refused)
             await self._record_outcome(command.id, outcome)
         pending.state = "answering"
         await self._answer(pending.deliveries, result_for(command, outcome, self.clock.now()))
 
-    async def _outcome(self, pending: PendingCommand) -> Outcome:
+    async def _outcome(self, pending: PendingCommand, refused: SendOutcome | None) -> Outcome:
         command = pending.command
         now = self.clock.now()
         if is_expired(command, now, self.settings.max_age_s):
             return expired_outcome(command, now, self.settings.max_age_s)
+        if refused is not None:  # the channel refused the bot (e.g. suspended)
+            return Outcome(refused.status, reason=refused.reason, detail=refused.detail)
         try:
             prepared = prepare_text(command.text, command.is_action, self.settings.long_text)
         except TextTooLong as error:
             return Outcome("dropped", reason=TOO_LONG_REASON, detail=str(error))
-        refused = await self.transport.prepare(command.channel, command.channel_id)
-        if refused is not None:
-            return Outcome(refused.status, reason=refused.reason, detail=refused.detail)
         return await self._send_parts(pending, prepared)
 
     async def _send_parts(self, pending: PendingCommand, prepared: PreparedText) -> Outcome:

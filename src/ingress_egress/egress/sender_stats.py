@@ -56,6 +56,7 @@ class SenderStats:
     redelivered_with_outcome: int = 0  # a command found in the ledger: answered, not sent
     attached_deliveries: int = 0  # a second delivery of a command already pending here
     parts_sent: int = 0
+    not_ready: int = 0  # commands put back: the transport was not ready for the channel
     latency: LatencyBuckets = field(default_factory=LatencyBuckets)
     last_error: str = ""
 
@@ -73,6 +74,7 @@ class SenderStats:
                 for (status, reason), count in sorted(self.results.items())
             },
             "partsSent": self.parts_sent,
+            "notReady": self.not_ready,
             "deadLettered": self.dead_lettered,
             "destinationMissing": self.destination_missing,
             "lastMissingDestination": self.last_missing_destination,
