@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import base64
 import copy
-import functools
-import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 from ingress_egress.egress.command import (
     MAX_COMMAND_BYTES,
@@ -26,40 +21,7 @@ from ingress_egress.egress.command import (
 )
 from ingress_egress.egress.dead_letter import DeadLetter, dead_letter
 from ingress_egress.egress.result import result_for_invalid
-
-SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
-COMMAND_ID = "3f2a9c4e-1b7d-4c8e-9f00-1234567890ab"
-
-
-@functools.cache
-def validator(name: str) -> Draft202012Validator:
-    documents = [json.loads(path.read_text()) for path in SCHEMAS.glob("*.schema.json")]
-    registry = Registry().with_resources(
-        (doc["$id"], Resource.from_contents(doc)) for doc in documents
-    )
-    schema = json.loads((SCHEMAS / name).read_text())
-    return Draft202012Validator(schema, registry=registry)
-
-
-def command(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "v": "1",
-        "id": COMMAND_ID,
-        "correlationId": "0b6f1a52-3a0e-4b8e-9d53-0d0d1e2a7c11",
-        "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
-        "timestamp": "2026-12-08T00:40:00.123Z",
-        "type": "egress.chat.message.v1",
-        "target": {"platform": "twitch", "channel": "forsen", "channelId": "22484632"},
-        "payload": {"text": "pong", "replyTo": None, "isAction": False},
-        "finalizationDestination": "internal.finalizer.v1",
-    }
-    body.update(changes)
-    return body
-
-
-def encode(body: object) -> bytes:
-    """JSON as any producer might write it (the standard library: big integers, escapes)."""
-    return json.dumps(body).encode()
+from tests.support.egress_commands import COMMAND_ID, command, encode, validator
 
 
 def test_a_command_decodes_with_its_channel_normalised() -> None:
