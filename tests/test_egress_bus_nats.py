@@ -296,10 +296,24 @@ async def test_an_unreadable_command_is_dead_lettered_whole(
     assert letter.headers is not None and letter.headers["Nats-Msg-Id"] == f"dlq:{received.bus_id}"
 
 
-async def test_the_source_rebinds_when_its_consumer_disappears(
-    admin: Client, source: NatsCommandSource
+@pytest.mark.parametrize("lost", ["consumer", "stream"])
+async def test_the_source_sets_up_again_what_disappeared(
+    admin: Client, source: NatsCommandSource, lost: str
 ) -> None:
-    await admin.jetstream().delete_consumer("EGRESS", "ingress-egress")
+    if lost == "consumer":
+        await admin.jetstream().delete_consumer("EGRESS", "ingress-egress")
+    else:  # as after a server restart that lost its store
+        await admin.jetstream().delete_stream("EGRESS")
+
+    async def set_up_again() -> bool:
+        assert await source.receive(1, timeout_s=0.2) == []
+        try:
+            await admin.jetstream().consumer_info("EGRESS", "ingress-egress")
+        except NotFoundError:
+            return False
+        return True
+
+    await eventually(set_up_again, 20, f"{lost} set up again")
     data = command()
     await publish_command(admin, data)
     [received] = await receive_until(source, 1)
