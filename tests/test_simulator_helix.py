@@ -263,3 +263,30 @@ async def _bot_says(port: int, channel: str, text: str) -> str:
     (line,) = await client.barrier()
     client.close()
     return line
+
+
+async def test_during_a_lockout_helix_says_sent_but_nothing_reaches_chat(
+    sim: ChatSimulator, helix: httpx.AsyncClient
+) -> None:
+    assert sim.helix is not None
+    now = time.time()
+    sim.helix.clock = lambda: now  # no point refills while the test runs
+    viewer = await IrcClient.open(sim.port)
+    await viewer.login()
+    await viewer.join("watched")
+    for i in range(20):
+        await sim.send_as_bot("bot", f"c{i}", "hi")
+    (result,) = (await send(helix, message("lost", "watched"))).json()["data"]
+    assert result["is_sent"] is True and result["message_id"]  # what Twitch answers, too
+    assert await viewer.barrier() == []
+    assert [(b.channel, b.limit) for b in sim.breaches] == [("watched", "window_20")]
+    assert sim.bot_sends[-1].outcome == "ignored"
+    assert sim.control_url is not None
+    async with httpx.AsyncClient(base_url=sim.control_url) as control:
+        lockouts = (await control.get("/record")).json()["lockouts"]
+        assert list(lockouts) == ["bot"] and lockouts["bot"] > 0
+        assert (await control.post("/lockout/clear", json={"login": "bot"})).status_code == 204
+        assert (await control.get("/record")).json()["lockouts"] == {}
+        assert (await control.post("/helix/exhaust", json={"login": "bot"})).status_code == 204
+    assert (await send(helix, message("x", "watched"))).status_code == 429
+    viewer.close()

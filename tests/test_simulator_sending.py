@@ -359,8 +359,10 @@ async def test_a_crlf_in_a_privmsg_arrives_as_a_second_command_and_is_recorded(
     await bot.send_raw(b"PRIVMSG #chan :hello\r\nWHOOPS #chan :injected\r\n")
     lines = await bot.barrier()
     assert lines[-1] == ":tmi.twitch.tv 421 bot WHOOPS :Unknown command"
-    assert [i.line for i in sim.injections] == ["WHOOPS #chan :injected"]
-    assert [s.text for s in sim.bot_sends] == ["hello"]
+    await bot.send_raw(b"PRIVMSG #other :bare\rOOPS cr\r\n")  # a CR alone ends a line too
+    assert (await bot.barrier())[-1] == ":tmi.twitch.tv 421 bot OOPS :Unknown command"
+    assert [i.line for i in sim.injections] == ["WHOOPS #chan :injected", "OOPS cr"]
+    assert [s.text for s in sim.bot_sends] == ["hello", "bare"]
     bot.close()
 
 
@@ -416,9 +418,9 @@ def test_a_verified_bot_may_send_7500_in_30_s() -> None:
     account = BotAccount("big", "1", "t", verified=True)
     rules = ChatRules([account], clock=clock)
     for i in range(LIMIT_VERIFIED):
-        assert rules.judge(account, f"c{i % 5000}", f"m{i}", "irc").accepted
+        assert rules.judge(account, f"c{i % 5000}", f"m{i}").accepted
         clock.advance(0.001)
-    assert rules.judge(account, "other", "x", "irc").outcome == "ignored"
+    assert rules.judge(account, "other", "x").outcome == "ignored"
     assert [b.limit for b in rules.breaches] == ["window_verified"]
 
 
@@ -426,18 +428,18 @@ def test_the_window_rolls_exactly_at_30_s() -> None:
     clock = FakeClock()
     rules = ChatRules([BOT], clock=clock, lockout_s=0.0)
     for i in range(20):
-        assert rules.judge(BOT, f"c{i}", "x", "irc").accepted
+        assert rules.judge(BOT, f"c{i}", "x").accepted
     clock.advance(29.999)
-    assert rules.judge(BOT, "late", "x", "irc").outcome == "ignored"
+    assert rules.judge(BOT, "late", "x").outcome == "ignored"
     clock.advance(0.001)  # 30 s after the first 20: they have left the window
-    assert rules.judge(BOT, "later", "x", "irc").accepted
+    assert rules.judge(BOT, "later", "x").accepted
 
 
 # -- live mode viewers say !ping ----------------------------------------------------------------
 
 
 async def test_live_viewers_say_ping_now_and_then() -> None:
-    async with ChatSimulator(live_channels=("alpha",), rate=600, live_ping_every=3) as sim:
+    async with ChatSimulator(live_channels=("alpha",), rate=600, viewer_pings_every=3) as sim:
         await sim.wait_until(lambda: sim.live_count >= 12)
         sim.stop_live()
     pings = [parse_line(m.line) for m in sim.live_log if m.line.endswith(" :!ping")]
@@ -466,11 +468,25 @@ def test_cli_sending_options_build_the_simulator() -> None:
     assert (settings.role, settings.slow, settings.subs_only) == ("moderator", 3, True)
     assert (sim.control_port, sim.helix_port, sim.helix_client_id) == (0, 0, "cid")
     assert sim.helix_points_per_minute == 50
-    assert sim_cli.build_simulator(parser.parse_args([])).live_ping_every is None
+    assert sim_cli.build_simulator(parser.parse_args([])).viewer_pings_every is None
     live = parser.parse_args(["--live", "a", "--rate", "5"])
-    assert sim_cli.build_simulator(live).live_ping_every == sim_cli.DEFAULT_LIVE_PING_EVERY
-    quiet = parser.parse_args(["--live", "a", "--rate", "5", "--live-ping-every", "0"])
-    assert sim_cli.build_simulator(quiet).live_ping_every is None
+    assert sim_cli.build_simulator(live).viewer_pings_every == sim_cli.DEFAULT_VIEWER_PINGS_EVERY
+    quiet = parser.parse_args(["--live", "a", "--rate", "5", "--viewer-pings-every", "0"])
+    assert sim_cli.build_simulator(quiet).viewer_pings_every is None
     for bad in (["--bot", "nocolons"], ["--channel", "chan:role=king"], ["--channel", "chan"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+async def test_the_default_stream_mixes_in_pings_only_when_asked() -> None:
+    async with ChatSimulator(count=40, viewer_pings_every=10) as sim:
+        viewer = await reader(sim, "alpha")
+        lines = await viewer.recv_n(40)
+        viewer.close()
+    texts = [parse_line(line).param(1) for line in lines]
+    assert [i for i, text in enumerate(texts) if text == "!ping"] == [9, 19, 29, 39]
+    assert [text for _, text in sim.sent["alpha"]] == texts
+    async with ChatSimulator(count=40) as plain:
+        viewer = await reader(plain, "alpha")
+        assert "!ping" not in [parse_line(line).param(1) for line in await viewer.recv_n(40)]
+        viewer.close()

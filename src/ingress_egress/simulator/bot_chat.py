@@ -93,7 +93,7 @@ class BotChat:
     ) -> Sent:
         """Judge, record and (when taken) relay one message; IRC answers go to ``origin``."""
         channel = channel.lstrip("#").lower()
-        decision = self.rules.judge(account, channel, text, via)
+        decision = self.rules.judge(account, channel, text)
         # Helix says "sent" (with an id) for a message a lockout then drops silently.
         silently_dropped = via == "helix" and decision.outcome == "ignored"
         msg_id = str(uuid.uuid4()) if decision.accepted or silently_dropped else ""

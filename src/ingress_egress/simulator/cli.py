@@ -18,8 +18,9 @@ from ingress_egress.simulator.faults import Faults
 from ingress_egress.simulator.rules import DEFAULT_LOCKOUT_S, BotAccount, ChannelSettings
 from ingress_egress.simulator.server import ChatSimulator
 
-# With --live, a viewer says !ping every this many chat messages unless told otherwise.
-DEFAULT_LIVE_PING_EVERY = 50
+# With --live, a viewer says !ping every this many chat messages unless told otherwise (the
+# default stream, which benchmarks use, has none unless asked).
+DEFAULT_VIEWER_PINGS_EVERY = 50
 
 
 def _non_negative_int(text: str) -> int:
@@ -137,12 +138,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "timeout and a CLEARMSG",
     )
     parser.add_argument(
-        "--live-ping-every",
+        "--viewer-pings-every",
         type=_non_negative_int,
         default=None,
         metavar="N",
-        help=f"with --live: every Nth chat message is a viewer saying !ping (default "
-        f"{DEFAULT_LIVE_PING_EVERY}; 0 = never)",
+        help="every Nth generated chat message is a viewer saying !ping (0 = never; default: "
+        f"{DEFAULT_VIEWER_PINGS_EVERY} with --live, never otherwise)",
     )
     parser.add_argument(
         "--ping-interval",
@@ -247,11 +248,9 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         raise ValueError("--live needs --rate (chat is produced on the clock)")
     if args.live_events_every is not None and not args.live:
         raise ValueError("--live-events-every needs --live")
-    if args.live_ping_every is not None and not args.live:
-        raise ValueError("--live-ping-every needs --live")
-    ping_every = args.live_ping_every
+    ping_every = args.viewer_pings_every
     if args.live and ping_every is None:
-        ping_every = DEFAULT_LIVE_PING_EVERY
+        ping_every = DEFAULT_VIEWER_PINGS_EVERY
     replay_lines = None
     if args.replay is not None:
         text = args.replay.read_text(encoding="utf-8")
@@ -279,7 +278,7 @@ def build_simulator(args: argparse.Namespace) -> ChatSimulator:
         ping_interval=args.ping_interval or None,
         live_channels=args.live,
         live_events_every=args.live_events_every,
-        live_ping_every=ping_every or None,
+        viewer_pings_every=ping_every or None,
         bots=args.bot,
         lockout_s=args.lockout,
         control_port=args.control_port,

@@ -27,6 +27,8 @@ from ingress_egress.simulator.hub import (
 )
 from ingress_egress.simulator.traffic import TrafficGenerator, room_id_for
 
+PING_TEXT = "!ping"  # what a viewer says for the demo's round trip
+
 # Paced output is written at most this often: ~5 messages a write at 5,000 msg/s, close to a
 # steady stream (Twitch writes each message as it comes) without a syscall per message.
 PACE_TICK_S = 0.001
@@ -79,6 +81,7 @@ class Firehose:
         batch_size: int,
         prebuilt: bool,
         replay_lines: Sequence[str] | None,
+        viewer_pings_every: int | None = None,
     ) -> None:
         self.hub = hub
         self.log = log
@@ -89,9 +92,11 @@ class Firehose:
         self.count = count
         self.batch_size = batch_size
         self.prebuilt = prebuilt
+        self.viewer_pings_every = viewer_pings_every
         self.paused = False
         self.stopping = False
         self._rr = 0
+        self._generated = 0
         self._pending: deque[Message] = deque()
         self._prepared: deque[tuple[list[Message], bytes]] | None = None
         self._replay: deque[Message] | None = None
@@ -184,15 +189,23 @@ class Firehose:
         need = n - len(out)
         if need <= 0:
             return out
-        gen = self.generator
+        first = len(out)
         ts = time.time_ns() // 1_000_000
+        self._generate(out, need, channels, ts)
+        if self.viewer_pings_every is not None:
+            self._mix_in_pings(out, first, ts)
+        return out
+
+    def _generate(self, out: list[Message], need: int, channels: list[str], ts: int) -> None:
+        """Append ``need`` generated messages, round-robin over ``channels``."""
+        gen = self.generator
         if len(channels) == 1:
             channel = channels[0]
             out += [
                 Message(channel, line, msg_id, text, False)
                 for line, msg_id, text in gen.messages(channel, need, room_id_for(channel), ts)
             ]
-            return out
+            return
         rr, k = self._rr, len(channels)
         order = [channels[(rr + i) % k] for i in range(need)]
         counts = dict.fromkeys(order, 0)
@@ -206,7 +219,17 @@ class Firehose:
             line, msg_id, text = next(streams[channel])
             out.append(Message(channel, line, msg_id, text, False))
         self._rr = (rr + need) % k
-        return out
+
+    def _mix_in_pings(self, out: list[Message], first: int, ts: int) -> None:
+        """Every Nth generated message becomes a viewer saying ``!ping`` (the demo's cue)."""
+        every = self.viewer_pings_every
+        assert every is not None
+        for i in range(first, len(out)):
+            self._generated += 1
+            if self._generated % every == 0:
+                channel = out[i].channel
+                line, msg_id = self.generator.says(channel, PING_TEXT, ts)
+                out[i] = Message(channel, line, msg_id, PING_TEXT, False)
 
     def _take_prepared(self) -> tuple[list[Message], bytes | None]:
         """The next prebuilt batch with its tagged wire form (the whole rest of ``count`` is

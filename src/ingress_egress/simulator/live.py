@@ -2,8 +2,8 @@
 listens, as on Twitch; what nobody was joined for is gone.
 
 Every Nth message (``events_every``) is, in turn, a USERNOTICE sub, a CLEARCHAT timeout and a
-CLEARMSG; every Mth chat message (``ping_every``) is a viewer saying ``!ping`` (the demo's
-round trip answers it).
+CLEARMSG; every Mth chat message (``viewer_pings_every``) is a viewer saying ``!ping`` (the
+demo's round trip answers it).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import NamedTuple
 
+from ingress_egress.simulator.firehose import PING_TEXT
 from ingress_egress.simulator.hub import CLOSE_ERRORS, ChatLog, Connection, Hub, without_tags
 from ingress_egress.simulator.traffic import TrafficGenerator, clearmsg_line, room_id_for
 
@@ -21,7 +22,6 @@ from ingress_egress.simulator.traffic import TrafficGenerator, clearmsg_line, ro
 LIVE_TICK_S = 0.005
 LIVE_SEND_TIMEOUT_S = 1.0
 LIVE_EVENTS = ("USERNOTICE", "CLEARCHAT", "CLEARMSG")
-PING_TEXT = "!ping"
 
 
 class LiveMessage(NamedTuple):
@@ -57,7 +57,7 @@ class LiveStream:
         count: int | None,
         batch_size: int,
         events_every: int | None,
-        ping_every: int | None,
+        viewer_pings_every: int | None,
     ) -> None:
         self.hub = hub
         self.log = log
@@ -67,7 +67,7 @@ class LiveStream:
         self.count = count
         self.batch_size = batch_size
         self.events_every = events_every
-        self.ping_every = ping_every
+        self.viewer_pings_every = viewer_pings_every
         self.entries: list[LiveMessage] = []
         self.produced = 0
         self.unheard_count = 0
@@ -123,7 +123,7 @@ class LiveStream:
             return self._event(channel, LIVE_EVENTS[n % len(LIVE_EVENTS)], ts)
         channel = channels[(seq - events) % len(channels)]
         self._chat_seq += 1
-        if self.ping_every is not None and self._chat_seq % self.ping_every == 0:
+        if self.viewer_pings_every is not None and self._chat_seq % self.viewer_pings_every == 0:
             line, msg_id = self.generator.says(channel, PING_TEXT, ts)
             text = PING_TEXT
         else:

@@ -11,13 +11,14 @@ Nothing here runs unless a bot sends, so the chat firehose does not pay for it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ingress_egress.simulator.traffic import EMOTE_IDS, room_id_for, user_id_for
+from ingress_egress.simulator.traffic import EMOTE_IDS, user_id_for
 
 Role = Literal["broadcaster", "moderator", "vip", "none"]
 ROLES: tuple[Role, ...] = ("broadcaster", "moderator", "vip", "none")
@@ -45,7 +46,7 @@ class BotAccount:
 
     login: str
     user_id: str
-    token: str
+    token: str = field(repr=False)  # a secret: never in a repr, a log line or an answer
     verified: bool = False
     scopes: tuple[str, ...] = ("chat:read", "chat:edit", "user:write:chat", "user:bot")
 
@@ -284,30 +285,22 @@ class ChatRules:
 
     # -- the referee -----------------------------------------------------------------------
 
-    def judge(self, account: BotAccount, channel: str, text: str, via: str) -> Decision:
-        """Decide what Twitch does with ``text`` sent by ``account`` to ``channel`` now,
-        count it in the bot's window and record it (``record`` gives it its id)."""
-        now = self.clock()
-        state = self._bots.setdefault(account.login, _BotState())
+    def judge(self, account: BotAccount, channel: str, text: str) -> Decision:
+        """Decide what Twitch does with ``text`` sent by ``account`` to ``channel`` now and
+        count it in the bot's window (``record`` then keeps it, with its id)."""
         settings = self.settings(channel)
         body, action = as_action(text)
         body = body.translate(_STRIPPED)
-        privileged = settings.privileged
         if is_command(text):
             self.commands.append(CommandAttempt(time.time(), account.login, channel, text))
-        outcome, notice_text = self._outcome(account, state, settings, channel, body, text, now)
-        return Decision(outcome, body, action, privileged, notice_text)
+        outcome, notice_text = self._outcome(account, settings, channel, body, text)
+        return Decision(outcome, body, action, settings.privileged, notice_text)
 
     def _outcome(
-        self,
-        account: BotAccount,
-        state: _BotState,
-        settings: ChannelSettings,
-        channel: str,
-        body: str,
-        text: str,
-        now: float,
+        self, account: BotAccount, settings: ChannelSettings, channel: str, body: str, text: str
     ) -> tuple[str, str]:
+        now = self.clock()
+        state = self._bots.setdefault(account.login, _BotState())
         window = state.window
         while window and window[0] <= now - WINDOW_S:
             window.popleft()
@@ -329,7 +322,8 @@ class ChatRules:
             command = text.lstrip().split(" ", 1)[0]
             return "unrecognized_cmd", f"Unrecognized command: {command}"
         if not settings.privileged:
-            refused = self._channel_rules(account, state, settings, channel, body, now)
+            refused = self._channel_modes(settings, channel, body)
+            refused = refused or self._channel_pace(account, state, settings, channel, body, now)
             if refused is not None:
                 return refused
         state.last_taken[channel] = (now, normalized(body))
@@ -344,15 +338,12 @@ class ChatRules:
             return "window_100" if before >= LIMIT_PRIVILEGED else ""
         return "window_20" if before >= LIMIT else ""
 
-    def _channel_rules(
-        self,
-        account: BotAccount,
-        state: _BotState,
-        settings: ChannelSettings,
-        channel: str,
-        body: str,
-        now: float,
+    @staticmethod
+    def _channel_modes(
+        settings: ChannelSettings, channel: str, body: str
     ) -> tuple[str, str] | None:
+        """Followers-only, subscribers-only and emote-only (the bot follows no one, is
+        nobody's subscriber)."""
         if settings.followers_only == 0:
             return (
                 "msg_followersonly_zero",
@@ -377,13 +368,25 @@ class ChatRules:
                 "This room is in emote-only mode. You can find your currently available "
                 "emoticons using the smiley in the chat text area.",
             )
+        return None
+
+    def _channel_pace(
+        self,
+        account: BotAccount,
+        state: _BotState,
+        settings: ChannelSettings,
+        channel: str,
+        body: str,
+        now: float,
+    ) -> tuple[str, str] | None:
+        """Slow mode, one message a second, and repeats, against the last taken message."""
         last = state.last_taken.get(channel)
         if last is None:
             return None
         since = now - last[0]
         if settings.slow and since < settings.slow:
             self.breaches.append(Breach(time.time(), account.login, channel, "slow"))
-            wait = max(1, int(settings.slow - since + 0.999))
+            wait = max(1, math.ceil(settings.slow - since))
             return (
                 "msg_slowmode",
                 "This room is in slow mode and you are sending messages too quickly. "
@@ -438,9 +441,6 @@ class ChatRules:
             "commands": [asdict(c) for c in self.commands],
             "injections": [asdict(i) for i in self.injections],
         }
-
-    def room_id(self, channel: str) -> str:
-        return room_id_for(channel)
 
 
 def badges_for(role: str) -> str:

@@ -1,7 +1,8 @@
-"""A local Twitch chat (TMI) server: the listeners and the composition of its parts.
+"""A local Twitch chat (TMI) server: the composition of its parts and its public state.
 
-``ChatSimulator`` accepts TCP (and optionally WebSocket) connections and gives each an
-``IrcSession`` (session.py: login, CAP, JOIN/PART, PING, PRIVMSG). Chat comes from one
+``ChatSimulator``'s ``IrcListener`` (listener.py) accepts TCP (and optionally WebSocket)
+connections and gives each an ``IrcSession`` (session.py: login, CAP, JOIN/PART, PING,
+PRIVMSG). Chat comes from one
 producer task: the ``Firehose`` (firehose.py: generated or replayed chat for whoever joined,
 the benchmarks' path) or, with ``live_channels``, the ``LiveStream`` (live.py: chat on the
 clock, heard or not). Bots that log in with a known token may send; ``ChatRules`` (rules.py)
@@ -13,16 +14,9 @@ outside the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
-
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
 
 from ingress_egress.simulator.bot_chat import BotChat, Sent
 from ingress_egress.simulator.control import control_app
@@ -30,7 +24,8 @@ from ingress_egress.simulator.faults import Faults
 from ingress_egress.simulator.firehose import Firehose
 from ingress_egress.simulator.helix import HelixMock
 from ingress_egress.simulator.http_server import EmbeddedHttp
-from ingress_egress.simulator.hub import CLOSE_ERRORS, SERVER, ChatLog, Connection, Hub
+from ingress_egress.simulator.hub import ChatLog, Hub
+from ingress_egress.simulator.listener import IrcListener
 from ingress_egress.simulator.live import LiveMessage, LiveStream
 from ingress_egress.simulator.rules import (
     DEFAULT_LOCKOUT_S,
@@ -42,14 +37,8 @@ from ingress_egress.simulator.rules import (
     Injection,
     SendRecord,
 )
-from ingress_egress.simulator.session import IrcSession, SessionContext, SessionRecords
+from ingress_egress.simulator.session import SessionContext, SessionRecords
 from ingress_egress.simulator.traffic import TrafficGenerator, room_id_for
-from ingress_egress.simulator.transport import (
-    MAX_LINE,
-    TcpTransport,
-    Transport,
-    WebSocketTransport,
-)
 
 __all__ = ["ChatSimulator", "LiveMessage"]
 
@@ -96,7 +85,7 @@ class ChatSimulator:
         warm_templates: bool = False,
         live_channels: Sequence[str] = (),
         live_events_every: int | None = None,
-        live_ping_every: int | None = None,
+        viewer_pings_every: int | None = None,
         bots: Iterable[BotAccount] = (),
         lockout_s: float = DEFAULT_LOCKOUT_S,
         control_port: int | None = None,
@@ -114,12 +103,12 @@ class ChatSimulator:
             raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
         for name, every in (
             ("live_events_every", live_events_every),
-            ("live_ping_every", live_ping_every),
+            ("viewer_pings_every", viewer_pings_every),
         ):
             if every is not None and every < 1:
                 raise ValueError(f"{name} must be >= 1")
         self.live_events_every = live_events_every
-        self.live_ping_every = live_ping_every
+        self.viewer_pings_every = viewer_pings_every
         self.host = host
         self.port = port
         self.ws_port = ws_port
@@ -127,7 +116,6 @@ class ChatSimulator:
         self.count = count
         self.faults = faults if faults is not None else Faults()
         self.seed = seed
-        self.ping_interval = ping_interval
         self.batch_size = batch_size
         self.warm_templates = warm_templates
         self.generator = TrafficGenerator(seed, pool_size=pool_size)
@@ -155,6 +143,7 @@ class ChatSimulator:
             batch_size=batch_size,
             prebuilt=prebuilt and count is not None and not rate and replay_lines is None,
             replay_lines=replay_lines,
+            viewer_pings_every=viewer_pings_every,
         )
         self._live: LiveStream | None = None
         if self.live_channels:
@@ -168,18 +157,25 @@ class ChatSimulator:
                 count=count,
                 batch_size=batch_size,
                 events_every=live_events_every,
-                ping_every=live_ping_every,
+                viewer_pings_every=viewer_pings_every,
             )
-        self._stopping = False
-        self._tcp_server: asyncio.Server | None = None
-        self._ws_server: WsServer | None = None
+        self._listener = IrcListener(self._hub, self._sessions, self.faults)
+        self._listener.ping_interval = ping_interval
         self._emitter: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
         self._aux: set[asyncio.Task[None]] = set()
         self._http: list[EmbeddedHttp] = []  # the control and Helix servers while running
         self.helix: HelixMock | None = None  # the Helix mock, once started with helix_port
 
     # -- public state -------------------------------------------------------------------
+
+    @property
+    def ping_interval(self) -> float | None:
+        """Seconds between the server's PINGs to each connection (``None``/0 = never)."""
+        return self._listener.ping_interval
+
+    @ping_interval.setter
+    def ping_interval(self, seconds: float | None) -> None:
+        self._listener.ping_interval = seconds
 
     @property
     def prebuilt(self) -> bool:
@@ -348,26 +344,12 @@ class ChatSimulator:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._stopping = False
         self._firehose.stopping = False
         if self._live is not None:
             self._live.stopping = False
-        self._tcp_server = await asyncio.start_server(
-            self._on_tcp, self.host, self.port, limit=MAX_LINE
-        )
-        self.port = self._tcp_server.sockets[0].getsockname()[1]
-        if self.ws_port is not None:
-            self._ws_server = await serve(
-                self._on_ws,
-                self.host,
-                self.ws_port,
-                select_subprotocol=_select_subprotocol,
-                process_request=_only_root_path,
-                compression=None,
-                max_size=MAX_LINE,
-                close_timeout=1.0,
-            )
-            self.ws_port = next(iter(self._ws_server.sockets)).getsockname()[1]
+        # Faults may have been replaced since construction: every part uses the current one.
+        self._listener.faults = self._sessions.faults = self._firehose.faults = self.faults
+        self.port, self.ws_port = await self._listener.start(self.host, self.port, self.ws_port)
         await self._start_http()
         emit = self._live.run() if self._live is not None else self._firehose.run()
         self._emitter = asyncio.create_task(emit, name="chat-simulator-emitter")
@@ -397,15 +379,11 @@ class ChatSimulator:
 
     async def stop(self) -> None:
         """Close the listeners and every client connection; cancel all simulator tasks."""
-        self._stopping = True
         self._firehose.stopping = True
         if self._live is not None:
             self._live.stopping = True
         self._hub.notify()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
-        if self._ws_server is not None:
-            self._ws_server.close(close_connections=False)
+        self._listener.close()
         for server in self._http:
             await server.stop()
         self._http.clear()
@@ -413,20 +391,8 @@ class ChatSimulator:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for client in list(self._hub.clients.values()):
-            client.transport.abort()
-        if self._handlers:
-            _, still = await asyncio.wait(set(self._handlers), timeout=2.0)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
-        if self._tcp_server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp_server.wait_closed(), 2.0)
-        if self._ws_server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws_server.wait_closed(), 2.0)
-        self._tcp_server = self._ws_server = self._emitter = None
+        await self._listener.disconnect_all()
+        self._emitter = None
 
     async def __aenter__(self) -> ChatSimulator:
         await self.start()
@@ -445,74 +411,3 @@ class ChatSimulator:
     def _on_first_join(self, channel: str) -> None:
         if self.warm_templates:
             self.generator.warm(channel, room_id_for(channel))
-
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._serve(TcpTransport(reader, writer))
-
-    async def _on_ws(self, ws: ServerConnection) -> None:
-        await self._serve(WebSocketTransport(ws))
-
-    def _accept(self, transport: Transport) -> Connection:
-        hub = self._hub
-        index = hub.next_index
-        hub.next_index += 1
-        faults = self.faults
-        fault = "reconnect"
-        if faults.drop_after is not None and (
-            faults.reconnect_after is None or faults.drop_after <= faults.reconnect_after
-        ):
-            fault = "drop"
-        client = Connection(index, transport, faults.message_budget(index), fault)
-        hub.add(client)
-        return client
-
-    async def _serve(self, transport: Transport) -> None:
-        if self._stopping:
-            transport.abort()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        client = self._accept(transport)
-        session = IrcSession(self._sessions, client)
-        pinger = asyncio.create_task(
-            self._ping_loop(client), name=f"chat-simulator-ping-{client.index}"
-        )
-        try:
-            async for line in transport.lines():
-                if not await session.handle(line):
-                    break
-        except CLOSE_ERRORS:
-            pass
-        finally:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
-            self._hub.forget(client)
-            if not transport.closed:
-                await transport.close()
-            self._handlers.discard(task)
-            self._hub.notify()
-
-    async def _ping_loop(self, client: Connection) -> None:
-        interval = self.ping_interval
-        if interval is None or interval <= 0:
-            return  # server PINGs disabled
-        with contextlib.suppress(*CLOSE_ERRORS):
-            while True:
-                await asyncio.sleep(interval)
-                if client.registered:
-                    await client.transport.send(f"PING :{SERVER}\r\n".encode())
-
-
-def _select_subprotocol(
-    connection: ServerConnection, subprotocols: Sequence[Subprotocol]
-) -> Subprotocol | None:
-    # tmi.js offers "irc" and aborts unless it is echoed; other clients offer nothing.
-    return Subprotocol("irc") if "irc" in subprotocols else None
-
-
-def _only_root_path(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path.split("?", 1)[0] in ("", "/"):
-        return None
-    return Response(404, "Not Found", Headers([("Content-Type", "text/plain")]), b"Not Found\n")

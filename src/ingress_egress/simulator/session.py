@@ -63,7 +63,16 @@ class IrcSession:
         self.client = client
 
     async def handle(self, line: str) -> bool:
-        """Process one client line; ``False`` means the connection is to be closed."""
+        """Process one client line; ``False`` means the connection is to be closed. A bare CR
+        ends a line too, as it does for IRC servers: what follows is a line of its own."""
+        if "\r" in line:
+            for part in line.split("\r"):
+                if part and not await self._handle_one(part):
+                    return False
+            return True
+        return await self._handle_one(line)
+
+    async def _handle_one(self, line: str) -> bool:
         try:
             msg = parse_line(line)
         except IrcParseError:
