@@ -44,6 +44,7 @@ CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
 # NOTICE msg-ids that answer a PRIVMSG (dev.twitch.tv/docs/irc/msg-id): every ``msg_*``
 # plus these. Room-mode notices (``slow_on``, ``emote_only_on``, ...) are not answers.
 REFUSALS = frozenset({"unrecognized_cmd", "no_permission", "bad_auth"})
+KEEPALIVE = "egress-keepalive"
 _NO_ANSWER = "no_answer"
 _CONNECTION_LOST = "connection_lost"
 _NOT_CONNECTED = "not_connected"
@@ -95,9 +96,12 @@ class IrcChatTransport:
         connect_timeout_s: float = 10.0,
         joins_per_window: int = 20,
         join_window_s: float = 10.0,
+        join_margin_s: float = 1.0,
+        idle_s: float = 60.0,
         backoff: Backoff | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.idle_s = idle_s  # silence this long: PING; as long again: the connection is dead
         self.login = login.lower()
         self._token = token
         self.channels = channels
@@ -108,6 +112,7 @@ class IrcChatTransport:
         self.connect_timeout_s = connect_timeout_s
         self.joins_per_window = joins_per_window
         self.join_window_s = join_window_s
+        self.join_margin_s = join_margin_s
         self.backoff = backoff or Backoff(initial_s=0.5, max_s=30.0)
         self.user_id: str | None = None
         self.logins = 0
@@ -120,7 +125,8 @@ class IrcChatTransport:
         self._answers: dict[str, asyncio.Future[SendOutcome]] = {}
         self._joined: set[str] = set()
         self._joining: dict[str, asyncio.Future[SendOutcome | None]] = {}
-        self._join_times: deque[float] = deque()
+        self._join_times: deque[float] = deque()  # when each recent JOIN was answered
+        self._joins_in_flight = 0
         self._join_lock = asyncio.Lock()
         self._login_failed: str | None = None
         # Channels whose last PRIVMSG got no answer in time: a late answer could still
@@ -128,6 +134,7 @@ class IrcChatTransport:
         self._unanswered: set[str] = set()
         self._pongs: dict[str, asyncio.Future[None]] = {}
         self._barriers = 0
+        self._reconnect_asked = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -181,12 +188,29 @@ class IrcChatTransport:
             [f"CAP REQ :{CAPABILITIES}", f"PASS oauth:{token}", f"NICK {self.login}"]
         )
         del token
+        self._reconnect_asked = False
+        pinged = False
         while True:
-            lines = await self._conn.read_lines()  # TransportClosed ends the session
-            for line in lines:
+            try:
+                lines = await asyncio.wait_for(self._conn.read_lines(), self._read_wait())
+            except TimeoutError:
+                if self._reconnect_asked:
+                    raise TransportError("RECONNECT: answers still missing, moving on") from None
+                if pinged:
+                    raise TransportError(f"no answer to PING in {self.idle_s} s") from None
+                pinged = await self._write([f"PING :{KEEPALIVE}"])
+                continue
+            pinged = False
+            for line in lines:  # TransportClosed (above) ends the session too
                 await self._dispatch(line)
             if self._login_failed is not None:
                 raise TransportError(self._login_failed)
+            if self._reconnect_asked and not self._answers:
+                raise TransportError("Twitch asked to reconnect (RECONNECT)")
+
+    def _read_wait(self) -> float:
+        """How long a read may wait: after RECONNECT only for the answers still owed."""
+        return self.answer_timeout_s if self._reconnect_asked else self.idle_s
 
     async def _drop_connection(self) -> None:
         self._ready.clear()
@@ -230,7 +254,9 @@ class IrcChatTransport:
         elif command == "NOTICE":
             self._on_notice(Notice.from_irc(msg))
         elif command == "RECONNECT":
-            raise TransportError("Twitch asked to reconnect (RECONNECT)")
+            # No new message on this connection; those in flight get their answers first.
+            self._reconnect_asked = True
+            self._ready.clear()
         elif command == "JOIN":
             self._on_join(msg)
 
@@ -281,18 +307,18 @@ class IrcChatTransport:
             return self._outcome("failed", _NOT_CONNECTED, written=False)
         if channel in self._joined:
             return None
-        joining = self._joining.get(channel)
-        if joining is None or joining.done():
-            joining = asyncio.get_running_loop().create_future()
-            self._joining[channel] = joining
-            await self._join_budget()
-            await self._write([f"JOIN #{channel}"])
+        joining = asyncio.get_running_loop().create_future()
+        self._joining[channel] = joining
+        await self._join_budget()
         try:
+            if not await self._write([f"JOIN #{channel}"]):
+                return self._outcome("failed", _NOT_CONNECTED, written=False)
             refused = await asyncio.wait_for(asyncio.shield(joining), self.join_timeout_s)
         except TimeoutError:
             refused = None if channel in self._joined else self._join_timed_out(channel)
         finally:
             self._joining.pop(channel, None)
+            self._join_finished()
         if refused is None:
             self._joined.add(channel)
         return refused
@@ -301,16 +327,24 @@ class IrcChatTransport:
         return self._outcome("failed", "join_timeout", written=False)
 
     async def _join_budget(self) -> None:
-        """Twitch allows ``joins_per_window`` JOINs per ``join_window_s`` per user."""
+        """Twitch allows ``joins_per_window`` JOINs per ``join_window_s`` per user. A JOIN
+        counts from its answer (Twitch had it by then, however long it travelled) and, until
+        answered, as if it were answered now; ``join_margin_s`` on top."""
+        window = self.join_window_s + self.join_margin_s
         async with self._join_lock:
             while True:
                 now = self.clock.now()
-                while self._join_times and self._join_times[0] <= now - self.join_window_s:
+                while self._join_times and self._join_times[0] <= now - window:
                     self._join_times.popleft()
-                if len(self._join_times) < self.joins_per_window:
-                    self._join_times.append(now)
+                if len(self._join_times) + self._joins_in_flight < self.joins_per_window:
+                    self._joins_in_flight += 1
                     return
-                await self.clock.sleep(self._join_times[0] + self.join_window_s - now)
+                oldest = self._join_times[0] if self._join_times else now
+                await self.clock.sleep(max(oldest + window - now, 0.1))
+
+    def _join_finished(self) -> None:
+        self._joins_in_flight -= 1
+        self._join_times.append(self.clock.now())
 
     async def send(
         self,
