@@ -280,6 +280,9 @@ class EgressSender:
     def _answered(self, task: asyncio.Task[None]) -> None:
         self._answering.discard(task)
         self._room.set()
+        if not task.cancelled() and task.exception() is not None:
+            # unsettled: the bus redelivers it after its ack wait, the ledger answers it
+            self._note_error(f"answering a command: {task.exception()!r}")
 
     async def _keep_alive(self) -> None:
         """Tell the bus that commands waiting here are being worked on."""
