@@ -468,3 +468,32 @@ async def test_a_refused_login_is_retried_and_a_suspended_channel_dropped(
     assert by_channel == {"plainone": ("sent", None), "gone": ("dropped", "msg_channel_suspended")}
     assert described["reconnects"] >= 1 and described["logins"] == 1
     assert "egress-token" not in str(described)
+
+
+async def test_with_drop_policies_a_repeat_and_a_long_text_are_dropped(
+    nats_server: NatsServer,
+) -> None:
+    settings = SenderSettings(
+        bus_prefix="test.", max_age_s=100_000.0, repeat="drop", long_text="drop"
+    )
+    async with egress_rig(nats_server.url, settings=settings) as rig:
+        rig.sim.set_channel("modchan", role="moderator")
+        commands = [
+            command("plainone", "said twice", rig.clock),
+            command("plainone", "said twice", rig.clock),
+            command("modchan", "said twice", rig.clock),
+            command("modchan", "said twice", rig.clock),
+            command("plaintwo", "word " * 200, rig.clock),
+        ]
+        await publish(rig.nc, *commands)
+        records = await all_answered(rig, [c["id"] for c in commands])
+
+    by_id = {r["envelopeId"]: (r["status"], r["reason"]) for r in records}
+    assert [by_id[c["id"]] for c in commands] == [
+        ("sent", None),
+        ("dropped", "msg_duplicate"),
+        ("sent", None),  # a moderator may repeat itself
+        ("sent", None),
+        ("dropped", "too_long"),
+    ]
+    assert Counter(s.channel for s in rig.sim.bot_sends) == {"plainone": 1, "modchan": 2}
