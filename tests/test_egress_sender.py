@@ -307,6 +307,8 @@ async def test_a_sender_stopped_mid_burst_and_replaced_sends_nothing_twice(
         async with egress_rig(
             nats_server.url, settings=settings, ack_wait_s=1.0, sim=sim, clock=clock
         ) as second:
+            # the new sender counts what the first one sent lately (from the ledger)
+            assert second.sender.describe()["window"]["inWindow"] > 0
             records = await all_answered(second, [c["id"] for c in commands])
 
     texts = [s.text for s in sim.bot_sends]

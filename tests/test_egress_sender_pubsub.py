@@ -18,9 +18,8 @@ from ingress_egress.egress.channel_state import ChannelStates
 from ingress_egress.egress.ledger_firestore import FirestoreLedger
 from ingress_egress.egress.limits import SendLimiter
 from ingress_egress.egress.sender import EgressSender, SenderSettings
-from ingress_egress.egress.transport import ScaledClock
 from ingress_egress.simulator import ChatSimulator
-from tests.support.egress import BOT, RATE, command, irc_transport
+from tests.support.egress import BOT, command, irc_transport, rig_clock
 from tests.support.firestore_emulator import (  # noqa: F401 - registers the fixture
     FirestoreEmulator,
     firestore_emulator_fixture,
@@ -62,7 +61,7 @@ async def test_a_burst_over_pubsub_with_the_ledger_in_firestore(
     pubsub: PubSubHarness, firestore_emulator: FirestoreEmulator
 ) -> None:
     finalizer_topic(pubsub)
-    clock = ScaledClock(RATE)
+    clock = rig_clock()
     sim = ChatSimulator(count=0, bots=[BOT], clock=clock.monotonic, lockout_s=3600.0)
     await sim.start()
     sim.set_channel("modchan", role="moderator")

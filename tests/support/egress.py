@@ -8,6 +8,7 @@ every limit is judged exactly, by the same clock on both sides.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,13 @@ DLQ = f"{PREFIX}internal.egress.dlq.v1"
 FINALIZER_STREAM = "FINALIZER"
 BOT = BotAccount("egressbot", "900001", "egress-token")
 RATE = 20.0  # virtual seconds per real second
+
+
+def rig_clock() -> ScaledClock:
+    """The rig's clock, started a day in the past: running 20x, it stays behind the real
+    one for over an hour, so times the NATS server stamps (a ledger read from a start time)
+    are never in its future."""
+    return ScaledClock(RATE, start=time.time() - 86_400.0)
 
 
 def command(
@@ -170,7 +178,7 @@ async def egress_rig(
 ) -> AsyncIterator[Rig]:
     """The simulator, the sender (NATS source, results, KV ledger), an admin connection."""
     own_sim = sim is None
-    clock = clock or ScaledClock(RATE)
+    clock = clock or rig_clock()
     if sim is None:
         sim = ChatSimulator(
             count=0, bots=[BOT], clock=clock.monotonic, lockout_s=3600.0, **(sim_options or {})
