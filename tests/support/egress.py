@@ -19,10 +19,10 @@ from typing import Any
 import nats
 import nats.js.errors
 import orjson
+from ingress_egress.bus.egress_backoff import Backoff
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.bus.egress_nats import NatsCommandSource
 from ingress_egress.bus.egress_nats_results import NatsResultPublisher
 from ingress_egress.egress.channel_state import ChannelStates

@@ -82,7 +82,6 @@ class TwitchSettings:
     channels_firestore_poll_ms: int
     read_as: str  # auto | anonymous
 
-
     @property
     def endpoint(self) -> str:
         """Where this source reads chat, for logs and ``/_debug/twitch``."""

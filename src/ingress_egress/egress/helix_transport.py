@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.egress.channel_state import ChannelStates
 from ingress_egress.egress.text import helix_message
 from ingress_egress.egress.transport import SenderClock, SendOutcome, SendStatus, TransportError
+from ingress_egress.retry import Backoff
 
 log = logging.getLogger("ingress_egress.egress.helix")
 
@@ -76,7 +76,7 @@ class HelixChatTransport:
         self.max_connect_errors = max_connect_errors
         self.max_rate_limit_wait_s = max_rate_limit_wait_s
         self.refresh_s = refresh_s
-        self.backoff = backoff or Backoff(initial_s=0.5, max_s=5.0)
+        self.backoff = backoff or Backoff(0.5, 5.0)
         self.user_id: str | None = None
         self.login: str | None = None
         self.last_error = ""
@@ -298,7 +298,7 @@ class HelixChatTransport:
                 return self._outcome("unknown", "no_answer", repr(error))
             status = response.status_code
             if status == 200:
-                self.backoff.succeeded()
+                self.backoff.reset()
                 return self._answer(response)
             if status == 429:
                 self.rate_limited += 1

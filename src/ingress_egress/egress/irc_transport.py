@@ -29,13 +29,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ingress_egress.bus.egress_backoff import Backoff
 from ingress_egress.egress.channel_state import ChannelStates
 from ingress_egress.egress.text import irc_body
 from ingress_egress.egress.transport import SenderClock, SendOutcome, TransportError
 from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.protocol.irc import IrcMessage, IrcParseError, parse_line
 from ingress_egress.protocol.tags import escape_tag_value
+from ingress_egress.retry import Backoff
 from ingress_egress.twitch.messages import Notice, Roomstate, Userstate
 
 log = logging.getLogger("ingress_egress.egress.irc")
@@ -113,7 +113,7 @@ class IrcChatTransport:
         self.joins_per_window = joins_per_window
         self.join_window_s = join_window_s
         self.join_margin_s = join_margin_s
-        self.backoff = backoff or Backoff(initial_s=0.5, max_s=30.0)
+        self.backoff = backoff or Backoff(0.5, 30.0)
         self.user_id: str | None = None
         self.logins = 0
         self.reconnects = 0
@@ -243,7 +243,7 @@ class IrcChatTransport:
                 pong.set_result(None)
         elif command == "001":
             self.logins += 1
-            self.backoff.succeeded()
+            self.backoff.reset()
             self._ready.set()
         elif command == "USERSTATE":
             self._on_userstate(Userstate.from_irc(msg))
