@@ -16,6 +16,21 @@ CLUSTER_METRICS = frozenset(
     }
 )
 
+# Present only while egress is on (EGRESS_TRANSPORT not off, issue #29): MetricsSource.egress.
+EGRESS_METRICS = frozenset(
+    {
+        "ingress_egress_results_total",
+        "ingress_egress_backlog",
+        "ingress_egress_latency_seconds_bucket",
+        "ingress_egress_latency_seconds_sum",
+        "ingress_egress_latency_seconds_count",
+        "ingress_egress_unseen_total",
+        "ingress_egress_dead_letters_total",
+        "ingress_egress_destination_blocked",
+        "ingress_egress_lease_held",
+    }
+)
+
 
 def missing_from_scrape(text: str, names: set[str] | frozenset[str]) -> set[str]:
     """The names with no sample in a ``/metrics`` scrape (a histogram's samples are

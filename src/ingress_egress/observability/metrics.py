@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ingress_egress.bus.base import Publisher
     from ingress_egress.cluster import ClusterCoordinator
     from ingress_egress.credentials import CredentialsProvider
+    from ingress_egress.egress.sender_stats import SenderStats
     from ingress_egress.pipeline import Pipeline
     from ingress_egress.spool import Spool
 
@@ -40,6 +42,23 @@ LATENCY_BOUNDS_S: tuple[float, ...] = tuple(_bound(i) for i in range(_FIRST, _LA
 LATENCY_BOUND_INDEXES: tuple[int, ...] = tuple(range(_FIRST, _LAST + 1, _STEP))
 LATENCY_NAME = "ingress.delivery.duration"
 LATENCY_DESCRIPTION = "Time from reading a chat event from Twitch to the bus acknowledging it"
+EGRESS_LATENCY_NAME = "ingress.egress.latency"
+EGRESS_LATENCY_DESCRIPTION = (
+    "Time from an egress command's timestamp to Twitch's answer to its first part"
+)
+
+
+@dataclass(frozen=True)
+class EgressMetrics:
+    """What the egress figures read (``MetricsSource.egress``; None while egress is off).
+
+    Plain reads of the sender's parts, called at collection time only."""
+
+    stats: SenderStats
+    backlog: Callable[[], int]  # commands received and not yet settled (acked or put back)
+    unseen: Callable[[], int]  # sent messages whose echo never came back in chat
+    lease_held: Callable[[], bool]  # this member may send (holds the send lease)
+    destination_blocked: Callable[[], bool]  # results held: nothing captures the destination
 
 
 @dataclass(frozen=True, eq=False)  # identity: a key of the receipt clock's weak map
@@ -57,6 +76,7 @@ class MetricsSource:
     readiness: Callable[[], list[str]]
     recent_loop_lag_s: Callable[[], float]
     connections: Callable[[], list[dict[str, Any]]]
+    egress: EgressMetrics | None = None  # None: EGRESS_TRANSPORT off (no egress series)
 
 
 Point = tuple[dict[str, str], int | float]
@@ -120,6 +140,29 @@ def _cluster(read: Callable[[ClusterCoordinator], float | int]) -> Callable[...,
         return [] if cluster is None else [({}, read(cluster))]
 
     return points
+
+
+def _egress(read: Callable[[EgressMetrics], float | int]) -> Callable[..., list[Point]]:
+    """An egress figure; no point at all while egress is off."""
+
+    def points(source: MetricsSource) -> list[Point]:
+        egress = source.egress
+        return [] if egress is None else [({}, read(egress))]
+
+    return points
+
+
+def _egress_results(source: MetricsSource) -> list[Point]:
+    """Results by status and reason ("" when none). ``sent`` is there from 0 so the series
+    exists from the start; a (status, reason) pair appears with its first result."""
+    if source.egress is None:
+        return []
+    counts: Counter[tuple[str, str]] = Counter({("sent", ""): 0})
+    counts.update(source.egress.stats.results)
+    return [
+        ({"status": status, "reason": reason}, count)
+        for (status, reason), count in sorted(counts.items())
+    ]
 
 
 def _one(read: Callable[[MetricsSource], Any], **attributes: str) -> Callable[..., list[Point]]:
@@ -404,6 +447,53 @@ FIGURES: tuple[Figure, ...] = (
         "gauge",
         "The spool's size cap (SPOOL_MAX_BYTES); envelopes are refused past it",
         _spool(lambda spool: spool.max_bytes),
+    ),
+    # Egress only (EGRESS_TRANSPORT not off); the latency histogram is rendered beside.
+    Figure(
+        "ingress.egress.results",
+        "{result}",
+        "counter",
+        "Egress commands settled, by result status (sent, dropped, expired, failed, unknown) "
+        "and reason (Twitch's drop code or ours; empty when none)",
+        _egress_results,
+    ),
+    Figure(
+        "ingress.egress.backlog",
+        "{command}",
+        "gauge",
+        "Egress commands received from the bus and not yet settled",
+        _egress(lambda e: e.backlog()),
+    ),
+    Figure(
+        "ingress.egress.unseen",
+        "{message}",
+        "counter",
+        "Messages sent to a channel the service reads and not seen back in its chat within "
+        "EGRESS_ECHO_TIMEOUT_MS (dropped silently by Twitch?)",
+        _egress(lambda e: e.unseen()),
+    ),
+    Figure(
+        "ingress.egress.dead_letters",
+        "{command}",
+        "counter",
+        "Egress commands that could not be read at all, published to the egress dead-letter "
+        "subject",
+        _egress(lambda e: e.stats.dead_lettered),
+    ),
+    Figure(
+        "ingress.egress.destination_blocked",
+        "1",
+        "gauge",
+        "1 while results are held back because nothing captures their finalizer destination "
+        "(the commands stay unacknowledged and are retried), else 0",
+        _egress(lambda e: int(e.destination_blocked())),
+    ),
+    Figure(
+        "ingress.egress.lease_held",
+        "1",
+        "gauge",
+        "1 while this member holds the send lease (may send as the bot), else 0",
+        _egress(lambda e: int(e.lease_held())),
     ),
 )
 

@@ -18,9 +18,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ingress_egress.observability.metrics import (
+    EGRESS_LATENCY_DESCRIPTION,
+    EGRESS_LATENCY_NAME,
     FIGURES,
     LATENCY_DESCRIPTION,
     LATENCY_NAME,
+    EgressMetrics,
     MetricsSource,
     bus_attributes,
     latency_buckets,
@@ -65,6 +68,22 @@ class FiguresCollector(Collector):
             sum_value=histogram.total_s,
         )
         yield family_h
+        if source.egress is not None:
+            yield _egress_latency(source.egress)
+
+
+def _egress_latency(egress: EgressMetrics) -> Metric:
+    """The sender's own cumulative buckets, as they are (seconds; see sender_stats)."""
+    latency = egress.stats.latency
+    family = HistogramMetricFamily(
+        prometheus_name(EGRESS_LATENCY_NAME) + "_seconds", EGRESS_LATENCY_DESCRIPTION, labels=[]
+    )
+    family.add_metric(
+        [],
+        buckets=[(_le(bound), count) for bound, count in latency.cumulative()],
+        sum_value=latency.sum_s,
+    )
+    return family
 
 
 def _le(bound: float) -> str:
