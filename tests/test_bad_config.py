@@ -97,11 +97,16 @@ CASES = {
         "EGRESS_RATE_LIMIT_PRIVILEGED",
     ),
     "egress-irc-without-a-bot": ({"EGRESS_TRANSPORT": "irc"}, "EGRESS_TRANSPORT"),
+    "egress-irc-without-a-command-bus": (
+        {"EGRESS_TRANSPORT": "irc", "TWITCH_BOT_USERNAME": "mybot", "TWITCH_OAUTH_TOKEN": "t-1"},
+        "EGRESS_TRANSPORT",
+    ),
     "egress-helix-without-a-client-id": (
         {
             "EGRESS_TRANSPORT": "helix",
             "TWITCH_BOT_USERNAME": "mybot",
             "TWITCH_OAUTH_TOKEN": "tok-9",
+            "MESSAGE_BUS_DRIVER": "nats",
         },
         "TWITCH_CLIENT_ID",
     ),

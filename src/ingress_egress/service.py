@@ -18,15 +18,17 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from ingress_egress.assembly.egress import build_egress
 from ingress_egress.bus.base import Publisher
 from ingress_egress.bus.factory import build_publisher
 from ingress_egress.cluster import ClusterConfig, ClusterCoordinator
 from ingress_egress.config import ConfigError, Settings
 from ingress_egress.credentials import CredentialsError, CredentialsProvider
+from ingress_egress.egress.runner import EgressRunner
 from ingress_egress.envelope import EnvelopeBuilder
 from ingress_egress.envelope.outbound import MessageEncoder
 from ingress_egress.http import EmbeddedServer, build_app
-from ingress_egress.observability.metrics import MetricsSource
+from ingress_egress.observability.metrics import EgressMetrics, MetricsSource
 from ingress_egress.observability.prometheus import build_registry
 from ingress_egress.observability.telemetry import Telemetry
 from ingress_egress.pipeline import Pipeline
@@ -38,7 +40,7 @@ from ingress_egress.runtime.debug import DebugSnapshot, hot_path
 from ingress_egress.runtime.heartbeat import LoopHeartbeat
 from ingress_egress.runtime.readiness import Readiness
 from ingress_egress.runtime.view import StatusView
-from ingress_egress.sources.base import ChannelReader, ChatSource
+from ingress_egress.sources.base import ChannelReader, ChatSource, SelfMessageHook
 from ingress_egress.sources.irc.channels_doc import FirestoreChannelList
 from ingress_egress.sources.irc.codec import IrcCodec, make_codec
 from ingress_egress.sources.irc.pool import ChatPool, PoolLimits
@@ -54,6 +56,7 @@ log = logging.getLogger("ingress_egress.service")
 SHUTDOWN_GRACE_S = 8.0  # Cloud Run allows 10 s after SIGTERM
 PUBLISHER_CLOSE_S = 4.0
 SPOOLED_SHUTDOWN_GRACE_S = 3.0  # with a spool: for in-flight acks; the rest stays spooled
+EGRESS_STOP_S = 3.0  # stop sending, give the send lease up (what is unsettled is redelivered)
 CLUSTER_LEAVE_S = 5.0  # hand channels over first (4 s inside, bounded here too)
 SHUTDOWN_BUDGET_S = 9.5  # all of it, within Cloud Run's 10 s
 
@@ -77,8 +80,17 @@ class Service:
         self.credentials = credentials if credentials is not None else build_credentials(settings)
         self.state = ChatState(transport=settings.twitch.source, identity=settings.reader_identity)
         self.pipeline = build_pipeline(settings, self.publisher, self.counters, self.errors)
-        builder = EnvelopeBuilder(transport=settings.twitch.source)
+        self.builder = builder = EnvelopeBuilder(transport=settings.twitch.source)
         self.codec: IrcCodec | None = None  # the IRC source's, chosen once here
+        # Sending as the bot (None: this instance only reads); the read side reports the
+        # bot's own messages to its echo watch and marks them isSelf.
+        self.egress = build_egress(
+            settings,
+            self.credentials,
+            self.errors,
+            reading=lambda: self.state.joined,
+            on_bot_user_id=self._bot_user_id,
+        )
         self.source: ChatSource
         reader: ChannelReader | None = None
         if settings.twitch.source == "eventsub":
@@ -93,7 +105,7 @@ class Service:
         self.bus = BusConnection(self.publisher, self.errors)
         self.heartbeat = LoopHeartbeat()
         self.readiness = Readiness(
-            self.bus, self.pipeline, self.credentials, self.cluster, self.source
+            self.bus, self.pipeline, self.credentials, self.cluster, self.source, self.egress
         )
         self.view = StatusView(self.readiness, self._debug_snapshot(), self.heartbeat)
         self.telemetry = telemetry or Telemetry.from_settings(
@@ -130,6 +142,7 @@ class Service:
             counters=self.counters,
             errors=self.errors,
             limits=pool_limits(settings, keepalive_s, pong_timeout_s),
+            on_self_message=self._self_message_hook(),
         )
 
     def _eventsub_source(self, builder: EnvelopeBuilder, keepalive_s: float) -> EventSubSource:
@@ -153,6 +166,8 @@ class Service:
             oauth_url=twitch.oauth_url,
             keepalive_s=keepalive_s,
             client_secret=credentials.client_secret,  # conduits (> 50 channels) only
+            on_bot_user_id=self._bot_user_id,
+            on_self_message=self._self_message_hook(),
         )
 
     def _debug_snapshot(self) -> DebugSnapshot:
@@ -166,7 +181,20 @@ class Service:
             pipeline=self.pipeline,
             credentials=self.credentials,
             cluster=self.cluster,
+            egress=self.egress,
         )
+
+    def _self_message_hook(self) -> SelfMessageHook | None:
+        echo = self.egress.echo if self.egress is not None else None
+        return echo.on_self_message if echo is not None else None
+
+    def _bot_user_id(self, user_id: str) -> None:
+        """The bot's Twitch user id, learned when egress validates its token: the read
+        side marks the bot's own messages (``payload.isSelf``) from now on."""
+        if self.codec is not None:
+            self.codec.set_self_user_id(user_id)
+        else:
+            self.builder.set_self_user_id(user_id)
 
     def _metrics_source(self) -> MetricsSource:
         return MetricsSource(
@@ -180,6 +208,7 @@ class Service:
             readiness=self.readiness.reasons,
             recent_loop_lag_s=self.heartbeat.recent_loop_lag_s,
             connections=self.source.connections,
+            egress=egress_metrics(self.egress),
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -238,6 +267,8 @@ class Service:
             self._tasks.append(asyncio.create_task(self.cluster.run(), name="cluster"))
         if self.channels_doc is not None:
             self._tasks.append(asyncio.create_task(self.channels_doc.run(), name="channels-doc"))
+        if self.egress is not None:
+            self._tasks.append(asyncio.create_task(self.egress.run(), name="egress"))
 
     async def stop(self) -> None:
         """Stop reading, flush what is in flight (bounded), then close everything."""
@@ -245,6 +276,9 @@ class Service:
             return
         self._stopped.set()
         started = time.monotonic()
+        if self.egress is not None:  # sending stops and the lease goes to a successor first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.egress.stop(), EGRESS_STOP_S)
         if self.cluster is not None:  # the others take our channels while we still read
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.cluster.leave(), CLUSTER_LEAVE_S)
@@ -291,6 +325,20 @@ class Service:
 
 
 # -- builders -------------------------------------------------------------------------
+
+
+def egress_metrics(egress: EgressRunner | None) -> EgressMetrics | None:
+    """The egress figures' reads (None while this instance does not send)."""
+    if egress is None:
+        return None
+    echo = egress.echo
+    return EgressMetrics(
+        stats=egress.stats,
+        backlog=lambda: egress.backlog,
+        unseen=(lambda: echo.unseen) if echo is not None else (lambda: 0),
+        lease_held=egress.lease.may_send,
+        destination_blocked=egress.destination_blocked,
+    )
 
 
 def build_pipeline(

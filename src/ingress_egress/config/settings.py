@@ -317,6 +317,12 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             "EGRESS_TRANSPORT", f"{egress.transport} sends as the bot: set TWITCH_BOT_USERNAME"
         )
+    if egress.transport in ("irc", "helix") and settings.bus.driver not in ("nats", "pubsub"):
+        raise ConfigError(
+            "EGRESS_TRANSPORT",
+            f"{egress.transport} takes its commands from the bus: set MESSAGE_BUS_DRIVER to "
+            "nats or pubsub (or EGRESS_TRANSPORT=off)",
+        )
     if egress.transport == "helix" and not settings.credentials.client_id:
         raise ConfigError("TWITCH_CLIENT_ID", "is required when EGRESS_TRANSPORT=helix")
     if twitch.reconnect_max_ms < twitch.reconnect_initial_ms:

@@ -140,7 +140,10 @@ class EgressSender:
         settings: SenderSettings | None = None,
         *,
         clock: SenderClock | None = None,
+        stats: SenderStats | None = None,
     ) -> None:
+        """``stats``: counters that outlive this sender (a new term of the lease builds a
+        new sender; the figures go on)."""
         self.source = source
         self.results = results
         self.transport = transport
@@ -149,7 +152,7 @@ class EgressSender:
         self.limiter = limiter
         self.settings = settings or SenderSettings()
         self.clock = clock or SenderClock()
-        self.stats = SenderStats()
+        self.stats = stats or SenderStats()
         self._pending: dict[str, PendingCommand] = {}
         self._channels: dict[str, _Channel] = {}
         self._answering: set[asyncio.Task[None]] = set()

@@ -9,6 +9,7 @@ from typing import Any
 from ingress_egress.bus.base import Publisher
 from ingress_egress.cluster import ClusterCoordinator
 from ingress_egress.credentials import CredentialsProvider
+from ingress_egress.egress.runner import EgressRunner
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.sources.base import ChatSource
 from ingress_egress.sources.irc.codec import IrcCodec
@@ -38,6 +39,7 @@ class DebugSnapshot:
         pipeline: Pipeline,
         credentials: CredentialsProvider | None,
         cluster: ClusterCoordinator | None,
+        egress: EgressRunner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -49,6 +51,7 @@ class DebugSnapshot:
         self.pipeline = pipeline
         self.credentials = credentials
         self.cluster = cluster
+        self.egress = egress
         self._clock = clock
         self._started_at = clock()
 
@@ -81,4 +84,6 @@ class DebugSnapshot:
         if self.cluster is not None:
             snapshot["cluster"] = self.cluster.describe()
         snapshot[self.source.debug_section] = self.source.describe()
+        if self.egress is not None:
+            snapshot["egress"] = self.egress.describe()
         return snapshot

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ingress_egress.cluster import ClusterCoordinator
 from ingress_egress.credentials import CredentialsProvider
+from ingress_egress.egress.runner import EgressRunner
 from ingress_egress.pipeline import Pipeline
 from ingress_egress.runtime.bus import BusConnection
 from ingress_egress.sources.base import ChatSource
@@ -17,12 +18,14 @@ class Readiness:
         credentials: CredentialsProvider | None,
         cluster: ClusterCoordinator | None,
         source: ChatSource,
+        egress: EgressRunner | None = None,
     ) -> None:
         self.bus = bus
         self.pipeline = pipeline
         self.credentials = credentials
         self.cluster = cluster
         self.source = source
+        self.egress = egress
 
     def reasons(self) -> list[str]:
         """Empty when ready; else one line per problem, the most basic first."""
@@ -39,4 +42,6 @@ class Readiness:
         if self.cluster is not None:
             reasons.extend(self.cluster.readiness())
         reasons.extend(self.source.readiness())
+        if self.egress is not None:
+            reasons.extend(self.egress.readiness())
         return reasons

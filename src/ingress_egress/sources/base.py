@@ -7,11 +7,15 @@ EventSub does not (``channel_control()`` is None).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingress_egress.status import ChatSnapshot
+
+# (channel, Twitch message id) of each of the bot's own chat messages the source read
+# (egress/echo.py confirms sends with them).
+SelfMessageHook = Callable[[str, str], None]
 
 PENDING_LISTED = 20  # channels named in a readiness reason (the count is in /_debug/twitch)
 

@@ -30,7 +30,7 @@ from twitchio.eventsub import (
 
 from ingress_egress.credentials import ChatAuth, CredentialsError, CredentialsProvider
 from ingress_egress.retry import Backoff
-from ingress_egress.sources.base import chat_readiness
+from ingress_egress.sources.base import SelfMessageHook, chat_readiness
 from ingress_egress.sources.eventsub.adapter import (
     ChatClient,
     configure_endpoints,
@@ -54,7 +54,6 @@ log = logging.getLogger("ingress_egress.eventsub")
 
 Sink = Callable[[TwitchMessage, float], None]
 # (channel, Twitch message id) of each message the bot itself sent (egress/echo.py).
-SelfMessageHook = Callable[[str, str], None]
 
 REQUIRED_SCOPE = "user:read:chat"
 CONDUIT_SCOPE = "user:bot"  # chat subscriptions with an app token (conduits) need it too

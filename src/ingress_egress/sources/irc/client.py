@@ -30,6 +30,7 @@ from ingress_egress.protocol import IrcParseError
 from ingress_egress.protocol.connection import TransportClosed
 from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.retry import Backoff, random_pause
+from ingress_egress.sources.base import SelfMessageHook
 from ingress_egress.sources.irc.codec import IrcCodec
 from ingress_egress.sources.irc.dedup import DEFAULT_CAPACITY, first_copies
 from ingress_egress.sources.irc.joins import (
@@ -61,7 +62,6 @@ __all__ = [
     "CHANNEL_FAILURES",
     "EnvelopeSink",
     "JoinLimiter",
-    "SelfMessageHook",
     "Session",
     "TwitchIrcClient",
     "join_lines",
@@ -80,7 +80,6 @@ class EnvelopeSink(Protocol):
 TransportFactory = Callable[[IrcEndpoint, float], Awaitable[LineTransport]]
 # (channel, Twitch message id) of each message the bot itself sent, as the read side saw it
 # (the codec's ``Decoded.self_messages``): egress/echo.py confirms sends with them.
-SelfMessageHook = Callable[[str, str], None]
 
 CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
 # NOTICE msg-ids that mean "this channel cannot be joined", reported per channel.

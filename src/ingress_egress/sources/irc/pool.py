@@ -20,10 +20,14 @@ from typing import Any
 from ingress_egress.credentials import CredentialsProvider
 from ingress_egress.protocol.endpoint import IrcEndpoint
 from ingress_egress.retry import Backoff
-from ingress_egress.sources.base import ChannelChange, ChannelReader, chat_readiness
+from ingress_egress.sources.base import (
+    ChannelChange,
+    ChannelReader,
+    SelfMessageHook,
+    chat_readiness,
+)
 from ingress_egress.sources.irc.client import (
     EnvelopeSink,
-    SelfMessageHook,
     TransportFactory,
     TwitchIrcClient,
 )
