@@ -490,3 +490,20 @@ async def test_the_default_stream_mixes_in_pings_only_when_asked() -> None:
         viewer = await reader(plain, "alpha")
         assert "!ping" not in [parse_line(line).param(1) for line in await viewer.recv_n(40)]
         viewer.close()
+
+
+async def test_a_mode_change_is_announced_with_a_partial_roomstate(make_sim: SimFactory) -> None:
+    sim = await make_sim()
+    bot = await bot_client(sim, "chan")
+    viewer = await reader(sim, "chan")
+    sim.set_channel("chan", slow=10, subs_only=True)
+    expected = f"@room-id={room_id_for('chan')};slow=10;subs-only=1 :tmi.twitch.tv ROOMSTATE #chan"
+    assert await bot.recv() == expected
+    assert await viewer.recv() == expected
+    sim.set_channel("chan", role="moderator")  # a role shows in the next USERSTATE instead
+    sim.set_channel("chan", slow=10)  # no change, nothing to announce
+    assert await bot.barrier() == []
+    (userstate,) = await say(bot, "chan", "hi")
+    assert parse_line(userstate).tags["mod"] == "1"
+    bot.close()
+    viewer.close()

@@ -4,7 +4,6 @@ them by Twitch's rules. See docs/simulator.md."""
 
 from ingress_egress.simulator.bot_chat import Sent
 from ingress_egress.simulator.faults import Faults
-from ingress_egress.simulator.helix import HelixMock
 from ingress_egress.simulator.live import LiveMessage
 from ingress_egress.simulator.rules import (
     BotAccount,
@@ -29,7 +28,6 @@ __all__ = [
     "ChatSimulator",
     "CommandAttempt",
     "Faults",
-    "HelixMock",
     "Injection",
     "LiveMessage",
     "SendRecord",

@@ -17,6 +17,14 @@ from ingress_egress.simulator.hub import CLOSE_ERRORS, SERVER, Connection, Hub, 
 from ingress_egress.simulator.rules import BotAccount, ChatRules, Decision, badges_for
 from ingress_egress.simulator.traffic import EMOTE_IDS, room_id_for
 
+# ChannelSettings field -> ROOMSTATE tag
+_ROOM_TAGS = {
+    "emote_only": "emote-only",
+    "followers_only": "followers-only",
+    "slow": "slow",
+    "subs_only": "subs-only",
+}
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -143,6 +151,26 @@ class BotChat:
             text = f"\x01ACTION {text}\x01"
         login = account.login
         return f"{format_tags(tags)} :{login}!{login}@{login}.{SERVER} PRIVMSG #{channel} :{text}"
+
+    async def announce_modes(self, channel: str, changed: dict[str, object]) -> None:
+        """A partial ROOMSTATE (``room-id`` and the modes that changed), as Twitch sends one
+        when a channel's chat settings change; a role change alone announces nothing (the
+        bot learns it from its next USERSTATE)."""
+        tags = {"room-id": room_id_for(channel)}
+        for name, tag in _ROOM_TAGS.items():
+            if name in changed:
+                value = changed[name]
+                tags[tag] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        if len(tags) == 1:
+            return
+        line = f"{format_tags(tags)} :{SERVER} ROOMSTATE #{channel}"
+        for client in sorted(self.hub.subs.get(channel, set()), key=lambda c: c.index):
+            if client.receiving and client.commands:
+                try:
+                    await client.write([line if client.tags else without_tags(line)])
+                except CLOSE_ERRORS:
+                    self.hub.unsubscribe(client)
+        self.hub.notify()
 
     async def _relay(self, channel: str, line: str, origin: Connection | None) -> None:
         for client in sorted(self.hub.subs.get(channel, set()), key=lambda c: c.index):

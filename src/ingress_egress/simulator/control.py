@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingress_egress.simulator.rules import BotAccount, ChatRules
+from ingress_egress.simulator.rules import BotAccount, ChannelSettings, ChatRules
 from ingress_egress.twitch.logins import channel_login
 
 if TYPE_CHECKING:
@@ -47,8 +47,13 @@ async def _body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def control_app(rules: ChatRules, helix: Callable[[], HelixMock | None]) -> Starlette:
-    """The control endpoint over ``rules`` (and the Helix mock, when it runs)."""
+def control_app(
+    rules: ChatRules,
+    set_channel: Callable[..., ChannelSettings],
+    helix: Callable[[], HelixMock | None],
+) -> Starlette:
+    """The control endpoint over ``rules``; channel changes go through ``set_channel`` (the
+    simulator's, which announces them); ``helix()`` is the Helix mock when it runs."""
 
     async def bots(request: Request) -> Response:
         if request.method == "GET":
@@ -81,7 +86,7 @@ def control_app(rules: ChatRules, helix: Callable[[], HelixMock | None]) -> Star
         if body is None:
             return _error(400, "the body must be a JSON object")
         try:
-            settings = rules.set_channel(login, **body)
+            settings = set_channel(login, **body)
         except ValueError as exc:
             return _error(400, str(exc))
         return JSONResponse(settings.as_dict())

@@ -16,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingress_egress.simulator.bot_chat import BotChat, Sent
-from ingress_egress.simulator.control import control_app
 from ingress_egress.simulator.faults import Faults
 from ingress_egress.simulator.firehose import Firehose
-from ingress_egress.simulator.helix import HelixMock
-from ingress_egress.simulator.http_server import EmbeddedHttp
 from ingress_egress.simulator.hub import ChatLog, Hub
 from ingress_egress.simulator.listener import IrcListener
 from ingress_egress.simulator.live import LiveMessage, LiveStream
@@ -39,6 +36,10 @@ from ingress_egress.simulator.rules import (
 )
 from ingress_egress.simulator.session import SessionContext, SessionRecords
 from ingress_egress.simulator.traffic import TrafficGenerator, room_id_for
+
+if TYPE_CHECKING:
+    from ingress_egress.simulator.helix import HelixMock
+    from ingress_egress.simulator.http_server import EmbeddedHttp
 
 __all__ = ["ChatSimulator", "LiveMessage"]
 
@@ -94,19 +95,16 @@ class ChatSimulator:
         helix_points_per_minute: int = 800,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
         self.live_channels = tuple(dict.fromkeys(c.lstrip("#").lower() for c in live_channels))
-        if self.live_channels and (not rate or rate <= 0):
-            raise ValueError("live_channels needs a rate > 0 (chat is produced on the clock)")
-        if self.live_channels and (replay_lines is not None or prebuilt):
-            raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
-        for name, every in (
-            ("live_events_every", live_events_every),
-            ("viewer_pings_every", viewer_pings_every),
-        ):
-            if every is not None and every < 1:
-                raise ValueError(f"{name} must be >= 1")
+        _check_options(
+            batch_size=batch_size,
+            live=bool(self.live_channels),
+            rate=rate,
+            replay=replay_lines is not None,
+            prebuilt=prebuilt,
+            live_events_every=live_events_every,
+            viewer_pings_every=viewer_pings_every,
+        )
         self.live_events_every = live_events_every
         self.viewer_pings_every = viewer_pings_every
         self.host = host
@@ -299,8 +297,17 @@ class ChatSimulator:
     def set_channel(self, channel: str, **settings: Any) -> ChannelSettings:
         """Change the bot's role (``role="moderator"``) or the channel's modes (``slow=30``,
         ``followers_only=10``, ``subs_only``, ``emote_only``, ``banned``, ``suspended``);
-        the next send sees the change. ``ValueError`` for an unknown or bad setting."""
-        return self.rules.set_channel(channel, **settings)
+        the next send sees the change, and a change of mode is announced to the channel's
+        connections with a ROOMSTATE, as Twitch does. ``ValueError`` for a bad setting."""
+        channel = channel.lstrip("#").lower()
+        before = self.rules.settings(channel).as_dict()
+        after = self.rules.set_channel(channel, **settings)
+        changed = {k: v for k, v in after.as_dict().items() if before[k] != v}
+        if changed and self._hub.subs.get(channel):  # someone to tell (so the loop runs)
+            self._spawn(
+                self._bots.announce_modes(channel, changed), f"chat-simulator-room-{channel}"
+            )
+        return after
 
     def channel_settings(self, channel: str) -> ChannelSettings:
         return self.rules.settings(channel)
@@ -355,6 +362,14 @@ class ChatSimulator:
         self._emitter = asyncio.create_task(emit, name="chat-simulator-emitter")
 
     async def _start_http(self) -> None:
+        if self.helix_port is None and self.control_port is None:
+            return
+        # Imported only when asked for: Starlette and uvicorn would weigh on every simulator
+        # (start-up, and a heap the firehose's garbage collections would walk).
+        from ingress_egress.simulator.control import control_app
+        from ingress_egress.simulator.helix import HelixMock
+        from ingress_egress.simulator.http_server import EmbeddedHttp
+
         if self.helix_port is not None:
             self.helix = HelixMock(
                 self.rules,
@@ -369,7 +384,7 @@ class ChatSimulator:
             self.helix_port = await helix.start()
             self._http.append(helix)
         if self.control_port is not None:
-            app = control_app(self.rules, lambda: self.helix)
+            app = control_app(self.rules, self.set_channel, lambda: self.helix)
             control = EmbeddedHttp(app, self.host, self.control_port, "chat-simulator-control")
             self.control_port = await control.start()
             self._http.append(control)
@@ -411,3 +426,28 @@ class ChatSimulator:
     def _on_first_join(self, channel: str) -> None:
         if self.warm_templates:
             self.generator.warm(channel, room_id_for(channel))
+
+
+def _check_options(
+    *,
+    batch_size: int,
+    live: bool,
+    rate: float | None,
+    replay: bool,
+    prebuilt: bool,
+    live_events_every: int | None,
+    viewer_pings_every: int | None,
+) -> None:
+    """``ValueError`` for options that are out of range or do not combine."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if live and (not rate or rate <= 0):
+        raise ValueError("live_channels needs a rate > 0 (chat is produced on the clock)")
+    if live and (replay or prebuilt):
+        raise ValueError("live_channels cannot be combined with replay_lines or prebuilt")
+    for name, every in (
+        ("live_events_every", live_events_every),
+        ("viewer_pings_every", viewer_pings_every),
+    ):
+        if every is not None and every < 1:
+            raise ValueError(f"{name} must be >= 1")
