@@ -26,6 +26,7 @@ from tests.support.egress import (
     DLQ,
     RATE,
     Rig,
+    all_answered,
     command,
     create_finalizer_stream,
     egress_rig,
@@ -61,16 +62,6 @@ def set_up_channels(rig: Rig) -> None:
         rig.sim.set_channel(channel, role=role)
     for channel, slow in SLOW.items():
         rig.sim.set_channel(channel, slow=slow)
-
-
-async def all_answered(rig: Rig, ids: list[str], timeout: float = 120.0) -> list[dict]:
-    wanted = set(ids)
-
-    async def done() -> bool:
-        return wanted <= set(per_command(await results(rig.nc)))
-
-    await eventually(done, timeout=timeout, what=f"results for {len(ids)} commands")
-    return await results(rig.nc)
 
 
 def texts_sent(rig: Rig, channel: str) -> list[str]:

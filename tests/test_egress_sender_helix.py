@@ -13,9 +13,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ingress_egress.egress.helix_transport import HelixChatTransport
-from tests.support.egress import BOT, Rig, command, egress_rig, helix_transport, publish
+from tests.support.egress import (
+    BOT,
+    Rig,
+    all_answered,
+    command,
+    egress_rig,
+    helix_transport,
+    publish,
+)
 from tests.support.nats import NatsServer
-from tests.test_egress_sender import all_answered
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,10 +78,12 @@ async def test_a_429_waits_for_the_reset_and_sends_once(rig: Rig) -> None:
     await all_answered(rig, [warm["id"]])
     helix = rig.sim.helix
 
-    async def keep_empty() -> None:  # until the sender met the empty bucket
-        while 429 not in helix_posts(rig):
-            helix.exhaust(BOT.token)
-            await asyncio.sleep(0.002)
+    def emptied() -> bool:  # keeps the bucket empty until the sender met it
+        helix.exhaust(BOT.token)
+        return 429 in helix_posts(rig)
+
+    async def keep_empty() -> None:
+        await eventually(emptied, 30, "a send met the empty bucket", interval=0.002)
 
     emptying = asyncio.create_task(keep_empty())
     body = command("plainone", "after the bucket refilled", rig.clock)

@@ -19,7 +19,6 @@ from typing import Any
 import nats
 import nats.js.errors
 import orjson
-from ingress_egress.bus.egress_backoff import Backoff
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
@@ -35,8 +34,10 @@ from ingress_egress.egress.result import iso_time
 from ingress_egress.egress.sender import EgressSender, SenderSettings
 from ingress_egress.egress.transport import ChatTransport, ScaledClock
 from ingress_egress.protocol.endpoint import IrcEndpoint
+from ingress_egress.retry import Backoff
 from ingress_egress.simulator import BotAccount, ChatSimulator
 from ingress_egress.sources.irc.transport import open_transport
+from tests.support.waiting import eventually
 
 PREFIX = "test."
 COMMANDS = f"{PREFIX}internal.egress.v1"
@@ -234,5 +235,15 @@ def helix_transport(
         refresh_token=refresh,
         clock=clock.sender_clock(),
     )
-    transport.backoff = Backoff(initial_s=0.01, max_s=0.05)
+    transport.backoff = Backoff(0.01, 0.05)
     return transport
+
+
+async def all_answered(rig: Rig, ids: list[str], timeout: float = 120.0) -> list[dict]:
+    wanted = set(ids)
+
+    async def done() -> bool:
+        return wanted <= set(per_command(await results(rig.nc)))
+
+    await eventually(done, timeout=timeout, what=f"results for {len(ids)} commands")
+    return await results(rig.nc)
