@@ -170,7 +170,14 @@ CANDIDATES: dict[str, list[Any]] = {
     "v": ["1", 1, "2", None],
     "id": [COMMAND_ID, str(uuid.uuid4()), COMMAND_ID.upper(), "not-a-uuid", "", 7],
     "correlationId": [str(uuid.uuid4()), "x", None, 5],
-    "traceId": ["4bf92f3577b34da6a3ce929d0e0e4736", "0" * 32, "4BF92F3577B34DA6A3CE929D0E0E4736"],
+    "traceId": [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0" * 32,
+        "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",  # the UUID form of the contract's example
+        "00000000-0000-0000-0000-000000000000",
+        "4bf92f35-77b3-4da6-a3ce-929d0e0e473",
+    ],
     "timestamp": [
         "2026-12-08T00:40:00.123Z",
         "2026-12-08T00:40:00Z",

@@ -29,7 +29,6 @@ from ingress_egress.egress.ledger import Ledger
 from ingress_egress.egress.limits import SendLimiter
 from ingress_egress.egress.runner import EgressRunner
 from ingress_egress.egress.sender import EgressSender, SenderSettings
-from ingress_egress.egress.sender_stats import SenderStats
 from ingress_egress.egress.transport import ChatTransport
 from ingress_egress.status import ErrorLog
 
@@ -141,7 +140,7 @@ class EgressParts:
             await client.aclose()
         return BotIdentity(info.login or self.login, info.user_id, info.scopes)
 
-    async def sender(self, fence: int, stats: SenderStats) -> EgressSender:
+    async def sender(self, runner: EgressRunner, fence: int) -> EgressSender:
         settings, egress = self.settings, self.settings.egress
         bot = await self.identity()
         if bot.user_id:
@@ -167,7 +166,9 @@ class EgressParts:
                 long_text=egress.long_text,  # type: ignore[arg-type]
                 repeat=egress.repeat,  # type: ignore[arg-type]
             ),
-            stats=stats,
+            stats=runner.stats,
+            may_send=runner.lease.may_send,
+            on_sent=runner.echo.expect if runner.echo is not None else None,
         )
 
     def transport(self, name: str, channels: ChannelStates) -> ChatTransport:

@@ -34,7 +34,12 @@ MAX_TEXT_CODE_POINTS = 5000
 # Nats-Msg-Id, so printable ASCII without spaces, bounded.
 _USABLE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-_TRACE_ID = re.compile(r"^(?!0{32})[0-9a-f]{32}$")
+# W3C trace ids as the platform's envelopes carry them (32 hex), or the UUID form the
+# egress contract's example shows: both name the same 128 bits, kept as given.
+_TRACE_ID = re.compile(
+    r"^(?!0{32}$)(?!00000000-0000-0000-0000-000000000000$)"
+    r"([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _CHANNEL = re.compile(r"^ *#?[A-Za-z0-9_]{1,25} *$")
 _CHANNEL_ID = re.compile(r"^[0-9]{1,20}$")
@@ -133,7 +138,11 @@ def _frame_problem(body: dict[str, Any]) -> tuple[str, str] | None:
         ("v", body["v"] == "1", 'must be "1"'),
         ("id", _matches(_UUID, body["id"]), "must be a lowercase UUID"),
         ("correlationId", _matches(_UUID, body["correlationId"]), "must be a lowercase UUID"),
-        ("traceId", _matches(_TRACE_ID, body["traceId"]), "must be 32 lowercase hex, not all 0"),
+        (
+            "traceId",
+            _matches(_TRACE_ID, body["traceId"]),
+            "must be 32 lowercase hex or a lowercase UUID, not all 0",
+        ),
         ("timestamp", _epoch(body["timestamp"]) is not None, "must be ISO 8601 with a zone"),
         ("type", body["type"] == COMMAND_TYPE, f'must be "{COMMAND_TYPE}"'),
         ("finalizationDestination", _destination_ok(body), "must be a subject like a.b.v1"),

@@ -7,8 +7,9 @@ built when the lease is gained, because only then is it worth learning who the b
 loss or shutdown the sender is stopped: what it has not settled stays unacknowledged on the
 bus for the next holder. A periodic sweep reports sends never seen back in chat.
 
-The parts are built by the composition root and handed in: ``build_sender(fence, stats)``
-makes a sender (its transport chosen) for a new term of the lease, counting into ``stats``.
+The parts are built by the composition root and handed in: ``build_sender(runner, fence)``
+makes a sender (its transport chosen) for a new term of the lease, counting into the
+runner's ``stats``, asking its lease before each send and telling its echo watch.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from ingress_egress.egress.echo import EchoWatch
 from ingress_egress.egress.lease import SendLease
 from ingress_egress.egress.sender_stats import SenderStats
 from ingress_egress.egress.transport import ChatTransport
+from ingress_egress.retry import Backoff
 
 log = logging.getLogger("ingress_egress.egress")
 
 SWEEP_EVERY_S = 1.0
+START_RETRY_INITIAL_S = 1.0
+START_RETRY_MAX_S = 60.0
 
 
 class Sender(Protocol):
@@ -48,7 +52,7 @@ class EgressRunner:
     def __init__(
         self,
         lease: SendLease,
-        build_sender: Callable[[int, SenderStats], Awaitable[Sender]],
+        build_sender: Callable[[EgressRunner, int], Awaitable[Sender]],
         *,
         echo: EchoWatch | None = None,
         reading: Callable[[], Iterable[str]] = tuple,
@@ -64,6 +68,7 @@ class EgressRunner:
         self.stats = SenderStats()  # across senders: one per term of the lease
         self.standby_reason = "waiting for the send lease"
         self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Task[None] | None = None
         lease.listen(self._gained, self._lost)
 
     async def run(self) -> None:
@@ -76,26 +81,43 @@ class EgressRunner:
         """Leave the lease: the sender stops first (``_lost``), then the lease is given up
         so a successor takes over at once."""
         await self.lease.leave()
+        self._cancel_starting()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._stop_sender("stopped")
 
     async def _gained(self, fence: int) -> None:
+        """Start sending in the background: building a sender asks Twitch who the bot is,
+        which may take retries, and the lease's own loop must not wait for it."""
+        self._cancel_starting()
+        self._starting = asyncio.create_task(self._start(fence), name="egress-start")
+
+    async def _start(self, fence: int) -> None:
+        backoff = Backoff(START_RETRY_INITIAL_S, START_RETRY_MAX_S)
         self.standby_reason = "starting"
-        try:
-            sender = await self._build_sender(fence, self.stats)
-            await sender.start()
-        except Exception as error:  # the lease stays; the next gain (or restart) retries
-            self.standby_reason = f"could not start: {error}"
-            log.exception("egress sender could not start")
-            if self._report_error is not None:
-                self._report_error("egress_start_failed", str(error))
-            return
+        while True:
+            try:
+                sender = await self._build_sender(self, fence)
+                await sender.start()
+                break
+            except Exception as error:  # Twitch or the bus not there yet: try again
+                delay = backoff.next_delay()
+                self.standby_reason = f"could not start ({error}); retrying in {delay:.0f} s"
+                log.warning("egress sender could not start: %s", error)
+                if self._report_error is not None:
+                    self._report_error("egress_start_failed", str(error))
+                await asyncio.sleep(delay)
         self.sender = sender
         log.info("egress: sending (lease fence %d)", fence)
 
+    def _cancel_starting(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        self._starting = None
+
     async def _lost(self, why: str) -> None:
+        self._cancel_starting()
         await self._stop_sender(f"lease lost: {why}")
 
     async def _stop_sender(self, why: str) -> None:

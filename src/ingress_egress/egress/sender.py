@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,7 @@ log = logging.getLogger("ingress_egress.egress.sender")
 
 TOO_LONG_REASON = "too_long"
 LEDGER_REASON = "ledger_unavailable"
+LEASE_REASON = "lease_lost"  # the send lease ended before this message went out
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,16 @@ class EgressSender:
         *,
         clock: SenderClock | None = None,
         stats: SenderStats | None = None,
+        may_send: Callable[[], bool] = lambda: True,
+        on_sent: Callable[[str, str], object] | None = None,
     ) -> None:
         """``stats``: counters that outlive this sender (a new term of the lease builds a
-        new sender; the figures go on)."""
+        new sender; the figures go on). ``may_send``: the send lease, asked right before a
+        command starts and before each message goes out (in a cluster another member may
+        be about to take over). ``on_sent(message_id, channel)``: each message Twitch took
+        (echo confirmation)."""
+        self._may_send = may_send
+        self._on_sent = on_sent
         self.source = source
         self.results = results
         self.transport = transport
@@ -333,6 +341,11 @@ class EgressSender:
                 for delivery in pending.deliveries:
                     await self._settle_later(delivery, self.settings.retry_delay_s)
                 return
+        if not self._may_send():  # the lease is ending: the next holder takes it from the bus
+            self.stats.not_ready += 1
+            for delivery in pending.deliveries:
+                await self._settle_later(delivery, self.settings.retry_delay_s)
+            return
         now = self.clock.now()
         record = LedgerRecord(
             command.id, command.channel, self.settings.holder, self.settings.fence, now
@@ -380,6 +393,8 @@ class EgressSender:
                 text = self._distinct(channel, part, privileged, now)
             except RepeatRefused as refused:
                 return Outcome("dropped", tuple(ids), DUPLICATE_REASON, str(refused), index)
+            if not self._may_send():  # nothing of this part was written
+                return Outcome("failed", tuple(ids), LEASE_REASON, "send lease lost", index)
             pending.state = "sending"
             self.limiter.record(channel, now, privileged=privileged)
             answer = await self.transport.send(
@@ -391,6 +406,8 @@ class EgressSender:
                 return Outcome(answer.status, tuple(ids), answer.reason, answer.detail, index + 1)
             ids.append(answer.twitch_message_id or "")
             self._note_sent(command, text, index, answer.answered_at)
+            if self._on_sent is not None and answer.twitch_message_id:
+                self._on_sent(answer.twitch_message_id, channel)
             try:
                 await self.ledger.part_sent(
                     command.id, SentPart(index, answer.answered_at, answer.twitch_message_id)
