@@ -9,7 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from ingress_egress.bus.egress_protocol import COMMAND_TOPIC as EGRESS_TOPIC
+from ingress_egress.bus.egress_protocol import DLQ_TOPIC as EGRESS_DLQ_TOPIC
 from ingress_egress.config import DLQ_TOPIC, INGRESS_TOPIC, SECRET_VARIABLES, VARIABLES, Settings
+from ingress_egress.egress.command import COMMAND_TYPE
 from ingress_egress.envelope.types import EVENT_TYPES
 from ingress_egress.http import build_app
 
@@ -82,7 +85,11 @@ def test_every_variable_is_documented() -> None:
 
 def test_topics_and_types() -> None:
     published = {topic["name"]: topic for topic in DOC["topics"]["publishes"]}
-    assert set(published) == {INGRESS_TOPIC, DLQ_TOPIC}
+    assert set(published) == {INGRESS_TOPIC, DLQ_TOPIC, EGRESS_DLQ_TOPIC}
+    consumed = {topic["name"]: topic for topic in DOC["topics"]["consumes"]}
+    assert set(consumed) == {EGRESS_TOPIC}
+    assert consumed[EGRESS_TOPIC]["types"] == [COMMAND_TYPE]
+    assert (ROOT / consumed[EGRESS_TOPIC]["schema"]).is_file()
     assert tuple(published[INGRESS_TOPIC]["types"]) == EVENT_TYPES
     assert (ROOT / published[INGRESS_TOPIC]["schema"]).is_dir()
 

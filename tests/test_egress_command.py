@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import uuid
 from typing import Any
@@ -19,7 +18,6 @@ from ingress_egress.egress.command import (
     UnreadableCommand,
     decode_command,
 )
-from ingress_egress.egress.dead_letter import DeadLetter, dead_letter
 from ingress_egress.egress.result import result_for_invalid
 from tests.support.egress_commands import COMMAND_ID, command, encode, validator
 
@@ -121,20 +119,6 @@ def test_a_text_past_the_cap_is_dropped_as_too_long() -> None:
     with pytest.raises(InvalidCommand) as caught:
         decode_command(encode(body))
     assert caught.value.reason == "too_long"
-
-
-def test_an_unreadable_command_goes_to_the_dead_letters_whole() -> None:
-    raw = b'{"half": '
-    with pytest.raises(UnreadableCommand) as caught:
-        decode_command(raw)
-    letter = dead_letter(raw, caught.value.reason, 1_796_690_400.5)
-    record = orjson.loads(letter.data)
-    assert record["type"] == "internal.egress.dlq.v1" and record["reason"].startswith("not JSON")
-    assert base64.b64decode(record["commandBase64"]) == raw
-    assert record["deadLetteredAt"] == "2026-12-08T00:40:00.500Z"
-    assert letter.msg_id == f"dlq:{record['id']}"
-    assert DeadLetter.subject("dev.") == "dev.internal.egress.dlq.v1"
-    assert dead_letter(raw, "again", 0.0).id == letter.id  # a redelivery is stored once
 
 
 # -- never anything but the two errors ----------------------------------------------------

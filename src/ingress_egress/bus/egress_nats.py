@@ -9,7 +9,7 @@ nothing captures that either, and a de-duplication window for publishers that se
 
 The durable consumer (``consumer``, default ``ingress-egress``) survives restarts of this
 process and of the server: what was delivered and not acknowledged comes back with a
-higher delivery count. Choices (docs/egress-bus.md):
+higher delivery count. Choices (docs/egress.md):
 
 * ``ack_wait`` 30 s: a command not settled by then is redelivered (a crashed holder's
   commands come back within 30 s); the egress core extends it with ``in_progress`` while a

@@ -6,7 +6,7 @@ here: reading the command is the egress core's job. A ``ResultPublisher`` publis
 record and returns only once the bus has acknowledged it, so that the caller may then
 acknowledge the command.
 
-Both bus drivers (NATS JetStream, Pub/Sub) implement these; docs/egress-bus.md maps each
+Both bus drivers (NATS JetStream, Pub/Sub) implement these; docs/egress.md maps each
 operation to the bus's own.
 """
 

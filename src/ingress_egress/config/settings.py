@@ -18,7 +18,6 @@ from ingress_egress.config.kinds import read_channels_file
 from ingress_egress.config.table import BY_NAME, VARIABLES
 
 INGRESS_TOPIC = "internal.ingress.v1"
-EGRESS_TOPIC = "internal.egress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
@@ -230,10 +229,6 @@ class Settings:
     def egress_enabled(self) -> bool:
         """Whether this instance may send at all: a bot identity and a transport not off."""
         return bool(self.twitch.bot_username) and self.egress.transport != "off"
-
-    @property
-    def egress_subject(self) -> str:
-        return f"{self.bus.prefix}{EGRESS_TOPIC}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with variables changed by their lower-case name (``port=0``,

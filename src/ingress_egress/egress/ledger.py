@@ -199,10 +199,6 @@ class Ledger(Protocol):
         """Record ``record`` (no parts, no outcome) if the command has no record yet: then
         None, and the caller may send. Otherwise the existing record, and it may not."""
 
-    def started_here(self, command_id: str) -> bool:
-        """This process began the command and has not finished it: a second delivery of it
-        (the same id published twice) must wait for that outcome, not report ``unknown``."""
-
     async def part_sent(self, command_id: str, part: SentPart) -> None:
         """Add a part Twitch answered (``LedgerConflict`` if another holder wrote since)."""
 
@@ -221,7 +217,6 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self._records: dict[str, LedgerRecord] = {}
-        self._open: set[str] = set()
 
     async def start(self) -> None:
         return None
@@ -237,18 +232,13 @@ class MemoryLedger:
         if existing is not None:
             return existing
         self._records[record.command_id] = record
-        self._open.add(record.command_id)
         return None
-
-    def started_here(self, command_id: str) -> bool:
-        return command_id in self._open
 
     async def part_sent(self, command_id: str, part: SentPart) -> None:
         self._records[command_id] = self._owned(command_id).with_part(part)
 
     async def finish(self, command_id: str, outcome: Outcome, at: float) -> None:
         self._records[command_id] = self._owned(command_id).with_outcome(outcome, at)
-        self._open.discard(command_id)
 
     def _owned(self, command_id: str) -> LedgerRecord:
         record = self._records.get(command_id)

@@ -81,9 +81,6 @@ class FirestoreLedger:
         self._mine[record.command_id] = (record, result.update_time)
         return None
 
-    def started_here(self, command_id: str) -> bool:
-        return command_id in self._mine
-
     async def part_sent(self, command_id: str, part: SentPart) -> None:
         await self._write(self._owned(command_id).with_part(part))
 

@@ -115,9 +115,6 @@ class NatsLedger:
         self._mine[record.command_id] = (record, revision)
         return None
 
-    def started_here(self, command_id: str) -> bool:
-        return command_id in self._mine
-
     async def part_sent(self, command_id: str, part: SentPart) -> None:
         record, _ = self._owned(command_id)
         await self._write(record.with_part(part))
