@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     simulator_cli.add_arguments(simulate)
 
     demo = commands.add_parser(
-        "demo", help="embedded nats-server + simulator + service + a consumer printing envelopes"
+        "demo", help="a round trip: nats-server, simulator, the service as a bot, !ping answered"
     )
     demo.add_argument("--rate", type=float, default=5.0, help="simulated msg/s per channel")
     demo.add_argument("--port", type=int, default=8080, help="HTTP port of the service")

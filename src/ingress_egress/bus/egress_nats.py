@@ -110,6 +110,8 @@ class NatsConnection:
         self.last_error = f"{type(error).__name__}: {error}"
 
     async def _on_disconnected(self) -> None:
+        if self.client is None:  # our own close(): nats-py reports it as a disconnect too
+            return
         log.warning("NATS (%s) disconnected; reconnecting", self.name)
 
     async def _on_reconnected(self) -> None:

@@ -21,8 +21,9 @@ from typing import Any
 
 from ingress_egress.bus.base import BusError
 from ingress_egress.bus.egress_dead_letters import DLQ_RECORD_TYPE, dead_letter_record
+from ingress_egress.config.settings import EGRESS_TOPIC
 
-COMMAND_TOPIC = "internal.egress.v1"
+COMMAND_TOPIC = EGRESS_TOPIC  # the one spelling, in config
 DLQ_TOPIC = "internal.egress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
 FINALIZER_STATUS_TYPE = "internal.finalizer.status.v1"

@@ -18,6 +18,7 @@ from ingress_egress.config.kinds import read_channels_file
 from ingress_egress.config.table import BY_NAME, VARIABLES
 
 INGRESS_TOPIC = "internal.ingress.v1"
+EGRESS_TOPIC = "internal.egress.v1"
 DLQ_TOPIC = "internal.ingress.dlq.v1"
 FINALIZER_TOPIC = "internal.finalizer.v1"
 # EventSub over one WebSocket: 300 subscriptions, six per channel (sources/eventsub); beyond
@@ -224,6 +225,10 @@ class Settings:
     @property
     def reader_identity(self) -> str:
         return self.reader_login or "anonymous"
+
+    @property
+    def egress_subject(self) -> str:
+        return f"{self.bus.prefix}{EGRESS_TOPIC}"
 
     @property
     def egress_enabled(self) -> bool:
