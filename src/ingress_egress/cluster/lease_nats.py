@@ -31,6 +31,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE
 
+from ingress_egress.bus.nats_kv import describe_error, kv_call
 from ingress_egress.cluster.lease import (
     LEASE_NAME,
     UNREADABLE_HOLDER,
@@ -85,7 +86,7 @@ class NatsLeaseStore:
             raise
         except Exception as error:
             await self.close()
-            raise StoreUnavailable(f"lease store {self.url}: {_describe(error)}") from None
+            raise StoreUnavailable(f"lease store {self.url}: {describe_error(error)}") from None
         self._watcher = asyncio.create_task(self._watch(self._kv), name="lease-watch")
 
     async def _connect(self) -> Any:
@@ -143,7 +144,7 @@ class NatsLeaseStore:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the server restarting: watch again shortly
-                log.debug("lease watch interrupted: %s", _describe(error))
+                log.debug("lease watch interrupted: %s", describe_error(error))
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
@@ -225,18 +226,13 @@ class NatsLeaseStore:
     # -- errors -------------------------------------------------------------------------
 
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, REQUEST_TIMEOUT_S)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            raise _Missing from None
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise _Exists from None
-        except nats.js.errors.BadRequestError as error:  # create() of an existing key
-            if "wrong last sequence" in str(error).lower():
-                raise _Exists from None
-            raise StoreUnavailable(_describe(error)) from None
-        except (TimeoutError, nats.errors.Error, OSError) as error:
-            raise StoreUnavailable(_describe(error)) from None
+        return await kv_call(
+            awaitable,
+            timeout_s=REQUEST_TIMEOUT_S,
+            exists=_Exists,
+            unavailable=StoreUnavailable,
+            missing=_Missing,
+        )
 
 
 class _Missing(StoreUnavailable):
@@ -264,9 +260,4 @@ def _seen(entry: Any) -> LeaseHolder:
 
 
 async def _quiet(error: Exception) -> None:
-    log.debug("lease store connection: %s", _describe(error))
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    log.debug("lease store connection: %s", describe_error(error))

@@ -27,6 +27,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
+from ingress_egress.bus.nats_kv import describe_error, kv_call
 from ingress_egress.cluster.store import (
     Heartbeat,
     Member,
@@ -81,7 +82,7 @@ class NatsKvStore:
             raise StoreUnavailable(f"cannot reach {self.url}: {self._last_error}") from None
         except Exception as error:
             await self.close()
-            raise StoreUnavailable(_describe(error)) from None
+            raise StoreUnavailable(describe_error(error)) from None
         for bucket in (self._members, self._channels):
             self._watchers.append(asyncio.create_task(self._watch(bucket), name="cluster-watch"))
 
@@ -131,7 +132,7 @@ class NatsKvStore:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # server restarting: try again shortly
-                log.debug("cluster watch interrupted: %s", _describe(error))
+                log.debug("cluster watch interrupted: %s", describe_error(error))
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
@@ -242,22 +243,17 @@ class NatsKvStore:
     # -- errors ---------------------------------------------------------------------
 
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, REQUEST_TIMEOUT_S)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            raise _Missing from None
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise _Exists from None
-        except nats.js.errors.BadRequestError as error:  # create() of an existing key
-            if "wrong last sequence" in str(error).lower():
-                raise _Exists from None
-            raise StoreUnavailable(_describe(error)) from None
-        except (TimeoutError, nats.errors.Error, OSError) as error:
-            raise StoreUnavailable(_describe(error)) from None
+        return await kv_call(
+            awaitable,
+            timeout_s=REQUEST_TIMEOUT_S,
+            exists=_Exists,
+            unavailable=StoreUnavailable,
+            missing=_Missing,
+        )
 
     async def _quiet(self, error: Exception) -> None:
-        self._last_error = _describe(error)
-        log.debug("cluster store connection: %s", _describe(error))
+        self._last_error = describe_error(error)
+        log.debug("cluster store connection: %s", describe_error(error))
 
     async def _disconnected(self) -> None:
         self._changed.set()  # let the coordinator notice at once
@@ -269,11 +265,6 @@ class _Missing(StoreUnavailable):
 
 class _Exists(StoreUnavailable):
     """A compare-and-set lost: somebody else wrote first."""
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _encode_channels(channels: tuple[str, ...]) -> bytes:

@@ -23,6 +23,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 
+from ingress_egress.bus.nats_kv import describe_error, kv_call
 from ingress_egress.egress.ledger import (
     DEFAULT_TTL_S,
     UNFINISHED_LOOKBACK_S,
@@ -74,7 +75,7 @@ class NatsLedger:
             self._kv = await self._bucket()
         except Exception as error:
             await self.close()
-            raise LedgerUnavailable(f"ledger {self.url}: {_describe(error)}") from None
+            raise LedgerUnavailable(f"ledger {self.url}: {describe_error(error)}") from None
 
     async def _bucket(self) -> Any:
         try:
@@ -147,7 +148,7 @@ class NatsLedger:
         except LedgerUnavailable:
             raise
         except Exception as error:
-            raise LedgerUnavailable(f"ledger read: {_describe(error)}") from None
+            raise LedgerUnavailable(f"ledger read: {describe_error(error)}") from None
         return sends_since(list(latest.values()), since)
 
     async def _read_from(self, start: datetime) -> dict[str, LedgerRecord]:
@@ -179,18 +180,13 @@ class NatsLedger:
         return latest
 
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, REQUEST_TIMEOUT_S)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            raise
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise _Exists from None
-        except nats.js.errors.BadRequestError as error:  # create() of an existing key
-            if "wrong last sequence" in str(error).lower():
-                raise _Exists from None
-            raise LedgerUnavailable(_describe(error)) from None
-        except (TimeoutError, nats.errors.Error, OSError) as error:
-            raise LedgerUnavailable(_describe(error)) from None
+        return await kv_call(
+            awaitable,
+            timeout_s=REQUEST_TIMEOUT_S,
+            exists=_Exists,
+            unavailable=LedgerUnavailable,
+            missing=None,
+        )
 
 
 class _Exists(LedgerUnavailable):
@@ -210,8 +206,3 @@ def _decode(data: bytes | None, command_id: str) -> LedgerRecord:
 
 async def _quiet(error: Exception) -> None:
     return None
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
