@@ -207,7 +207,7 @@ async def test_sigkill_mid_burst_then_restart_sends_nothing_twice(
     for room in ("moda", "modb", "modc"):
         sim.set_channel(room, role="moderator")
     env = {**nats_env(nats_server.url), **egress_env(sim), **VERIFIED_LIMITS}
-    serve = await start(members, "first", tmp_path, env)
+    serve = await start(members, "solo", tmp_path, env)
     await until_sending(serve)
     # The plain rooms (one message a second each) keep the burst going for ~15 s.
     commands = burst(
@@ -219,7 +219,7 @@ async def test_sigkill_mid_burst_then_restart_sends_nothing_twice(
     sent_before = len(accepted(sim))
     assert sent_before < len(commands), "the burst ended before the kill"
 
-    restarted = await start(members, "second", tmp_path, env)
+    restarted = await serve.start()  # the same instance id, port and environment
     egress = await until_sending(restarted)
     # The ledger's recent sends count in the new process's window from its start (each
     # accepted message is a recorded part or, caught before its record, a started command).
@@ -242,6 +242,8 @@ async def test_sigkill_mid_burst_then_restart_sends_nothing_twice(
         else:
             assert text in sent_texts, record
     assert len(accepted(sim)) <= len(commands)
+    # What the killed process had taken and not settled came back to its successor.
+    assert (await egress_block(restarted))["source"]["redelivered"] >= 1
 
 
 async def test_a_command_published_twice_is_sent_once(
