@@ -168,7 +168,7 @@ class EgressParts:
             ),
             stats=runner.stats,
             may_send=runner.lease.may_send,
-            on_sent=runner.echo.expect if runner.echo is not None else None,
+            on_sent=runner.watch_echo if runner.echo is not None else None,
         )
 
     def transport(self, name: str, channels: ChannelStates) -> ChatTransport:

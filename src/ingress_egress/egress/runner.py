@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from ingress_egress.egress.echo import EchoWatch
+from ingress_egress.egress.echo import EchoWatch, channel_login
 from ingress_egress.egress.lease import SendLease
 from ingress_egress.egress.sender_stats import SenderStats
 from ingress_egress.egress.transport import ChatTransport
@@ -127,6 +127,18 @@ class EgressRunner:
             with contextlib.suppress(Exception):
                 await sender.stop()
             log.info("egress: stopped sending (%s)", why)
+
+    def watch_echo(self, message_id: str, channel: str) -> bool:
+        """The sender's ``on_sent``: watch a send for its echo. The channels read are
+        refreshed only by the periodic sweep, up to a second late (and empty during the
+        first second), so a send to a channel joined since would be counted unwatched and
+        never confirmed (a burst right after a start or a restart): ask the read side first."""
+        echo = self.echo
+        if echo is None:
+            return False
+        if not echo.watches(channel) and channel_login(channel) in self._reading():
+            echo.set_channels(self._reading())
+        return echo.expect(message_id, channel)
 
     async def _sweep(self) -> None:
         assert self.echo is not None
