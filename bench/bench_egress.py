@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -96,7 +99,11 @@ class Simulator:
                 stderr=err,
                 start_new_session=True,
             )
-        banner = self._banner()
+        try:
+            banner = self._banner()
+        except RuntimeError:
+            halt(self.proc)
+            raise
         words = dict(w.split("=", 1) for w in banner.split() if "=" in w)
         self.irc_port = int(banner.split("irc://127.0.0.1:")[1].split()[0])
         self.helix_url, self.control_url = words["helix"], words["control"]
@@ -135,7 +142,13 @@ class Simulator:
 
     def close(self) -> None:
         self.http.close()
-        stop(self.proc)
+        halt(self.proc)
+
+
+def halt(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group we started (SIGKILL after 10 s); gone already is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        stop(proc)
 
 
 def referee(record: dict[str, Any], login: str) -> dict[str, Any]:
@@ -322,7 +335,7 @@ def run_service(case: str, sim: Simulator, nats: Nats, count: int, work: Path) -
         deadline = 60 + (count / 20 * 32 if case == "normal" else count / 100)
         got = asyncio.run(publish_and_collect(nats, prefix, burst(case, count), deadline, proc.pid))
     finally:
-        stop(proc)
+        halt(proc)
     login = BOTS[(case, "ingress-egress")][0]
     seen = referee(sim.settled(login, count, 10), login)
     return service_figures(count, got, seen)
@@ -472,6 +485,25 @@ def run_case(
         return {name: future.result() for name, future in futures.items()}
 
 
+def wait_port_free(port: int, quiet_s: float = 20, patience_s: float = 1800) -> None:
+    """twurple connects only to port 80, which another bench on this machine (``make
+    bench``) may hold between its cases: wait until it has been free for ``quiet_s`` (that
+    run's load would skew these figures anyway)."""
+    deadline, told = time.monotonic() + patience_s, False
+    free_since = time.monotonic()
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                free_since = time.monotonic()
+                if not told:
+                    log(f"127.0.0.1:{port} is in use (another bench?): waiting for it ...")
+                    told = True
+        if time.monotonic() - free_since >= (quiet_s if told else 0):
+            return
+        time.sleep(1)
+    raise SystemExit(f"bench-egress: 127.0.0.1:{port} stayed in use")
+
+
 def load_note() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) at the start"
@@ -484,18 +516,24 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     install_npm()
+    wait_port_free(WS_PORT)
     load = load_note()
     work = Path(tempfile.mkdtemp(prefix="bench-egress-"))
-    sim, nats = Simulator(work), Nats()
+    sim: Simulator | None = None
+    nats: Nats | None = None
     try:
+        sim, nats = Simulator(work), Nats()
         cases = {}
         if args.count:
             cases["verified"] = run_case("verified", args.count, sim, nats, work, together=False)
         if args.normal_count:
             cases["normal"] = run_case("normal", args.normal_count, sim, nats, work, together=True)
     finally:
-        sim.close()
-        nats.close()
+        if sim is not None:
+            sim.close()
+        if nats is not None:
+            nats.close()
+        shutil.rmtree(work, ignore_errors=True)
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
@@ -526,50 +564,66 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "# Egress benchmark",
         "",
-        f"{results['date']}; {m['cpu']}, {m['cores']} cores ({m['arch']}); CPython "
-        f"{results['python']}; {results['load']}. Pinning: the sender on CPU 0, the "
-        "simulator and nats-server on CPU 1.",
+        f"{results['date']}; {m['cpu']} (lscpu model name), {m['cores']} cores ({m['arch']}); "
+        f"CPython {results['python']}; {results['load']} (other work shared the machine). "
+        "Pinning: the sender on CPU 0, the simulator and nats-server on CPU 1.",
         "",
     ]
     for case, rows in results["cases"].items():
-        lines += [TITLES[case], "", HEADER, "|" + "---|" * 10]
-        for name in CLIENTS:
-            row = rows.get(name, {})
-            if "error" in row:
-                lines.append(f"| {name} | error: {row['error'][:120]} |" + " |" * 8)
-                continue
-            lat = row.get("latency_to_twitch_ms") or {}
-            rate = row.get("commands_per_s", row.get("accepted_per_s"))
-            cpu = row.get("cpu_s_per_1000")
-            answered = row.get("results", row.get("said"))
-            lines.append(
-                "| "
-                + " | ".join(
-                    cell(v)
-                    for v in (
-                        name,
-                        row.get("commands"),
-                        row.get("accepted"),
-                        rate,
-                        row.get("wall_s"),
-                        lat.get("p50"),
-                        lat.get("p99"),
-                        cpu,
-                        row.get("breaches"),
-                        row["lost"] if "lost" in row else row.get("missing_results"),
-                    )
-                )
-                + " |"
-            )
-            lines[-1] += f" <!-- {answered} -->" if answered is None else ""
-        lines.append("")
+        lines += [TITLES[case], "", HEADER, "|" + "---|" * 11]
+        lines += [table_row(name, rows.get(name, {})) for name in CLIENTS]
+        lines += [""] + [f"* {detail(name, rows.get(name, {}))}" for name in CLIENTS] + [""]
     lines += ["Notes:", ""] + [f"* {note}" for note in results["notes"]] + [""]
     return "\n".join(lines)
 
 
+def table_row(name: str, row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"| {name} | error: {row['error'][:120]} |" + " |" * 9
+    lat = row.get("latency_to_twitch_ms") or {}
+    values = (
+        name,
+        row.get("commands"),
+        row.get("accepted"),
+        row.get("results"),
+        row.get("commands_per_s", row.get("accepted_per_s")),
+        row.get("wall_s"),
+        lat.get("p50"),
+        lat.get("p99"),
+        row.get("cpu_s_per_1000"),
+        row.get("breaches"),
+        row["lost"] if "lost" in row else row.get("missing_results"),
+    )
+    return "| " + " | ".join(cell(v) for v in values) + " |"
+
+
+def detail(name: str, row: dict[str, Any]) -> str:
+    """What the table leaves out: versions, declarations, refusals, breach kinds."""
+    if "error" in row:
+        return f"{name}: {row['error']}"
+    refused = {k: v for k, v in row.get("outcomes", {}).items() if k != "accepted"}
+    parts = [name + (f" {row['version']}" if "version" in row else "")]
+    if "declared" in row:
+        parts.append(f"declared: {row['declared']}")
+        parts.append(
+            f"say() resolved {row['said']}, failed {row['say_failed']}, "
+            f"pending at the timeout {row['say_pending_at_timeout']}"
+        )
+    else:
+        parts.append(
+            f"result statuses {row.get('statuses')}, "
+            f"duplicate results {row.get('duplicate_results')}"
+        )
+    parts.append(f"refused or ignored by the simulator: {refused or 'none'}")
+    parts.append(f"breaches: {row.get('breach_kinds') or 'none'}")
+    if row.get("locked_out"):
+        parts.append("locked out at the end")
+    return "; ".join(parts)
+
+
 HEADER = (
-    "| sender | commands | accepted by Twitch | per s | wall s | to Twitch p50 ms | p99 ms "
-    "| CPU s / 1,000 | breaches | lost / missing results |"
+    "| sender | commands | accepted by Twitch | results | per s | wall s | to Twitch p50 ms "
+    "| p99 ms | CPU s / 1,000 | breaches | lost |"
 )
 TITLES = {
     "verified": "## Verified bot, moderator in 10 channels (7,500 per 30 s)",
