@@ -204,6 +204,10 @@ def serve_env(
         PORT=str(port),
         HOST="127.0.0.1",
         SPOOL_DIR=str(spool),  # its own: the default path is shared by every serve here
+        # Its own at-most-once ledger (<name>-egress-ledger): a new sender restores the
+        # ledger's recent sends into its limiter, whichever bot sent them, so with the default
+        # name the normal case's bot waited ~8 s for the verified bot's 3,000 sends to age out.
+        CLUSTER_NAME=f"egress-bench-{case}",
     )
     if case == "verified":
         env.update(EGRESS_RATE_LIMIT=VERIFIED_LIMIT, EGRESS_RATE_LIMIT_PRIVILEGED=VERIFIED_LIMIT)
@@ -515,6 +519,8 @@ def main() -> None:
     parser.add_argument("--normal-count", type=int, default=60, help="0 = skip that case")
     args = parser.parse_args()
     started = time.monotonic()
+    if "traffic" in PIN:  # this process publishes and reads results: the traffic side's work
+        os.sched_setaffinity(0, {int(PIN["traffic"])})
     install_npm()
     wait_port_free(WS_PORT)
     load = load_note()
@@ -632,7 +638,9 @@ TITLES = {
 }
 NOTES = [
     "One simulator process for the whole run; each sender logs in as its own bot account "
-    "(budgets apart). The simulator referees with Twitch's limits exactly, no margin.",
+    "(budgets apart). The simulator referees with Twitch's limits exactly, no margin. The "
+    "simulator, nats-server and this bench's publisher and result reader share CPU 1; the "
+    "sender (serve or node) has CPU 0.",
     "ingress-egress: the real `serve` (IRC transport: EGRESS_TRANSPORT=auto without a client "
     "id), commands published to internal.egress.v1 on nats-server; per s = commands / (first "
     "publish to last result read from the finalizer stream); latency from each command's "
