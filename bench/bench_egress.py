@@ -655,7 +655,11 @@ NOTES = [
     "lost = say() calls resolved minus messages the simulator accepted; CPU = the node "
     "process's from the first say() to 0.5 s after the last one resolved (its writes flushed).",
     "Normal case: the three senders run at the same time (each its own account), so the row's "
-    "wall time is the limits' (20 per 30 s), not the machine's.",
+    "wall time is the limits' (20 per 30 s), not the machine's, and CPU s / 1,000 there is "
+    "mostly ~65 s of waiting, not work. Each `serve` case has its own CLUSTER_NAME (so its "
+    "own at-most-once ledger bucket): a sender restores the ledger's recent sends into its "
+    "limiter whichever bot sent them, and with one shared bucket the normal case's bot waited "
+    "~8 s for the verified bot's sends to leave the window.",
 ]
 
 
