@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 PROMTOOL := $(TOOLS)/bin/promtool
 ALERTS := docs/ops/alerts.yaml
 
-.PHONY: install test lint alerts demo bench bench-normalize clean sanitize fuzz
+.PHONY: install test lint alerts demo bench bench-egress bench-normalize clean sanitize fuzz
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -88,6 +88,10 @@ demo: install
 
 bench: install
 	$(VENV)/bin/python bench/run.py
+
+# Sending: ingress-egress serve, tmi.js and twurple against one simulator (~2 minutes).
+bench-egress: install
+	$(VENV)/bin/python bench/bench_egress.py
 
 bench-normalize: install
 	$(VENV)/bin/python bench/bench_normalize.py
