@@ -204,10 +204,6 @@ def serve_env(
         PORT=str(port),
         HOST="127.0.0.1",
         SPOOL_DIR=str(spool),  # its own: the default path is shared by every serve here
-        # Its own at-most-once ledger (<name>-egress-ledger): a new sender restores the
-        # ledger's recent sends into its limiter, whichever bot sent them, so with the default
-        # name the normal case's bot waited ~8 s for the verified bot's 3,000 sends to age out.
-        CLUSTER_NAME=f"egress-bench-{case}",
     )
     if case == "verified":
         env.update(EGRESS_RATE_LIMIT=VERIFIED_LIMIT, EGRESS_RATE_LIMIT_PRIVILEGED=VERIFIED_LIMIT)

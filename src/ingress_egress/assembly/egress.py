@@ -221,14 +221,16 @@ def result_publisher(settings: Settings) -> ResultPublisher:
 
 def ledger(settings: Settings) -> Ledger:
     """At-most-once records where a replacement instance finds them: JetStream KV with the
-    NATS bus, Firestore with Pub/Sub."""
+    NATS bus, Firestore with Pub/Sub. One ledger per deployment and bot: a new holder's
+    limiter inherits the recent sends it finds there, which are another bot's business."""
+    name = f"{settings.cluster.name}-{settings.twitch.bot_username}"
     if settings.bus.driver == "nats":
         from ingress_egress.egress.ledger_nats import NatsLedger, bucket_name
 
-        return NatsLedger(settings.bus.nats_url, bucket_name(settings.cluster.name))
+        return NatsLedger(settings.bus.nats_url, bucket_name(name))
     from google.cloud.firestore import AsyncClient
 
     from ingress_egress.egress.ledger_firestore import FirestoreLedger
 
     client: Any = AsyncClient(project=settings.google.project or None)
-    return FirestoreLedger(client, settings.cluster.name)
+    return FirestoreLedger(client, name)
