@@ -6,7 +6,6 @@ relays it to the IRC readers; its point bucket runs on the rig's clock (20x real
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -78,17 +77,11 @@ async def test_a_429_waits_for_the_reset_and_sends_once(rig: Rig) -> None:
     await all_answered(rig, [warm["id"]])
     helix = rig.sim.helix
 
-    def emptied() -> bool:  # keeps the bucket empty until the sender met it
-        helix.exhaust(BOT.token)
-        return 429 in helix_posts(rig)
-
-    async def keep_empty() -> None:
-        await eventually(emptied, 30, "a send met the empty bucket", interval=0.002)
-
-    emptying = asyncio.create_task(keep_empty())
+    helix.hold_empty(BOT.token)  # until the send met the empty bucket
     body = command("plainone", "after the bucket refilled", rig.clock)
     await publish(rig.nc, body)
-    await asyncio.wait_for(emptying, 30)
+    await eventually(lambda: 429 in helix_posts(rig), 30, "a send met the empty bucket")
+    helix.hold_empty(BOT.token, held=False)
     [_, record] = await all_answered(rig, [warm["id"], body["id"]])
 
     assert record["status"] == "sent"

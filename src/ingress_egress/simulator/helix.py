@@ -55,9 +55,13 @@ class PointBucket:
     clock: Callable[[], float] = time.time
     points: float = -1.0
     at: float = 0.0
+    held_empty: bool = False  # a test keeps it empty until it says otherwise
 
     def take(self) -> bool:
         now = self.clock()
+        if self.held_empty:
+            self.points, self.at = 0.0, now
+            return False
         if self.points < 0:
             self.points, self.at = float(self.limit), now
         self.points = min(self.limit, self.points + (now - self.at) * self.limit / 60.0)
@@ -108,6 +112,15 @@ class HelixMock:
         bucket = self._bucket(token)
         bucket.take()
         bucket.points = 0.0
+
+    def hold_empty(self, token: str, held: bool = True) -> None:
+        """Keep the point bucket of ``token`` empty (every call a 429) until called again
+        with ``held=False``; then it refills from empty at the usual rate. Unlike
+        ``exhaust``, no call can slip in on a point refilled meanwhile."""
+        bucket = self._bucket(token)
+        bucket.take()
+        bucket.points = 0.0
+        bucket.held_empty = held
 
     def _bucket(self, token: str) -> PointBucket:
         bucket = self._buckets.get(token)
